@@ -1,0 +1,1 @@
+"""Feeds: KVS-style doubly linked lists of entries on the ringkv key-value API."""

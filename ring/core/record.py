@@ -1,0 +1,247 @@
+"""The stored record: sibling values with dots, a causal context, tombstones.
+
+The model is a multi-value register with *dotted* siblings and a version-vector causal context,
+the representation behind dotted version vectors (Preguiça, Baquero et al., "Dotted Version
+Vectors", 2012) and Riak's ``dvvset``:
+
+* every write creates one **dot** ``(actor, counter)``: the coordinator's actor and one more than
+  the highest counter of that actor it has seen for the key;
+* a record holds the siblings that are still concurrent, each with its dot, the coordinator's
+  wall-clock timestamp (only used to pick a default value, never for causality) and the value —
+  ``None`` for a **tombstone**;
+* the record's **context** is a version vector summarising every dot the record has seen,
+  including those of siblings it has since discarded.
+
+Invariants kept by every function here:
+
+1. every sibling's dot is covered by the record's own context;
+2. siblings are sorted by dot and no two share a dot;
+3. ``reconcile`` is the lattice join: commutative, associative, idempotent; a sibling survives
+   it unless the other side's context covers its dot and the other side no longer holds it, i.e.
+   unless it was causally superseded. Nothing concurrent is ever dropped.
+
+Because a write supersedes exactly the dots in the context it was given, sibling growth is bounded
+by the number of writers that really were concurrent (the DVV property), not by the number of
+writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import msgpack
+
+from ring.core import vclock
+from ring.core.vclock import Clock
+
+FORMAT_VERSION = 1
+# Above this many actors in a record's context, entries of actors that hold no sibling are
+# pruned. Actors are node incarnations, so a real record almost never gets here; pruning can only
+# make an old sibling reappear as concurrent, never hide a live one.
+MAX_CONTEXT_ACTORS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Sibling:
+    """One concurrent version of a key. ``value is None`` marks a tombstone."""
+
+    actor: str
+    counter: int
+    ts_ms: int
+    value: bytes | None
+
+    @property
+    def dot(self) -> tuple[str, int]:
+        return (self.actor, self.counter)
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.value is None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Siblings plus the causal context that summarises everything this record has seen."""
+
+    siblings: tuple[Sibling, ...] = ()
+    context: Clock = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.siblings and not self.context
+
+    @property
+    def live(self) -> list[Sibling]:
+        """Siblings that hold a value (not tombstones)."""
+        return [s for s in self.siblings if s.value is not None]
+
+    @property
+    def is_deleted(self) -> bool:
+        """True when every sibling is a tombstone (or there is none)."""
+        return all(s.value is None for s in self.siblings)
+
+
+EMPTY = Record()
+
+
+def _pick(a: Sibling, b: Sibling) -> Sibling:
+    """Choose between two siblings with the same dot (only possible after corruption or a bug);
+    the rule is deterministic so that ``reconcile`` stays commutative."""
+    return max(a, b, key=lambda s: (s.ts_ms, s.value is not None, s.value or b""))
+
+
+def reconcile(a: Record, b: Record) -> Record:
+    """Merge two records of the same key: the join of the causal lattice."""
+    if a is b or a == b:
+        return a
+    a_dots = {s.dot: s for s in a.siblings}
+    b_dots = {s.dot: s for s in b.siblings}
+    keep: dict[tuple[str, int], Sibling] = {}
+    for dot, s in a_dots.items():
+        other = b_dots.get(dot)
+        if other is not None:
+            keep[dot] = s if other == s else _pick(s, other)
+        elif not vclock.covers(b.context, s.actor, s.counter):
+            keep[dot] = s
+    for dot, s in b_dots.items():
+        if dot not in a_dots and not vclock.covers(a.context, s.actor, s.counter):
+            keep[dot] = s
+    return Record(tuple(keep[d] for d in sorted(keep)), vclock.merge(a.context, b.context))
+
+
+def reconcile_all(records: Iterable[Record]) -> Record:
+    out = EMPTY
+    for r in records:
+        out = reconcile(out, r)
+    return out
+
+
+def write(
+    local: Record,
+    actor: str,
+    value: bytes | None,
+    ts_ms: int,
+    context: Mapping[str, int] | None = None,
+) -> Record:
+    """The coordinator's step of a put (or, with ``value=None``, a delete).
+
+    ``context`` is what the client saw (from ``get_versioned``); without one the write supersedes
+    everything ``local`` holds, which gives a single writer plain overwrite semantics.
+    Siblings of ``local`` that ``context`` did not see stay as siblings of the new value.
+    """
+    seen: Mapping[str, int] = local.context if context is None else context
+    counter = max(local.context.get(actor, 0), seen.get(actor, 0)) + 1
+    keep = [s for s in local.siblings if not vclock.covers(seen, s.actor, s.counter)]
+    new = Sibling(actor, counter, ts_ms, value)
+    keep.append(new)
+    keep.sort(key=lambda s: (s.actor, s.counter))
+    ctx = vclock.merge(local.context, seen)
+    ctx[actor] = counter
+    if len(ctx) > MAX_CONTEXT_ACTORS:
+        ctx = _prune_context(ctx, keep, actor)
+    return Record(tuple(keep), ctx)
+
+
+def _prune_context(ctx: Clock, siblings: list[Sibling], writer: str) -> Clock:
+    """Drop context entries of actors that hold no sibling, in actor order, down to the bound.
+    The writer's own entry and the entries covering siblings are kept (invariant 1)."""
+    protected = {s.actor for s in siblings} | {writer}
+    out = dict(ctx)
+    for actor in sorted(ctx):
+        if len(out) <= MAX_CONTEXT_ACTORS:
+            break
+        if actor not in protected:
+            del out[actor]
+    return out
+
+
+def resolve(record: Record) -> bytes | None:
+    """The default resolver: the live sibling with the latest timestamp (ties broken by dot), or
+    ``None`` when the key is absent or deleted. Deterministic: every replica picks the same."""
+    best: Sibling | None = None
+    for s in record.siblings:
+        if s.value is None:
+            continue
+        if best is None or (s.ts_ms, s.actor, s.counter) > (best.ts_ms, best.actor, best.counter):
+            best = s
+    return None if best is None else best.value
+
+
+# --- encoding ------------------------------------------------------------------------------
+#
+# A record is the msgpack array ``[FORMAT_VERSION, context, siblings]`` where ``context`` is the
+# flat clock ``[actor, counter, ...]`` and ``siblings`` is the flat array
+# ``[actor, counter, ts_ms, value_or_nil, ...]``. Flat arrays keep encoding and decoding cheap.
+
+
+def encode(record: Record) -> bytes:
+    return msgpack.packb(to_wire(record), use_bin_type=True)
+
+
+def to_wire(record: Record) -> list[object]:
+    """The record as plain msgpack-able data (used inside protocol messages)."""
+    sibs: list[object] = []
+    for s in record.siblings:
+        sibs += (s.actor, s.counter, s.ts_ms, s.value)
+    return [FORMAT_VERSION, vclock.to_flat(record.context), sibs]
+
+
+def decode(data: bytes) -> Record:
+    """Inverse of :func:`encode`. Raises ``ValueError`` on anything that is not a record."""
+    try:
+        obj = msgpack.unpackb(data)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ValueError(f"not an encoded record: {exc}") from None
+    return from_wire(obj)
+
+
+def from_wire(obj: object) -> Record:
+    if not isinstance(obj, list) or len(obj) != 3 or obj[0] != FORMAT_VERSION:
+        raise ValueError("not an encoded record (expected [1, context, siblings])")
+    ctx = vclock.from_flat(obj[1])
+    flat = obj[2]
+    if not isinstance(flat, list) or len(flat) % 4:
+        raise ValueError("record siblings must be a flat array of 4-tuples")
+    sibs = []
+    for i in range(0, len(flat), 4):
+        actor, counter, ts, value = flat[i : i + 4]
+        if not (
+            isinstance(actor, str)
+            and isinstance(counter, int)
+            and isinstance(ts, int)
+            and (value is None or isinstance(value, bytes))
+        ):
+            raise ValueError("malformed sibling in record")
+        if ctx.get(actor, 0) < counter:
+            raise ValueError("record context does not cover one of its siblings")
+        sibs.append(Sibling(actor, counter, ts, value))
+    sibs.sort(key=lambda s: (s.actor, s.counter))
+    return Record(tuple(sibs), ctx)
+
+
+def decode_resolved(data: bytes) -> bytes | None:
+    """``resolve(decode(data))`` without building objects: the hot path of ``get``."""
+    obj = msgpack.unpackb(data)
+    flat = obj[2]
+    if len(flat) == 4:
+        return flat[3]
+    best = None
+    best_key: tuple[int, str, int] | None = None
+    for i in range(0, len(flat), 4):
+        value = flat[i + 3]
+        if value is None:
+            continue
+        key = (flat[i + 2], flat[i], flat[i + 1])
+        if best_key is None or key > best_key:
+            best, best_key = value, key
+    return best
+
+
+def encode_context(context: Mapping[str, int]) -> bytes:
+    """The opaque causal context handed to clients."""
+    return vclock.encode(context)
+
+
+def decode_context(data: bytes) -> Clock:
+    return vclock.decode(data)

@@ -1,0 +1,329 @@
+"""The embedded, single-process store: ``ring.open(path)``.
+
+It runs the same pure record logic a cluster replica runs (``ring.core.record.write`` for a
+coordinated put, ``reconcile`` for merging) over a local storage backend. The node is its own
+only replica, so N = R = W = 1.
+
+Storage layout (one key space, one-byte prefixes): ``d`` + user key → encoded record;
+``m`` + name → metadata (the actor id of this data directory).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ring.core import record as rec
+from ring.errors import CorruptData, InvalidInput, StoreClosed
+from ring.storage import Storage, open_storage
+
+DATA = b"d"
+META = b"m"
+ACTOR_KEY = META + b"actor"
+
+DEFAULT_DATA_DIR = "ringkv-data"
+MAX_KEY_BYTES = 64 * 1024
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+
+_SETTINGS = {
+    "backend": "rocksdb",
+    "sync": False,
+    "max_key_bytes": MAX_KEY_BYTES,
+    "max_value_bytes": MAX_VALUE_BYTES,
+    "name": "local",
+}
+
+
+def default_path() -> str:
+    """``$RINGKV_DATA``, else ``./ringkv-data``: the directory ``ring.open()`` and ringctl use."""
+    return os.environ.get("RINGKV_DATA") or DEFAULT_DATA_DIR
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """Every live sibling of a key plus the opaque causal context to write back with.
+
+    ``values`` is empty when the key is absent or deleted. Pass ``context`` to ``put`` or
+    ``delete`` to supersede exactly the versions seen here.
+    """
+
+    values: tuple[bytes, ...]
+    context: bytes
+    value: bytes | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+
+def to_bytes(data: Any, what: str, limit: int) -> bytes:
+    if isinstance(data, bytes):
+        out = data
+    elif isinstance(data, str):
+        out = data.encode("utf-8")
+    elif isinstance(data, bytearray | memoryview):
+        out = bytes(data)
+    else:
+        raise InvalidInput(f"{what} must be bytes or str, not {type(data).__name__}")
+    if len(out) > limit:
+        raise InvalidInput(f"{what} is {len(out)} bytes; the limit is {limit} bytes")
+    return out
+
+
+def versioned_of(record: rec.Record) -> Versioned:
+    live = record.live
+    return Versioned(
+        tuple(s.value for s in live if s.value is not None),
+        rec.encode_context(record.context) if record.context else b"",
+        rec.resolve(record),
+    )
+
+
+def decode_context(context: Any) -> dict[str, int] | None:
+    if context is None:
+        return None
+    if isinstance(context, Versioned):
+        context = context.context
+    if not isinstance(context, bytes):
+        raise InvalidInput("context must be the bytes from get_versioned(...).context")
+    if not context:
+        return {}
+    try:
+        return rec.decode_context(context)
+    except ValueError as exc:
+        raise InvalidInput(f"context is not one ringkv produced: {exc}") from None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    """An open embedded store. Use as a context manager; ``close()`` is idempotent."""
+
+    def __init__(self, path: str | None = None, **config: Any) -> None:
+        unknown = set(config) - set(_SETTINGS)
+        if unknown:
+            raise InvalidInput(
+                f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(_SETTINGS)}"
+            )
+        settings = {**_SETTINGS, **config}
+        self.max_key_bytes = int(settings["max_key_bytes"])
+        self.max_value_bytes = int(settings["max_value_bytes"])
+        backend = str(settings["backend"])
+        self.path = None if backend == "memory" else (path or default_path())
+        self._sync = bool(settings["sync"])
+        self._storage: Storage | None = open_storage(self.path, backend=backend, sync=self._sync)
+        self._lock = threading.RLock()
+        self.actor = self._load_actor(str(settings["name"]))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _load_actor(self, name: str) -> str:
+        """This directory's actor id: the name plus an epoch made when the data was created, so a
+        wiped directory never reuses the counters of the data it lost."""
+        raw = self.storage.get(ACTOR_KEY)
+        if raw is not None:
+            return raw.decode("utf-8")
+        actor = f"{name}@{os.urandom(6).hex()}"
+        self.storage.write([(ACTOR_KEY, actor.encode())], sync=True)
+        return actor
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            raise StoreClosed("the store is closed; open it again with ring.open()")
+        return self._storage
+
+    @property
+    def closed(self) -> bool:
+        return self._storage is None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<ring.Store {self.path or 'memory'} {state}>"
+
+    # --- records -------------------------------------------------------------------------
+
+    def _key(self, key: Any) -> bytes:
+        return to_bytes(key, "key", self.max_key_bytes)
+
+    def _value(self, value: Any) -> bytes:
+        return to_bytes(value, "value", self.max_value_bytes)
+
+    def _load(self, skey: bytes) -> rec.Record:
+        raw = self.storage.get(skey)
+        if raw is None:
+            return rec.EMPTY
+        try:
+            return rec.decode(raw)
+        except ValueError as exc:
+            raise CorruptData(f"stored record for {skey[1:]!r} cannot be decoded: {exc}") from None
+
+    def get_record(self, key: Any) -> rec.Record:
+        """The full stored record (siblings, tombstones, context) — for tools and tests."""
+        return self._load(DATA + self._key(key))
+
+    # --- the public API ------------------------------------------------------------------
+
+    def get(self, key: Any) -> bytes | None:
+        """The value of ``key``, or ``None``. With siblings, the resolver's choice (the latest)."""
+        raw = self.storage.get(DATA + self._key(key))
+        if raw is None:
+            return None
+        try:
+            return rec.decode_resolved(raw)
+        except Exception as exc:
+            raise CorruptData(f"stored record for {key!r} cannot be decoded: {exc}") from None
+
+    def get_versioned(self, key: Any) -> Versioned:
+        return versioned_of(self._load(DATA + self._key(key)))
+
+    def put(self, key: Any, value: Any, context: Any = None) -> None:
+        """Store ``value``. Without ``context`` it overwrites what this store holds; with the
+        context of a ``get_versioned`` it supersedes exactly the versions seen there."""
+        self._write(self._key(key), self._value(value), decode_context(context))
+
+    def delete(self, key: Any, context: Any = None) -> None:
+        """Delete ``key`` by writing a tombstone (so the delete wins over what it saw)."""
+        self._write(self._key(key), None, decode_context(context))
+
+    def _write(self, key: bytes, value: bytes | None, ctx: dict[str, int] | None) -> None:
+        skey = DATA + key
+        with self._lock:
+            local = self._load(skey)
+            if value is None and local.is_empty and ctx is None:
+                return  # deleting a key never written: nothing to remember
+            new = rec.write(local, self.actor, value, now_ms(), ctx)
+            if self._sync:
+                self.storage.write([(skey, rec.encode(new))], sync=True)
+            else:
+                self.storage.put(skey, rec.encode(new))
+
+    def merge_record(self, key: bytes, incoming: rec.Record) -> rec.Record:
+        """Reconcile ``incoming`` into what is stored (used by ``load`` and replication)."""
+        skey = DATA + key
+        with self._lock:
+            merged = rec.reconcile(self._load(skey), incoming)
+            self.storage.write([(skey, rec.encode(merged))], sync=self._sync)
+            return merged
+
+    def merge_records(self, items: list[tuple[bytes, rec.Record]]) -> None:
+        """Reconcile many records in one atomic write batch."""
+        with self._lock:
+            pending: dict[bytes, rec.Record] = {}
+            for key, incoming in items:
+                skey = DATA + key
+                base = pending[skey] if skey in pending else self._load(skey)
+                pending[skey] = rec.reconcile(base, incoming)
+            self.storage.write(
+                [(k, rec.encode(r)) for k, r in pending.items()], sync=self._sync
+            )
+
+    def scan(
+        self,
+        prefix: Any = None,
+        start: Any = None,
+        stop: Any = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs in key order; deleted keys are skipped."""
+        if limit is not None and limit < 0:
+            raise InvalidInput("limit must be zero or more")
+        items = self.storage.scan(
+            DATA + (self._key(prefix) if prefix is not None else b""),
+            None if start is None else DATA + self._key(start),
+            None if stop is None else DATA + self._key(stop),
+            reverse,
+        )
+        n = 0
+        for skey, raw in items:
+            if limit is not None and n >= limit:
+                return
+            value = rec.decode_resolved(raw)
+            if value is None:
+                continue
+            n += 1
+            yield skey[1:], value
+
+    def scan_records(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Every stored record, tombstones included, encoded: what ``save`` dumps."""
+        for skey, raw in self.storage.scan(DATA + prefix):
+            yield skey[1:], raw
+
+    def batch(self) -> Batch:
+        """A with-block whose puts and deletes apply atomically on a clean exit, and not at all
+        if the block raises."""
+        return Batch(self)
+
+    def _apply_batch(self, ops: list[tuple[bytes, bytes | None, dict[str, int] | None]]) -> None:
+        with self._lock:
+            pending: dict[bytes, rec.Record] = {}
+            ts = now_ms()
+            for key, value, ctx in ops:
+                skey = DATA + key
+                local = pending[skey] if skey in pending else self._load(skey)
+                if value is None and local.is_empty and ctx is None:
+                    continue
+                pending[skey] = rec.write(local, self.actor, value, ts, ctx)
+            if pending:
+                self.storage.write(
+                    [(k, rec.encode(r)) for k, r in pending.items()], sync=self._sync
+                )
+
+
+class Batch:
+    """Collects writes; see :meth:`Store.batch`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._ops: list[tuple[bytes, bytes | None, dict[str, int] | None]] = []
+        self._done = False
+
+    def put(self, key: Any, value: Any, context: Any = None) -> None:
+        self._check()
+        s = self._store
+        self._ops.append((s._key(key), s._value(value), decode_context(context)))
+
+    def delete(self, key: Any, context: Any = None) -> None:
+        self._check()
+        self._ops.append((self._store._key(key), None, decode_context(context)))
+
+    def _check(self) -> None:
+        if self._done:
+            raise InvalidInput("this batch has already been applied or discarded")
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._done = True
+        if exc_type is None and self._ops:
+            self._store._apply_batch(self._ops)
+        self._ops = []
+
+
+def open(path: str | None = None, **config: Any) -> Store:  # noqa: A001 - mirrors io.open
+    """Open (creating if needed) an embedded store at ``path`` (default ``$RINGKV_DATA`` or
+    ``./ringkv-data``). Settings: ``backend`` ("rocksdb" or "memory"), ``sync`` (fsync every
+    write), ``max_key_bytes``, ``max_value_bytes``, ``name`` (the actor name of new data)."""
+    return Store(path, **config)
