@@ -1,0 +1,217 @@
+"""ringctl's skeleton: exit codes, the command registry, the parser and the store target.
+
+A command is a function ``run(args, out) -> int | None`` registered with :func:`command`; a module
+that defines commands registers them when imported, and ``ring.cli.ringctl.COMMAND_MODULES``
+lists the modules to import. Nested commands (``cluster local``) are registered by their full
+name after the group itself (:func:`group`). Commands that touch keys get their store from
+:func:`open_target`, the one place that decides between the embedded store and (later) a cluster
+client with the same methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ring
+from ring.cli.output import PROG, Output
+from ring.embedded import default_path
+from ring.errors import RingError
+
+# --- exit codes (the README documents this table) ---------------------------------------------
+
+OK = 0
+NOT_FOUND = 1
+USAGE = 2
+INVALID = 3
+UNAVAILABLE = 4
+UNREACHABLE = 5
+INTERNAL = 70
+INTERRUPTED = 130
+BROKEN_PIPE = 141
+
+EXIT_CODES: dict[int, str] = {
+    OK: "success",
+    NOT_FOUND: "key not found",
+    USAGE: "usage error: unknown command, missing or bad arguments",
+    INVALID: "invalid input, or a corrupt or truncated dump (nothing was applied)",
+    UNAVAILABLE: "store unavailable: data directory locked, missing or unreadable; I/O error",
+    UNREACHABLE: "cluster node unreachable (reserved for cluster commands)",
+    INTERNAL: "internal error (a bug): set RINGKV_DEBUG=1 to see the traceback",
+    INTERRUPTED: "interrupted (Ctrl-C)",
+    BROKEN_PIPE: "stdout was closed early (e.g. piped into head)",
+}
+
+
+class CliError(RingError):
+    """An error the CLI itself detected, with the exit code it maps to."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- the command registry ----------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace, Output], "int | None"]
+Configure = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # "put", or "group sub" for a command inside a group
+    help: str  # one line, shown by ``ringctl --help``
+    run: Handler
+    configure: Configure | None = None
+    description: str | None = None
+
+
+COMMANDS: dict[str, Command] = {}
+GROUPS: dict[str, str] = {}
+
+
+def command(
+    name: str, help: str, *, description: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``run(args, out)`` as command ``name``. Arguments are declared on the function
+    with :func:`arguments` (applied first, so written below this decorator)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        parent = name.rpartition(" ")[0]
+        if parent and parent not in GROUPS:
+            raise ValueError(f"register the group {parent!r} before the command {name!r}")
+        if name in COMMANDS or name in GROUPS:
+            raise ValueError(f"command {name!r} is registered twice")
+        COMMANDS[name] = Command(name, help, fn, getattr(fn, "_configure", None), description)
+        return fn
+
+    return register
+
+
+def arguments(configure: Configure) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Attach the function that adds a command's arguments to its subparser."""
+
+    def attach(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn._configure = configure  # type: ignore[attr-defined]
+        return fn
+
+    return attach
+
+
+def group(name: str, help: str) -> None:
+    """Declare a command group such as ``cluster`` (its commands are ``cluster NAME``)."""
+    if name in COMMANDS or name in GROUPS:
+        raise ValueError(f"command group {name!r} is registered twice")
+    GROUPS[name] = help
+
+
+# --- the parser ----------------------------------------------------------------------------------
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options valid before the command (``top``) and, for convenience, after it too. On
+    subparsers the defaults are suppressed so they never overwrite a value given earlier."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        default=default(None),
+        help="embedded data directory (default: $RINGKV_DATA, else ./ringkv-data)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default=default("text"),
+        help="output format (default: text)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Work with a ringkv store: keys, values, dumps.",
+        epilog="exit codes:\n"
+        + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ring.__version__}")
+    add_global_options(parser, top=True)
+    subparsers: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {
+        "": parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    }
+    # Groups and commands in registration order, each level after the one that holds it.
+    for name in sorted([*GROUPS, *COMMANDS], key=lambda n: n.count(" ")):
+        parent, _, leaf = name.rpartition(" ")
+        cmd = COMMANDS.get(name)
+        text = cmd.help if cmd else GROUPS[name]
+        sub = subparsers[parent].add_parser(
+            leaf, help=text, description=(cmd.description if cmd else None) or text
+        )
+        add_global_options(sub, top=False)
+        if cmd is None:
+            subparsers[name] = sub.add_subparsers(
+                dest=f"{name}_command", metavar="COMMAND", title="commands"
+            )
+            sub.set_defaults(_group=sub)
+            continue
+        if cmd.configure is not None:
+            cmd.configure(sub)
+        sub.set_defaults(_command=cmd)
+    return parser
+
+
+# --- the target store -----------------------------------------------------------------------------
+
+
+def data_dir(args: argparse.Namespace) -> str:
+    return getattr(args, "data", None) or default_path()
+
+
+def open_target(args: argparse.Namespace, *, create: bool = True) -> Any:
+    """The store the data commands use: an embedded ``ring.Store`` on ``--data``. (A cluster
+    client with the same methods will be returned here when ``--nodes`` is given.)
+
+    With ``create=False`` a missing data directory is an error instead of a new empty store, so
+    a read with a mistyped ``--data`` says so rather than reporting every key missing.
+    """
+    path = data_dir(args)
+    if not os.path.isdir(path):
+        if not create:
+            raise CliError(
+                f"no data directory at {path} (pass --data DIR or set RINGKV_DATA)", UNAVAILABLE
+            )
+    elif not os.path.exists(os.path.join(path, "CURRENT")) and os.listdir(path):
+        # Refuse to scatter RocksDB files into an unrelated, non-empty directory.
+        raise CliError(
+            f"{path} is not a ringkv data directory (it is not empty and holds no store)",
+            UNAVAILABLE,
+        )
+    try:
+        with _encodable_argv():
+            return ring.open(path)
+    except RingError:
+        raise
+    except Exception as exc:  # rocksdict reports IO problems as plain exceptions
+        raise CliError(f"cannot open the data directory {path}: {exc}", UNAVAILABLE) from None
+
+
+@contextlib.contextmanager
+def _encodable_argv() -> Iterator[None]:
+    """The RocksDB backend writes ``sys.argv`` to a UTF-8 owner file when it opens a store, and
+    fails if an argument holds bytes that are not UTF-8 (a binary key). Until it escapes them
+    itself, show it an escaped copy while the store opens."""
+    saved = sys.argv
+    sys.argv = [a.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for a in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
