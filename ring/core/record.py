@@ -170,13 +170,20 @@ def resolve(record: Record) -> bytes | None:
 
 # --- encoding ------------------------------------------------------------------------------
 #
-# A record is the msgpack array ``[FORMAT_VERSION, context, siblings]`` where ``context`` is the
-# flat clock ``[actor, counter, ...]`` and ``siblings`` is the flat array
-# ``[actor, counter, ts_ms, value_or_nil, ...]``. Flat arrays keep encoding and decoding cheap.
+# On the wire a record is the msgpack-able list ``[1, context, siblings]`` where ``context`` is
+# the flat clock ``[actor, counter, ...]`` and ``siblings`` the flat array
+# ``[actor, counter, ts_ms, value_or_nil, ...]``.
+#
+# In storage (``encode``/``decode``) the resolved value is moved out of the msgpack part to the
+# end of the bytes, so that ``get`` finds it with one slice and no decoding:
+#
+#     kind (1 byte) + length of head (1 byte, or 0xff + uint32_be) + head + value
+#
+# ``head`` is ``msgpack([1, context, siblings])``. ``kind`` is 1 when the tail holds the resolved
+# (live) value, whose slot in ``siblings`` is then ``True``; 0 when no sibling is live (the key
+# is absent or deleted) and the tail is empty.
 
-
-def encode(record: Record) -> bytes:
-    return msgpack.packb(to_wire(record), use_bin_type=True)
+_MAX_CTX_FLAT = 2 * MAX_CONTEXT_ACTORS
 
 
 def to_wire(record: Record) -> list[object]:
@@ -187,16 +194,11 @@ def to_wire(record: Record) -> list[object]:
     return [FORMAT_VERSION, vclock.to_flat(record.context), sibs]
 
 
-def decode(data: bytes) -> Record:
-    """Inverse of :func:`encode`. Raises ``ValueError`` on anything that is not a record."""
-    try:
-        obj = msgpack.unpackb(data)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise ValueError(f"not an encoded record: {exc}") from None
-    return from_wire(obj)
-
-
 def from_wire(obj: object) -> Record:
+    return _from_parts(obj, None)
+
+
+def _from_parts(obj: object, tail: bytes | None) -> Record:
     if not isinstance(obj, list) or len(obj) != 3 or obj[0] != FORMAT_VERSION:
         raise ValueError("not an encoded record (expected [1, context, siblings])")
     ctx = vclock.from_flat(obj[1])
@@ -206,6 +208,8 @@ def from_wire(obj: object) -> Record:
     sibs = []
     for i in range(0, len(flat), 4):
         actor, counter, ts, value = flat[i : i + 4]
+        if value is True and tail is not None:
+            value, tail = tail, None
         if not (
             isinstance(actor, str)
             and isinstance(counter, int)
@@ -216,26 +220,107 @@ def from_wire(obj: object) -> Record:
         if ctx.get(actor, 0) < counter:
             raise ValueError("record context does not cover one of its siblings")
         sibs.append(Sibling(actor, counter, ts, value))
+    if tail is not None:
+        raise ValueError("record tail value has no sibling")
     sibs.sort(key=lambda s: (s.actor, s.counter))
     return Record(tuple(sibs), ctx)
 
 
-def decode_resolved(data: bytes) -> bytes | None:
-    """``resolve(decode(data))`` without building objects: the hot path of ``get``."""
-    obj = msgpack.unpackb(data)
-    flat = obj[2]
-    if len(flat) == 4:
-        return flat[3]
-    best = None
-    best_key: tuple[int, str, int] | None = None
-    for i in range(0, len(flat), 4):
-        value = flat[i + 3]
-        if value is None:
+def _resolved_index(record: Record) -> int:
+    best = -1
+    for i, s in enumerate(record.siblings):
+        if s.value is None:
             continue
-        key = (flat[i + 2], flat[i], flat[i + 1])
-        if best_key is None or key > best_key:
-            best, best_key = value, key
+        b = record.siblings[best] if best >= 0 else None
+        if b is None or (s.ts_ms, s.actor, s.counter) > (b.ts_ms, b.actor, b.counter):
+            best = i
     return best
+
+
+def _frame(head: bytes, value: bytes | None) -> bytes:
+    n = len(head)
+    size = bytes((n,)) if n < 255 else b"\xff" + n.to_bytes(4, "big")
+    if value is None:
+        return b"\x00" + size + head
+    return b"".join((b"\x01", size, head, value))
+
+
+def encode(record: Record) -> bytes:
+    """The storage form (see above)."""
+    best = _resolved_index(record)
+    sibs: list[object] = []
+    for i, s in enumerate(record.siblings):
+        sibs += (s.actor, s.counter, s.ts_ms, True if i == best else s.value)
+    head = _packb([FORMAT_VERSION, vclock.to_flat(record.context), sibs])
+    return _frame(head, record.siblings[best].value if best >= 0 else None)
+
+
+def _split(data: bytes) -> tuple[memoryview, bytes | None]:
+    if len(data) < 3 or data[0] > 1:
+        raise ValueError("not an encoded record (bad kind byte)")
+    n, start = data[1], 2
+    if n == 255:
+        n, start = int.from_bytes(data[2:6], "big"), 6
+    end = start + n
+    if end > len(data) or (data[0] == 0 and end != len(data)):
+        raise ValueError("not an encoded record (bad head length)")
+    return memoryview(data)[start:end], (data[end:] if data[0] == 1 else None)
+
+
+def decode(data: bytes) -> Record:
+    """Inverse of :func:`encode`. Raises ``ValueError`` on anything that is not a record."""
+    try:
+        head, tail = _split(data)
+        obj = _unpackb(head)
+    except ValueError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ValueError(f"not an encoded record: {exc}") from None
+    return _from_parts(obj, tail)
+
+
+def decode_resolved(data: bytes) -> bytes | None:
+    """``resolve(decode(data))`` with one slice and no decoding: the hot path of ``get``."""
+    kind = data[0]
+    if kind == 1:
+        n = data[1]
+        return data[n + 2 :] if n != 255 else data[6 + int.from_bytes(data[2:6], "big") :]
+    if kind == 0:
+        return None
+    raise ValueError("not an encoded record (bad kind byte)")
+
+
+def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int) -> bytes:
+    """``encode(write(decode(data), actor, value, ts_ms))`` for a put without context, which
+    supersedes every sibling and so needs only the stored context: the hot path of ``put``."""
+    if data is None:
+        return _frame(_packb([FORMAT_VERSION, [actor, 1], [actor, 1, ts_ms, True]]), value)
+    head, _ = _split(data)
+    obj = _unpackb(head)
+    flat = obj[1]
+    if not isinstance(flat, list) or len(flat) >= _MAX_CTX_FLAT or obj[0] != FORMAT_VERSION:
+        return encode(write(decode(data), actor, value, ts_ms))
+    for i in range(0, len(flat), 2):
+        a = flat[i]
+        if a == actor:
+            counter = flat[i + 1] + 1
+            flat[i + 1] = counter
+            break
+        if a > actor:
+            counter = 1
+            flat[i:i] = (actor, 1)
+            break
+    else:
+        counter = 1
+        flat += (actor, 1)
+    return _frame(_packb([FORMAT_VERSION, flat, [actor, counter, ts_ms, True]]), value)
+
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def _unpackb(data: object) -> object:
+    return msgpack.unpackb(data)
 
 
 def encode_context(context: Mapping[str, int]) -> bytes:

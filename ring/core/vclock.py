@@ -103,7 +103,7 @@ def prune(
 
 
 def encode(clock: Mapping[str, int]) -> bytes:
-    """Compact msgpack form: a flat array ``[actor, counter, actor, counter, ...]`` in actor order."""
+    """Compact msgpack form: the flat array ``[actor, counter, ...]`` in actor order."""
     return msgpack.packb(to_flat(clock))
 
 
@@ -130,7 +130,8 @@ def from_flat(flat: object) -> Clock:
     out: Clock = {}
     for i in range(0, len(flat), 2):
         actor, n = flat[i], flat[i + 1]
-        if not isinstance(actor, str) or not isinstance(n, int) or n <= 0:
+        # bool is an int subclass; msgpack true/false is not a counter.
+        if not isinstance(actor, str) or type(n) is not int or n <= 0:
             raise ValueError("an encoded clock holds (str actor, positive int counter) pairs")
         out[actor] = n
     return out

@@ -7,31 +7,9 @@ once the batch is in the write-ahead log (RocksDB) so that it survives the death
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from ring.core.layout import Storage
 
-
-class Storage(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes) -> None: ...
-
-    def write(
-        self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), *, sync: bool = False
-    ) -> None:
-        """Apply all puts and deletes atomically: all of them or none."""
-
-    def scan(
-        self,
-        prefix: bytes | None = None,
-        start: bytes | None = None,
-        stop: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Items in key order (``start`` inclusive, ``stop`` exclusive) within ``prefix``."""
-
-    def close(self) -> None: ...
+__all__ = ["Storage", "prefix_end", "scan_bounds"]
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

@@ -22,7 +22,11 @@ class MemoryStorage:
         self._data[key] = value
 
     def write(
-        self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), *, sync: bool = False
+        self,
+        puts: Iterable[tuple[bytes, bytes]],
+        deletes: Iterable[bytes] = (),
+        *,
+        sync: bool = False,
     ) -> None:
         puts, deletes = list(puts), list(deletes)
         for key in deletes:

@@ -70,7 +70,9 @@ class RocksStorage:
     def _write_owner(self) -> None:
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         cmd = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
-        with open(os.path.join(self.path, OWNER_FILE), "w", encoding="utf-8") as f:
+        with open(
+            os.path.join(self.path, OWNER_FILE), "w", encoding="utf-8", errors="backslashreplace"
+        ) as f:
             f.write(f"pid {os.getpid()} ({cmd[:200] or 'python'}), since {started}\n")
 
     def _check(self) -> None:
@@ -90,7 +92,11 @@ class RocksStorage:
             raise StoreClosed("the store is closed") from None
 
     def write(
-        self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = (), *, sync: bool = False
+        self,
+        puts: Iterable[tuple[bytes, bytes]],
+        deletes: Iterable[bytes] = (),
+        *,
+        sync: bool = False,
     ) -> None:
         self._check()
         wb = rocksdict.WriteBatch(raw_mode=True)

@@ -1,0 +1,130 @@
+"""Embedded store throughput beside raw rocksdict, measured in the same run.
+
+    python benchmarks/embedded.py [--keys 100000] [--value-bytes 100] [--rounds 3]
+
+Prints ops/s of ``ring.open`` put, get and scan and of raw rocksdict put, get, scan and a
+read-modify-write loop (get then put: the least a versioned store must do per write) on the same
+keys, and the ratios between them. Figures are medians of ``--rounds``; this machine is noisy, so
+compare the ratios, not the absolute numbers.
+
+Targets (issue 2): embedded get >= 0.70x raw get; embedded put >= 0.80x raw read-modify-write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import rocksdict
+
+import ring
+from ring.storage.rocks import _options
+
+
+def timed(fn: Callable[[], int]) -> float:
+    t0 = time.perf_counter()
+    n = fn()
+    return n / (time.perf_counter() - t0)
+
+
+def bench(keys: list[bytes], value: bytes, rounds: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, rate: float) -> None:
+        results.setdefault(name, []).append(rate)
+
+    for _ in range(rounds):
+        raw_dir = tempfile.mkdtemp(prefix="ringkv-bench-raw-")
+        ring_dir = tempfile.mkdtemp(prefix="ringkv-bench-ring-")
+        try:
+            db = rocksdict.Rdict(raw_dir, options=_options())
+            put, get = db.put, db.get
+
+            def raw_put() -> int:
+                for k in keys:
+                    put(k, value)
+                return len(keys)
+
+            def raw_get() -> int:
+                for k in keys:
+                    get(k)
+                return len(keys)
+
+            def raw_rmw() -> int:
+                for k in keys:
+                    old = get(k)
+                    put(k, old[:4] + value[4:] if old is not None else value)
+                return len(keys)
+
+            def raw_scan() -> int:
+                return sum(1 for _ in db.items())
+
+            record("raw put", timed(raw_put))
+            record("raw get", timed(raw_get))
+            record("raw read-modify-write", timed(raw_rmw))
+            record("raw scan", timed(raw_scan))
+            db.close()
+
+            store = ring.open(ring_dir)
+
+            def ring_put() -> int:
+                p = store.put
+                for k in keys:
+                    p(k, value)
+                return len(keys)
+
+            def ring_get() -> int:
+                g = store.get
+                for k in keys:
+                    g(k)
+                return len(keys)
+
+            def ring_scan() -> int:
+                return sum(1 for _ in store.scan())
+
+            record("ring put (new keys)", timed(ring_put))
+            record("ring put (overwrite)", timed(ring_put))
+            record("ring get", timed(ring_get))
+            record("ring scan", timed(ring_scan))
+            store.close()
+        finally:
+            shutil.rmtree(raw_dir, ignore_errors=True)
+            shutil.rmtree(ring_dir, ignore_errors=True)
+    return {name: statistics.median(rates) for name, rates in results.items()}
+
+
+RATIOS = [
+    ("ring get / raw get", "ring get", "raw get", 0.70),
+    ("ring put (overwrite) / raw read-modify-write", "ring put (overwrite)", "raw read-modify-write", 0.80),
+    ("ring put (new keys) / raw read-modify-write", "ring put (new keys)", "raw read-modify-write", None),
+    ("ring put (overwrite) / raw put", "ring put (overwrite)", "raw put", None),
+    ("ring scan / raw scan", "ring scan", "raw scan", None),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--value-bytes", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    keys = [b"key:%012d" % i for i in range(args.keys)]
+    value = b"v" * args.value_bytes
+    rates = bench(keys, value, args.rounds)
+    print(f"{args.keys} keys of 16 B, values of {args.value_bytes} B, median of {args.rounds} rounds\n")
+    print(f"{'operation':<28}{'ops/s':>12}")
+    for name, rate in rates.items():
+        print(f"{name:<28}{rate:>12,.0f}")
+    print(f"\n{'ratio':<48}{'value':>8}  target")
+    for label, a, b, target in RATIOS:
+        ratio = rates[a] / rates[b]
+        verdict = "" if target is None else (f">= {target:.2f} " + ("met" if ratio >= target else "NOT met"))
+        print(f"{label:<48}{ratio:>8.2f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()

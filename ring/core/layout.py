@@ -1,0 +1,54 @@
+"""How a node lays out its local storage, and the storage interface the core is handed.
+
+The core performs no IO of its own: like the clock and the random source, a ``Storage`` object
+is passed in. It is local and synchronous (RocksDB under ``ringd``, an in-memory map in the
+simulator), and a write that returned is durable by the store's rules (in the write-ahead log).
+
+One key space, one-byte prefixes:
+
+* ``d`` + user key → the encoded record (``ring.core.record``);
+* ``m`` + name → node metadata (the actor id of this data directory, ...);
+* ``h`` + target node + ``\\x00`` + user key → a hinted record kept for ``target``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+DATA = b"d"
+META = b"m"
+HINT = b"h"
+ACTOR_KEY = META + b"actor"
+
+
+class Storage(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def write(
+        self,
+        puts: Iterable[tuple[bytes, bytes]],
+        deletes: Iterable[bytes] = (),
+        *,
+        sync: bool = False,
+    ) -> None: ...
+
+    def scan(
+        self,
+        prefix: bytes | None = None,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+def hint_key(target: str, key: bytes) -> bytes:
+    return HINT + target.encode() + b"\x00" + key
+
+
+def split_hint_key(skey: bytes) -> tuple[str, bytes]:
+    target, _, key = skey[1:].partition(b"\x00")
+    return target.decode(), key

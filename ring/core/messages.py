@@ -1,0 +1,194 @@
+"""Events the core consumes, effects it produces, and the messages nodes exchange.
+
+Everything here is a frozen, slotted dataclass. Node-to-node messages are registered with a small
+integer tag and travel as the msgpack array ``[tag, field1, field2, ...]`` (``to_wire`` /
+``from_wire``); the shell frames them, the core never sees bytes on the wire.
+
+Rules:
+
+* a message class lists only msgpack-native fields (int, str, bytes, None, bool, list, dict);
+  records travel in their ``record.to_wire`` form;
+* ``from_wire`` checks the tag and the field count and raises ``ValueError`` for anything else,
+  so a malformed frame is an error reply, never a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+# --- registry ------------------------------------------------------------------------------
+
+_BY_TAG: dict[int, type[Any]] = {}
+
+
+def message(tag: int) -> Any:
+    """Class decorator: make a frozen slotted dataclass and register it under ``tag``."""
+
+    def wrap(cls: type[Any]) -> type[Any]:
+        dc = dataclass(frozen=True, slots=True)(cls)
+        if tag in _BY_TAG:
+            raise RuntimeError(f"message tag {tag} is used twice")
+        dc.TAG = tag
+        dc.FIELDS = tuple(f.name for f in dataclasses.fields(dc))
+        _BY_TAG[tag] = dc
+        return dc
+
+    return wrap
+
+
+def to_wire(msg: Any) -> list[Any]:
+    return [msg.TAG, *(getattr(msg, f) for f in msg.FIELDS)]
+
+
+def from_wire(obj: Any) -> Any:
+    if not isinstance(obj, list) or not obj or not isinstance(obj[0], int):
+        raise ValueError("a message is an array [tag, fields...]")
+    cls = _BY_TAG.get(obj[0])
+    if cls is None:
+        raise ValueError(f"unknown message tag {obj[0]}")
+    if len(obj) - 1 != len(cls.FIELDS):
+        raise ValueError(f"{cls.__name__} takes {len(cls.FIELDS)} fields, got {len(obj) - 1}")
+    return cls(*obj[1:])
+
+
+# --- events: what the shell (or the simulator) feeds the core --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed. The shell sends one every ``tick_ms``; the core runs its timers from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """A request from a client connection. ``req_id`` is unique within this node's process."""
+
+    req_id: int
+    op: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMessage:
+    """A message from another node (over TCP), identified by the name from its hello."""
+
+    src: str
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A gossip datagram (over UDP) from ``src``, a ``host:port`` address."""
+
+    src: str
+    msg: Any
+
+
+# --- effects: what the core asks the shell to do ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``msg`` to node ``dest`` at ``address`` over the node-to-node TCP link."""
+
+    dest: str
+    address: str
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    """Send a gossip message to ``address`` over UDP."""
+
+    address: str
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer client request ``req_id``. ``error`` is None on success, else an error kind
+    (``"quorum"``, ``"invalid"``, ``"unavailable"``, ``"timeout"``...) and ``result`` its message;
+    for quorum errors ``result`` is ``{"message": str, "replied": int, "needed": int}``."""
+
+    req_id: int
+    error: str | None
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str
+    text: str
+
+
+# --- node-to-node messages (TCP) ---------------------------------------------------------------
+
+
+@message(1)
+class ReplicaPut:
+    """Store ``record`` (merged by reconcile) and acknowledge once durable. With ``hint_for`` set,
+    the receiver is a fallback keeping it for that node."""
+
+    op_id: int
+    key: bytes
+    record: list[Any]
+    hint_for: str | None
+
+
+@message(2)
+class ReplicaPutAck:
+    op_id: int
+    ok: bool
+
+
+@message(3)
+class ReplicaGet:
+    op_id: int
+    key: bytes
+
+
+@message(4)
+class ReplicaGetReply:
+    op_id: int
+    record: list[Any] | None
+
+
+@message(5)
+class Forward:
+    """A client write passed to a node of the key's preference list, which coordinates it."""
+
+    op_id: int
+    op: str
+    args: dict[str, Any]
+
+
+@message(6)
+class ForwardReply:
+    op_id: int
+    error: str | None
+    result: Any
+
+
+@message(7)
+class ScanRequest:
+    op_id: int
+    start: bytes | None
+    stop: bytes | None
+    reverse: bool
+    limit: int
+
+
+@message(8)
+class ScanReply:
+    """``items`` is a flat list ``[key, record_wire, key, record_wire, ...]`` in scan order."""
+
+    op_id: int
+    items: list[Any]
+
+
+class Gossip:
+    """Marker base for gossip (UDP) messages; defined in ``ring.core.membership``."""
+
+    TAG: ClassVar[int]
