@@ -101,6 +101,9 @@ def _closed(*_: object) -> Any:
     raise StoreClosed("the store is closed; open it again with ring.open()")
 
 
+_time_ns = time.time_ns
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -121,7 +124,7 @@ class Store:
         self.path = None if backend == "memory" else (path or default_path())
         self._sync = bool(settings["sync"])
         self._storage: Storage | None = open_storage(self.path, backend=backend, sync=self._sync)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self.actor = self._load_actor(str(settings["name"]))
         self._bind_fast_paths()
 
@@ -232,7 +235,7 @@ class Store:
         with self._lock:
             raw = self._get(skey)
             try:
-                new = rec.blind_write_encoded(raw, self.actor, value, now_ms())
+                new = rec.blind_write_encoded(raw, self.actor, value, _time_ns() // 1_000_000)
             except Exception as exc:
                 raise CorruptData(f"stored record for {key!r} cannot be decoded: {exc}") from None
             self._put(skey, new)

@@ -183,7 +183,6 @@ def resolve(record: Record) -> bytes | None:
 # (live) value, whose slot in ``siblings`` is then ``True``; 0 when no sibling is live (the key
 # is absent or deleted) and the tail is empty.
 
-_MAX_CTX_FLAT = 2 * MAX_CONTEXT_ACTORS
 
 
 def to_wire(record: Record) -> list[object]:
@@ -237,9 +236,12 @@ def _resolved_index(record: Record) -> int:
     return best
 
 
+_SIZES = [bytes((n,)) for n in range(255)]
+
+
 def _frame(head: bytes, value: bytes | None) -> bytes:
     n = len(head)
-    size = bytes((n,)) if n < 255 else b"\xff" + n.to_bytes(4, "big")
+    size = _SIZES[n] if n < 255 else b"\xff" + n.to_bytes(4, "big")
     if value is None:
         return b"\x00" + size + head
     return b"".join((b"\x01", size, head, value))
@@ -294,33 +296,30 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
     """``encode(write(decode(data), actor, value, ts_ms))`` for a put without context, which
     supersedes every sibling and so needs only the stored context: the hot path of ``put``."""
     if data is None:
-        return _frame(_packb([FORMAT_VERSION, [actor, 1], [actor, 1, ts_ms, True]]), value)
-    head, _ = _split(data)
-    obj = _unpackb(head)
-    flat = obj[1]
-    if not isinstance(flat, list) or len(flat) >= _MAX_CTX_FLAT or obj[0] != FORMAT_VERSION:
-        return encode(write(decode(data), actor, value, ts_ms))
-    for i in range(0, len(flat), 2):
-        a = flat[i]
-        if a == actor:
-            counter = flat[i + 1] + 1
-            flat[i + 1] = counter
-            break
-        if a > actor:
-            counter = 1
-            flat[i:i] = (actor, 1)
-            break
-    else:
-        counter = 1
-        flat += (actor, 1)
-    return _frame(_packb([FORMAT_VERSION, flat, [actor, counter, ts_ms, True]]), value)
+        return _frame(_packb((FORMAT_VERSION, (actor, 1), (actor, 1, ts_ms, True))), value)
+    n = data[1]
+    if n != 255 and data[0] <= 1:
+        obj = _unpackb(data[2 : 2 + n])
+        flat = obj[1]
+        if len(flat) == 2 and flat[0] == actor and obj[0] == FORMAT_VERSION:
+            # The usual case: this actor is the only writer the key has seen.
+            counter = flat[1] + 1
+            return _frame(
+                _packb((FORMAT_VERSION, (actor, counter), (actor, counter, ts_ms, True))), value
+            )
+    local = decode(data)
+    if len(local.context) >= MAX_CONTEXT_ACTORS:
+        return encode(write(local, actor, value, ts_ms))
+    ctx = dict(local.context)
+    counter = ctx.get(actor, 0) + 1
+    ctx[actor] = counter
+    return _frame(_packb((FORMAT_VERSION, vclock.to_flat(ctx), (actor, counter, ts_ms, True))), value)
 
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
-def _unpackb(data: object) -> object:
-    return msgpack.unpackb(data)
+_unpackb = msgpack.unpackb
 
 
 def encode_context(context: Mapping[str, int]) -> bytes:
