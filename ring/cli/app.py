@@ -11,10 +11,8 @@ client with the same methods.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +125,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="embedded data directory (default: $RINGKV_DATA, else ./ringkv-data)",
     )
     parser.add_argument(
+        "--nodes",
+        metavar="HOST:PORT[,...]",
+        default=default(None),
+        help="work on a cluster through these nodes (default: $RINGKV_NODES; unset: embedded)",
+    )
+    parser.add_argument(
         "-o",
         "--output",
         choices=("text", "json"),
@@ -176,13 +180,32 @@ def data_dir(args: argparse.Namespace) -> str:
     return getattr(args, "data", None) or default_path()
 
 
-def open_target(args: argparse.Namespace, *, create: bool = True) -> Any:
-    """The store the data commands use: an embedded ``ring.Store`` on ``--data``. (A cluster
-    client with the same methods will be returned here when ``--nodes`` is given.)
+def cluster_nodes(args: argparse.Namespace) -> str | None:
+    """``--nodes``, else ``$RINGKV_NODES``, else None (the embedded store)."""
+    return getattr(args, "nodes", None) or os.environ.get("RINGKV_NODES") or None
+
+
+def open_target(args: argparse.Namespace, *, create: bool = True, cluster: bool = True) -> Any:
+    """The store the data commands use: a cluster client when ``--nodes`` (or
+    ``$RINGKV_NODES``) is given, else the embedded ``ring.Store`` on ``--data``. Both have the
+    same methods. Commands that only work embedded pass ``cluster=False``.
 
     With ``create=False`` a missing data directory is an error instead of a new empty store, so
     a read with a mistyped ``--data`` says so rather than reporting every key missing.
     """
+    nodes = cluster_nodes(args)
+    if nodes:
+        if not cluster:
+            raise CliError(
+                f"{args.command} works on an embedded data directory only: unset RINGKV_NODES "
+                "or drop --nodes, and pass --data DIR",
+                USAGE,
+            )
+        return ring.connect(nodes)
+    return _open_embedded(args, create=create)
+
+
+def _open_embedded(args: argparse.Namespace, *, create: bool) -> Any:
     path = data_dir(args)
     if not os.path.isdir(path):
         if not create:
@@ -196,22 +219,8 @@ def open_target(args: argparse.Namespace, *, create: bool = True) -> Any:
             UNAVAILABLE,
         )
     try:
-        with _encodable_argv():
-            return ring.open(path)
+        return ring.open(path)
     except RingError:
         raise
     except Exception as exc:  # rocksdict reports IO problems as plain exceptions
         raise CliError(f"cannot open the data directory {path}: {exc}", UNAVAILABLE) from None
-
-
-@contextlib.contextmanager
-def _encodable_argv() -> Iterator[None]:
-    """The RocksDB backend writes ``sys.argv`` to a UTF-8 owner file when it opens a store, and
-    fails if an argument holds bytes that are not UTF-8 (a binary key). Until it escapes them
-    itself, show it an escaped copy while the store opens."""
-    saved = sys.argv
-    sys.argv = [a.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for a in saved]
-    try:
-        yield
-    finally:
-        sys.argv = saved

@@ -107,7 +107,7 @@ def save(args: argparse.Namespace, out: Output) -> None:
         raise CliError("refusing to write a binary dump to a terminal; redirect stdout", USAGE)
     progress = out.progress()
     try:
-        with open_target(args, create=False) as store:
+        with open_target(args, create=False, cluster=False) as store:
             if args.file == "-":
                 summary = dump.write(out.stdout, store.scan_records(), _save_progress(progress))
                 out.stdout.flush()
@@ -178,7 +178,7 @@ def load(args: argparse.Namespace, out: Output) -> None:
                 )
 
             summary = dump.verify(f, verifying)
-            with open_target(args) as store:
+            with open_target(args, cluster=False) as store:
                 _merge(store, dump.read(f), summary.records, progress)
     finally:
         progress.clear()

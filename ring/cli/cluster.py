@@ -1,0 +1,253 @@
+"""Cluster commands: ``status``, ``ring`` and ``cluster local|stop``.
+
+``status`` and ``ring`` ask one node of ``--nodes`` (or ``$RINGKV_NODES``) for its view.
+``cluster local`` starts N ``ringd`` processes on 127.0.0.1 for a newcomer to try: their data
+lives under ``--dir`` (node1, node2, ...), their ports are chosen once and remembered in
+``DIR/cluster.json`` so a restart finds the same addresses. In the foreground (the default) it
+prints the addresses and stops every node cleanly (SIGTERM, by PID) on Ctrl-C or SIGTERM; with
+``--detach`` it returns once they serve and ``cluster stop --dir DIR`` stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from ring.cli.app import UNAVAILABLE, USAGE, CliError, arguments, command, group
+from ring.cli.output import Output
+
+READY = re.compile(r"ringd (\S+) listening on (\S+)")
+STATE_FILE = "cluster.json"
+
+
+def nodes_of(args: argparse.Namespace) -> str:
+    nodes = getattr(args, "nodes", None) or os.environ.get("RINGKV_NODES")
+    if not nodes:
+        raise CliError("this command needs --nodes HOST:PORT[,...] or RINGKV_NODES", USAGE)
+    return str(nodes)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import ring
+
+    return ring.connect(nodes_of(args))
+
+
+# --- status / ring -----------------------------------------------------------------------------
+
+
+@command("status", "members of the cluster as the contacted node sees them")
+def status(args: argparse.Namespace, out: Output) -> None:
+    with _client(args) as client:
+        info = client.status()
+    members = [
+        {"name": m["name"], "address": m["address"], "state": m["state"]} for m in info["members"]
+    ]
+    if out.json:
+        out.emit({"node": info.get("node"), "members": members})
+        return
+    width = max([len(m["name"]) for m in members] + [4])
+    out.line(f"{'NAME':<{width}}  {'ADDRESS':<21}  STATE")
+    for m in members:
+        out.line(f"{m['name']:<{width}}  {m['address']:<21}  {m['state']}")
+
+
+@command("ring", "partitions owned per node and the balance of the ring")
+def ring_cmd(args: argparse.Namespace, out: Output) -> None:
+    with _client(args) as client:
+        info = client.ring_info()
+    if out.json:
+        out.emit(info)
+        return
+    parts, n = info["partitions"], info["n"]
+    out.line(f"{parts} partitions, N={n}, {len(info['members'])} members")
+    fair = parts / max(1, len(info["members"]))
+    out.line(f"{'NAME':<16}{'PRIMARY':>9}{'REPLICAS':>10}{'BALANCE':>9}")
+    for name in info["members"]:
+        primary = info["primary"].get(name, 0)
+        out.line(f"{name:<16}{primary:>9}{info['replicas'].get(name, 0):>10}{primary / fair:>9.2f}")
+
+
+# --- cluster local -----------------------------------------------------------------------------
+
+group("cluster", "run a local cluster of ringd processes")
+
+
+def _local_args(parser: argparse.ArgumentParser) -> None:
+    # Here --nodes is a count, not the global --nodes list of addresses: let it take over.
+    parser.conflict_handler = parser._optionals.conflict_handler = "resolve"
+    parser.add_argument("--nodes", dest="count", type=int, default=3, help="how many (default 3)")
+    parser.add_argument("--dir", required=True, help="directory for the nodes' data and state")
+    parser.add_argument("--detach", action="store_true", help="return once the nodes serve")
+    parser.add_argument("--n", type=int, default=None, help="replicas per key (default 3)")
+
+
+def _free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return int(port)
+        except OSError:
+            continue
+    raise CliError("could not find a free port on 127.0.0.1", UNAVAILABLE)
+
+
+def _load_state(root: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(root, STATE_FILE), encoding="utf-8") as f:
+            return dict(json.load(f))
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(root: str, state: dict[str, Any]) -> None:
+    tmp = os.path.join(root, STATE_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state, f, indent=2)
+    os.replace(tmp, os.path.join(root, STATE_FILE))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], log_path: str, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            match = READY.search(f.read())
+        if match:
+            return match.group(2)
+        if proc.poll() is not None:
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-600:]
+            raise CliError(f"ringd exited with code {proc.returncode}:\n{tail}", UNAVAILABLE)
+        time.sleep(0.05)
+    raise CliError(f"ringd did not become ready in time (see {log_path})", UNAVAILABLE)
+
+
+def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
+    os.makedirs(root, exist_ok=True)
+    state = _load_state(root)
+    running = [x for x in state.get("nodes", []) if _alive(int(x.get("pid", 0)))]
+    if running:
+        raise CliError(
+            f"a local cluster already runs from {root} (pids "
+            f"{', '.join(str(x['pid']) for x in running)}); stop it with: ringctl cluster stop "
+            f"--dir {root}",
+            UNAVAILABLE,
+        )
+    ports = state.get("ports") or [_free_port() for _ in range(count)]
+    ports = (ports + [_free_port() for _ in range(count)])[:count]
+    nodes: list[dict[str, Any]] = []
+    seed = f"127.0.0.1:{ports[0]}"
+    try:
+        for i, port in enumerate(ports, start=1):
+            name = f"node{i}"
+            log_path = os.path.join(root, f"{name}.log")
+            cmd = [
+                sys.executable,
+                "-m",
+                "ring.cli.ringd",
+                "--name",
+                name,
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data",
+                os.path.join(root, name),
+            ]
+            if i > 1:
+                cmd += ["--seeds", seed]
+            if count > 1 or n is not None:
+                r = n if n is not None else min(3, count)
+                cmd += ["--n", str(r), "--r", str(r // 2 + 1), "--w", str(r // 2 + 1)]
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+            nodes.append(
+                {"name": name, "pid": proc.pid, "address": f"127.0.0.1:{port}", "log": log_path}
+            )
+            _wait_ready(proc, log_path, time.monotonic() + 30)
+    except BaseException:
+        stop_nodes(nodes)
+        raise
+    _save_state(root, {"ports": ports, "nodes": nodes})
+    return nodes
+
+
+def stop_nodes(nodes: list[dict[str, Any]], timeout: float = 15.0) -> None:
+    for x in nodes:
+        if _alive(x["pid"]):
+            os.kill(x["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for x in nodes:
+        while _alive(x["pid"]) and time.monotonic() < deadline:
+            try:
+                if os.waitpid(x["pid"], os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        if _alive(x["pid"]):
+            os.kill(x["pid"], signal.SIGKILL)
+
+
+@command("cluster local", "start N ringd nodes on 127.0.0.1 (Ctrl-C stops them)")
+@arguments(_local_args)
+def cluster_local(args: argparse.Namespace, out: Output) -> None:
+    if args.count < 1:
+        raise CliError("--nodes must be at least 1", USAGE)
+    root = os.path.abspath(args.dir)
+    nodes = start_local(root, args.count, args.n)
+    addresses = ",".join(x["address"] for x in nodes)
+    if out.json:
+        out.emit({"nodes": nodes, "RINGKV_NODES": addresses})
+    else:
+        for x in nodes:
+            out.line(f"{x['name']}  {x['address']}  pid {x['pid']}  log {x['log']}")
+        out.line(f"RINGKV_NODES={addresses}")
+    out.stdout.flush()
+    if args.detach:
+        return
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stopping and any(_alive(x["pid"]) for x in nodes):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_nodes(nodes)
+        sys.stderr.write("ringctl: local cluster stopped\n")
+
+
+def _stop_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", required=True, help="the directory given to cluster local")
+
+
+@command("cluster stop", "stop the nodes a detached `cluster local` started")
+@arguments(_stop_args)
+def cluster_stop(args: argparse.Namespace, out: Output) -> None:
+    root = os.path.abspath(args.dir)
+    nodes = [x for x in _load_state(root).get("nodes", []) if _alive(int(x["pid"]))]
+    stop_nodes(nodes)
+    out.line(f"stopped {len(nodes)} node(s)") if not out.json else out.emit({"stopped": len(nodes)})
