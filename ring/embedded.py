@@ -211,7 +211,7 @@ class Store:
             return None
         n = raw[1]
         if raw[0] == 1 and n != 255:  # the common case of rec.decode_resolved, inlined
-            return raw[n + 2 :]
+            return raw[n + 2 :]  # type: ignore[no-any-return]
         try:
             return rec.decode_resolved(raw)
         except Exception as exc:

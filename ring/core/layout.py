@@ -44,6 +44,8 @@ class Storage(Protocol):
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]: ...
 
+    def close(self) -> None: ...
+
 
 def hint_key(target: str, key: bytes) -> bytes:
     return HINT + target.encode() + b"\x00" + key

@@ -164,7 +164,7 @@ def supersedes(new: tuple[int, str], old: tuple[int, str]) -> bool:
 @dataclass_transform(frozen_default=True)
 def _gossip(tag: int) -> Callable[[type[_T]], type[_T]]:
     """``messages.message(tag)``, typed so that mypy sees the dataclass it makes."""
-    return cast(Callable[[type[_T]], type[_T]], message(tag))
+    return message(tag)
 
 
 @_gossip(20)

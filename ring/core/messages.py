@@ -15,23 +15,28 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, TypeVar, dataclass_transform
 
 # --- registry ------------------------------------------------------------------------------
 
 _BY_TAG: dict[int, type[Any]] = {}
 
 
-def message(tag: int) -> Any:
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def message(tag: int) -> Callable[[type[_T]], type[_T]]:
     """Class decorator: make a frozen slotted dataclass and register it under ``tag``."""
 
-    def wrap(cls: type[Any]) -> type[Any]:
+    def wrap(cls: type[_T]) -> type[_T]:
         dc = dataclass(frozen=True, slots=True)(cls)
         if tag in _BY_TAG:
             raise RuntimeError(f"message tag {tag} is used twice")
-        dc.TAG = tag
-        dc.FIELDS = tuple(f.name for f in dataclasses.fields(dc))
+        dc.TAG = tag  # type: ignore[attr-defined]
+        dc.FIELDS = tuple(f.name for f in dataclasses.fields(dc))  # type: ignore[attr-defined, arg-type]
         _BY_TAG[tag] = dc
         return dc
 
@@ -189,6 +194,4 @@ class ScanReply:
 
 
 class Gossip:
-    """Marker base for gossip (UDP) messages; defined in ``ring.core.membership``."""
-
-    TAG: ClassVar[int]
+    """Marker base for gossip (UDP) messages; they are defined in ``ring.core.membership``."""

@@ -598,7 +598,9 @@ class Node:
 
     def _reply_from_peer(self, src: str, msg: Any, effects: list[Any]) -> None:
         op_id = getattr(msg, "op_id", None)
-        op = self._ops.get(op_id) if isinstance(op_id, int) else None
+        if not isinstance(op_id, int):
+            return
+        op = self._ops.get(op_id)
         if op is None:
             return  # late or duplicate reply: the operation already finished
         if isinstance(msg, m.ReplicaPutAck) and isinstance(op, PutOp):

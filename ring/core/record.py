@@ -313,7 +313,8 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
     ctx = dict(local.context)
     counter = ctx.get(actor, 0) + 1
     ctx[actor] = counter
-    return _frame(_packb((FORMAT_VERSION, vclock.to_flat(ctx), (actor, counter, ts_ms, True))), value)
+    head = _packb((FORMAT_VERSION, vclock.to_flat(ctx), (actor, counter, ts_ms, True)))
+    return _frame(head, value)
 
 
 _packb = msgpack.Packer(use_bin_type=True).pack

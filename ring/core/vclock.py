@@ -104,7 +104,8 @@ def prune(
 
 def encode(clock: Mapping[str, int]) -> bytes:
     """Compact msgpack form: the flat array ``[actor, counter, ...]`` in actor order."""
-    return msgpack.packb(to_flat(clock))
+    data: bytes = msgpack.packb(to_flat(clock))
+    return data
 
 
 def decode(data: bytes) -> Clock:
