@@ -7,7 +7,8 @@ simulator), and a write that returned is durable by the store's rules (in the wr
 One key space, one-byte prefixes:
 
 * ``d`` + user key → the encoded record (``ring.core.record``);
-* ``m`` + name → node metadata (the actor id of this data directory, ...);
+* ``m`` + name → node metadata (the actor id of this data directory, the ring members it last
+  knew, ...);
 * ``h`` + target node + ``\\x00`` + user key → a hinted record kept for ``target``.
 """
 
@@ -20,6 +21,7 @@ DATA = b"d"
 META = b"m"
 HINT = b"h"
 ACTOR_KEY = META + b"actor"
+RING_KEY = META + b"ring"
 
 
 class Storage(Protocol):

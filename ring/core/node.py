@@ -10,6 +10,13 @@ The rules (Dynamo, DeCandia et al. 2007; Riak KV):
 * **Ownership.** A key's preference list is the first N distinct ring members of its partition
   (``ring.core.hashring``). Membership liveness (SWIM, ``ring.core.membership``) never changes
   ownership; only joins and permanent leaves do.
+* **A node serves only with a whole view of the ring.** A node that just started knows only
+  itself, and learns the others piecemeal (a ping carries a few members); coordinating from
+  that partial ring would store a write on nodes that are not its replicas, and acknowledge it.
+  So after a (re)start a node answers reads and writes with ``unavailable`` until it has
+  received a full membership table from a peer (``Sync``/``SyncReply``) and knows every member
+  of the ring it last knew, which it keeps in its storage (``RING_KEY``). A node without other
+  seeds (a cluster of one) serves at once.
 * **Who coordinates a write.** A write is coordinated by a node of the key's preference list: a
   dot's counter must be one more than every dot that actor issued for the key, and only a replica
   keeps every dot it issued. Any other node forwards the write to the first live member of the
@@ -36,11 +43,13 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from ring.core import messages as m
 from ring.core import record as rec
 from ring.core.hashring import HashRing
-from ring.core.layout import ACTOR_KEY, DATA, HINT, Storage, hint_key, split_hint_key
-from ring.core.membership import Membership, MembershipConfig
+from ring.core.layout import ACTOR_KEY, DATA, HINT, RING_KEY, Storage, hint_key, split_hint_key
+from ring.core.membership import Membership, MembershipConfig, Sync, SyncReply
 
 if TYPE_CHECKING:
     import random
@@ -167,6 +176,12 @@ class Node:
             now_ms=now_ms,
         )
         self.ring = HashRing([config.name], partitions=config.partitions, vnodes=config.vnodes)
+        # Until the view is whole (see the module docstring) the node does not serve: the ring
+        # members it knew before, and the parts of a full table received so far, per peer.
+        self._expected = [n for n in self._load_ring() if n != config.name]
+        self._table_parts: dict[str, set[int]] = {}
+        self._synced = False
+        self._rejoining = any(s != config.address for s in config.seeds)
         # Op ids start at a random offset so that a late reply meant for a previous incarnation
         # of this node cannot be taken for a reply to a new request.
         self._next_op = rng.getrandbits(40) << 16
@@ -187,6 +202,24 @@ class Node:
         actor = f"{self.name}@{self.rng.getrandbits(48):012x}"
         self.storage.write([(ACTOR_KEY, actor.encode())], sync=True)
         return actor
+
+    def _load_ring(self) -> list[str]:
+        raw = self.storage.get(RING_KEY)
+        return [] if raw is None else list(msgpack.unpackb(raw))
+
+    def ready(self) -> bool:
+        """Whether the node knows the whole ring and may coordinate requests."""
+        known = self.membership.get
+        if self._rejoining and self._synced and all(known(n) for n in self._expected):
+            self._rejoining = False
+            self._save_ring()
+        return not self._rejoining
+
+    def _save_ring(self) -> None:
+        # Only a whole view is kept: a partial one would let the next start serve too early.
+        members = list(self.ring.members)
+        if not self._rejoining and members != self._load_ring():
+            self.storage.write([(RING_KEY, msgpack.packb(members))], sync=True)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -219,6 +252,9 @@ class Node:
         elif isinstance(event, m.Datagram):
             effects += self.membership.handle(event.src, event.msg, now_ms, self.rng)
             self._sync_ring(effects)
+            if self._rejoining:
+                self._note_table(event.msg)
+                self.ready()  # keeps the ring as soon as the view is whole
         elif isinstance(event, m.Tick):
             effects += self.membership.tick(now_ms, self.rng)
             self._sync_ring(effects)
@@ -230,6 +266,14 @@ class Node:
             raise TypeError(f"unknown event {event!r}")
         return effects
 
+    def _note_table(self, msg: Any) -> None:
+        """Count a full membership table from a peer (all its parts), the first half of
+        ``ready``."""
+        if isinstance(msg, Sync | SyncReply) and msg.src_name != self.name:
+            parts = self._table_parts.setdefault(msg.src_name, set())
+            parts.add(msg.part)
+            self._synced = self._synced or len(parts) >= msg.parts
+
     def _sync_ring(self, effects: list[Any]) -> None:
         changes = self.membership.drain_changes()
         if not changes:
@@ -239,6 +283,7 @@ class Node:
             self.ring = HashRing(
                 members, partitions=self.config.partitions, vnodes=self.config.vnodes
             )
+            self._save_ring()
         for name, old, new in changes:
             effects.append(m.Log("info", f"member {name}: {old or 'new'} -> {new}"))
             if new == "up" and name != self.name:
@@ -302,6 +347,8 @@ class Node:
     ) -> None:
         args = req.args if isinstance(req.args, dict) else {}
         op = req.op
+        if op in ("get", "getv", "put", "del", "scan"):
+            self._check_ready()
         if op in ("get", "getv"):
             self._start_get(origin, args, op == "getv", now_ms, effects)
         elif op in ("put", "del"):
@@ -314,6 +361,14 @@ class Node:
             self._answer(origin, None, self.ring_info(), effects)
         else:
             raise RequestError("invalid", f"unknown operation {op!r}")
+
+    def _check_ready(self) -> None:
+        if not self.ready():
+            raise RequestError(
+                "unavailable",
+                f"node {self.name} is rejoining the cluster and does not know every member yet; "
+                "retry shortly or ask another node",
+            )
 
     def _key(self, args: dict[str, Any]) -> bytes:
         key = args.get("key")
@@ -589,6 +644,7 @@ class Node:
         try:
             if msg.op not in ("put", "del"):
                 raise RequestError("invalid", f"cannot forward {msg.op!r}")
+            self._check_ready()
             key = self._key(args)
             self._coordinate_write(
                 origin, msg.op, key, args, self.preference_list(key), now_ms, effects

@@ -1,0 +1,122 @@
+"""``python -m ring.sim``: run many seeds, print a summary, exit 1 on any violation.
+
+    python -m ring.sim --nodes 5 --seeds 200 [--seed-start S] [--n 3 --r 2 --w 2] [--ops N]
+
+Environment: ``RINGKV_SIM_SEED=<n>`` replays that one seed (with ``-v``, every violation of it);
+``RINGKV_SIM_RUNS=<k>`` overrides ``--seeds``. Every violation prints ``RINGKV_SIM_SEED=<n>`` and
+the command that replays it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from ring.sim.runner import RunResult, SimConfig, run_seed
+
+# Counters that are faults the nemesis injected (the others are their consequences).
+FAULTS = (
+    "lost",
+    "duplicated",
+    "delayed",
+    "partition",
+    "partition_one_way",
+    "crash",
+    "stop",
+    "wipe",
+    "skew",
+)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ring.sim", description=__doc__.split("\n")[0])
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=200, help="how many seeds (RINGKV_SIM_RUNS)")
+    p.add_argument("--seed-start", type=int, default=0)
+    p.add_argument("--n", type=int, default=3)
+    p.add_argument("--r", type=int, default=2)
+    p.add_argument("--w", type=int, default=2)
+    p.add_argument("--ops", type=int, default=200, help="client operations per run")
+    p.add_argument("--no-faults", action="store_true", help="a perfect network, no crashes")
+    p.add_argument("--kv679", action="store_true", help="restarts lose their disk (W-1 per run)")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per run")
+    p.add_argument("--max-shown", type=int, default=5, help="violations shown per seed")
+    return p.parse_args(argv)
+
+
+def seeds_of(args: argparse.Namespace, env: dict[str, str]) -> list[int]:
+    if env.get("RINGKV_SIM_SEED"):
+        return [int(env["RINGKV_SIM_SEED"])]
+    count = int(env["RINGKV_SIM_RUNS"]) if env.get("RINGKV_SIM_RUNS") else args.seeds
+    return list(range(args.seed_start, args.seed_start + count))
+
+
+def report(result: RunResult, config: SimConfig, shown: int, out: TextIO) -> None:
+    print(f"\nRINGKV_SIM_SEED={result.seed}: {len(result.violations)} violation(s)", file=out)
+    for v in result.violations[:shown]:
+        print(f"  {v}", file=out)
+    if len(result.violations) > shown:
+        print(f"  ... and {len(result.violations) - shown} more", file=out)
+    print(f"  replay: RINGKV_SIM_SEED={result.seed} {config.command()}", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    config = SimConfig(
+        nodes=args.nodes,
+        n=args.n,
+        r=args.r,
+        w=args.w,
+        ops=args.ops,
+        faults=not args.no_faults,
+        kv679=args.kv679,
+    )
+    seeds = seeds_of(args, dict(os.environ))
+    totals: dict[str, int] = {}
+    runs = ops = acked = events = virtual = 0
+    failed: list[int] = []
+    started = time.perf_counter()
+    for seed in seeds:
+        result = run_seed(seed, config)
+        result.history = None  # free it: a long soak keeps only the numbers
+        runs += 1
+        ops += result.ops
+        acked += result.acked
+        events += result.events
+        virtual += result.virtual_ms
+        for k, v in result.counters.items():
+            totals[k] = totals.get(k, 0) + v
+        if args.verbose:
+            print(
+                f"seed {seed}: {result.ops} ops ({result.acked} acked writes), "
+                f"{result.virtual_ms} virtual ms, {len(result.violations)} violations, "
+                f"trace {result.trace_hash[:16]}"
+            )
+        if result.violations:
+            failed.append(seed)
+            report(
+                result,
+                config,
+                len(result.violations) if args.verbose else args.max_shown,
+                sys.stdout,
+            )
+    elapsed = time.perf_counter() - started
+    faults = ", ".join(f"{k} {totals[k]}" for k in FAULTS if totals.get(k))
+    other = ", ".join(f"{k} {v}" for k, v in sorted(totals.items()) if k not in FAULTS)
+    print(
+        f"\n{runs} runs ({config.nodes} nodes, N={config.n} R={config.r} W={config.w}) in "
+        f"{elapsed:.1f} s ({runs / elapsed if elapsed else 0:.1f} seeds/s): {ops} operations, "
+        f"{acked} acknowledged writes, {events} events, {virtual / 1000:.0f} virtual s"
+    )
+    print(f"faults injected: {faults or 'none'}")
+    print(f"consequences: {other or 'none'}")
+    print(f"violations: {len(failed)} seed(s)" + (f": {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The checkers: what a run must satisfy, judged from its history and its final storage.
+
+A **view** is a record of a key as someone saw it: the values (and, in storage, tombstones) it
+holds plus its causal context — a ``get_versioned`` answer, or a replica's stored record. The
+context is a version vector that summarises exactly the writes the record has seen (the dotted
+version vector property, ``ring.core.record``), so for every write whose dot the context covers:
+
+    the write is still in the view  <=>  no write the view has seen superseded it.
+
+Both directions are checked against the history's ``Write``s (what was really written, and what
+each write superseded by the documented semantics):
+
+* *present but superseded* -> "superseded value came back" (or "siblings not concurrent" when the
+  superseding write is a sibling too, "deleted value came back" when it is a delete);
+* *absent and not superseded* -> "write lost" (tombstones only where they are visible: storage).
+
+The checks (numbers of issue 4):
+
+1. after the heal, every acknowledged write is covered by the final record's context, and then
+   by the rule above it is present unless superseded; an acknowledged write that left no new
+   version at its coordinator is reported at once (history), as is an acknowledgement before W
+   nodes held the write durably;
+2. every ``get_versioned`` answer of the run and every final record obeys the rule above;
+   every value read was written by some coordinated put;
+3. after an acknowledged delete with a context, no value its ``get_versioned`` returned is in the
+   final state (a check that does not use dots at all, next to the causal one of 2);
+4. after the heal all replicas of a key (its preference list, from the nodes' common ring) hold
+   equal records, and the final R=N read returns exactly their values;
+5. the number of live siblings in any view is at most ``A + C``: A the distinct actors that made
+   blind writes of the key so far, C the context writes of the key so far. A blind write
+   supersedes everything its coordinator has seen, and an actor's own record holds every write
+   it made, so blind writes leave at most one sibling per actor (node epoch); only a context
+   write can add a sibling next to one of its own actor. Under blind writers alone the bound is
+   the number of coordinators, however many writes they make (the DVV bound).
+
+Soundness: nothing here fires on a correct run, given that at most W-1 disks are lost per run
+(the nemesis' budget) and that contexts are never pruned (the simulator has far fewer than
+``record.MAX_CONTEXT_ACTORS`` actors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ring.core import record as rec
+from ring.core.vclock import covers
+from ring.sim.history import History, Op, Violation, Write
+
+
+def check_view(
+    history: History,
+    key: bytes,
+    context: dict[str, int],
+    present: list[Write],
+    *,
+    tombstones_visible: bool,
+    upto_ms: int,
+    where: str,
+) -> list[Violation]:
+    """Check one view of ``key`` (see the module docstring); ``present`` are its siblings."""
+    out: list[Violation] = []
+    here = {id(w) for w in present}
+    for w in present:
+        if w.dot is None or not covers(context, *w.dot):
+            out.append(
+                Violation(
+                    "bad-context", key, f"{where}: holds {w.describe()} outside its own context"
+                )
+            )
+    for x in history.writes.get(key, ()):
+        if x.dot is None or not covers(context, *x.dot):
+            continue
+        by = next((y for y in x.superseded_by if y.dot and covers(context, *y.dot)), None)
+        if id(x) in here and by is not None:
+            if id(by) in here:
+                kind, what = "siblings-not-concurrent", "is a sibling of"
+            elif by.value is None:
+                kind, what = "deleted-value-came-back", "came back after"
+            else:
+                kind, what = "superseded-value-came-back", "came back after"
+            out.append(
+                Violation(
+                    kind,
+                    key,
+                    f"{where}: {x.describe()} {what} {by.describe()}, which superseded it",
+                )
+            )
+        elif id(x) not in here and by is None and (tombstones_visible or x.value is not None):
+            out.append(
+                Violation(
+                    "write-lost",
+                    key,
+                    f"{where}: {x.describe()} is gone, though "
+                    "the view has seen it and no write it has seen superseded it",
+                )
+            )
+    live = [w for w in present if w.value is not None]
+    if len(live) > 1:
+        bound = _sibling_bound(history.writes.get(key, ()), upto_ms)
+        if len(live) > bound:
+            out.append(
+                Violation(
+                    "too-many-siblings",
+                    key,
+                    f"{where}: {len(live)} siblings, "
+                    f"more than the bound {bound}: " + "; ".join(w.describe() for w in live),
+                )
+            )
+    return out
+
+
+def _sibling_bound(writes: Iterable[Write], upto_ms: int) -> int:
+    actors: set[str] = set()
+    context_writes = 0
+    for w in writes:
+        if w.dot is None or w.at_ms > upto_ms:
+            continue
+        if w.blind:
+            actors.add(w.actor)
+        else:
+            context_writes += 1
+    return len(actors) + context_writes
+
+
+def check_reads(history: History) -> list[Violation]:
+    """Checks 2 and 5 on every successful read of the run."""
+    out: list[Violation] = []
+    for op in history.ops.values():
+        if op.outcome != "ok" or op.kind not in ("get", "getv"):
+            continue
+        where = f"{'final ' if op.final else ''}{op.kind} op {op.id} via {op.node} at t={op.end_ms}"
+        values = [op.result] if op.kind == "get" else list(op.result[0])
+        writes: list[Write] = []
+        for v in values:
+            if v is None:
+                continue
+            w = _write_of_value(history, v)
+            if w is None:
+                out.append(
+                    Violation(
+                        "unknown-value",
+                        op.key,
+                        f"{where} returned {v!r}, which no coordinator ever wrote for this key",
+                    )
+                )
+            elif w.key != op.key:
+                out.append(
+                    Violation(
+                        "wrong-key",
+                        op.key,
+                        f"{where} returned {w.describe()}, a value of key {w.key!r}",
+                    )
+                )
+            else:
+                writes.append(w)
+        if op.kind == "get":
+            continue
+        if len({id(w) for w in writes}) != len(writes):
+            out.append(Violation("duplicate-sibling", op.key, f"{where} returned {values!r}"))
+        ctx = op.result[1]
+        context = rec.decode_context(ctx) if ctx else {}
+        assert op.end_ms is not None
+        out += check_view(
+            history,
+            op.key,
+            context,
+            writes,
+            tombstones_visible=False,
+            upto_ms=op.end_ms,
+            where=where,
+        )
+    return out
+
+
+def _write_of_value(history: History, value: bytes) -> Write | None:
+    op = history.op_of_value.get(value)
+    if op is None:
+        return None
+    w = history.write_of.get(op.id)
+    return w if w is not None and w.dot is not None else None
+
+
+def check_final(
+    history: History,
+    replicas: dict[bytes, dict[str, rec.Record]],
+    final_reads: dict[bytes, Op],
+    now_ms: int,
+) -> list[Violation]:
+    """Checks 1, 3 and 4 (and 2, 5 on the final records) once the cluster has converged.
+    ``replicas`` maps each key to the record each node of its preference list stores."""
+    out: list[Violation] = []
+    final: dict[bytes, rec.Record] = {}
+    for key, by_node in sorted(replicas.items()):
+        records = list(by_node.values())
+        merged = rec.reconcile_all(records)
+        final[key] = merged
+        if any(r != records[0] for r in records):
+            detail = "; ".join(f"{n}: {_show(r)}" for n, r in sorted(by_node.items()))
+            out.append(Violation("replicas-differ", key, f"after the heal: {detail}"))
+        present = []
+        for s in merged.siblings:
+            w = history.by_dot.get((key, s.actor, s.counter))
+            if w is None:
+                out.append(
+                    Violation(
+                        "unknown-sibling",
+                        key,
+                        f"final record holds {s!r}, which no coordinator wrote",
+                    )
+                )
+            else:
+                present.append(w)
+        out += check_view(
+            history,
+            key,
+            merged.context,
+            present,
+            tombstones_visible=True,
+            upto_ms=now_ms,
+            where="final record",
+        )
+        op = final_reads.get(key)
+        if op is not None and op.outcome == "ok":
+            got = sorted(op.result[0])
+            want = sorted(s.value for s in merged.live if s.value is not None)
+            if got != want:
+                out.append(
+                    Violation(
+                        "final-read-differs",
+                        key,
+                        f"the R=N read returned {got!r} but the replicas hold {want!r}",
+                    )
+                )
+    for op in sorted(history.ops.values(), key=lambda o: o.id):
+        if not op.acked:
+            continue
+        merged = final.get(op.key, rec.EMPTY)
+        w = history.write_of.get(op.id)
+        if w is None or w.dot is None:
+            continue  # reported when it was acknowledged
+        if not covers(merged.context, *w.dot):
+            out.append(
+                Violation(
+                    "acknowledged-write-lost",
+                    op.key,
+                    f"{w.describe()} was acknowledged, but the final record has no trace of it",
+                )
+            )
+        if op.kind == "del" and op.context is not None:
+            live = {s.value for s in merged.live}
+            back = sorted(v for v in op.read_values if v in live)
+            if back:
+                out.append(
+                    Violation(
+                        "deleted-value-came-back",
+                        op.key,
+                        f"{back!r} survived "
+                        f"{w.describe()}, which was given the context of a read "
+                        f"that returned {list(op.read_values)!r}",
+                    )
+                )
+    return out
+
+
+def _show(r: rec.Record) -> str:
+    sibs = ", ".join(f"{s.actor}:{s.counter}={s.value!r}" for s in r.siblings)
+    return f"[{sibs}] ctx {dict(sorted(r.context.items()))}"

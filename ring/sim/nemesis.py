@@ -1,0 +1,183 @@
+"""The nemesis: the faults of the safety phase, and their end.
+
+Each seed draws a ``FaultPlan`` (so different seeds explore different regimes: a lossy network,
+long partitions, a node flapping, skewed clocks...) and the nemesis plays it:
+
+* network loss, duplication and delay spikes at the plan's levels (``network.NetworkFaults``);
+* partitions that come and go, one at a time: a symmetric split of the nodes in two groups, a
+  one-way split (one group cannot reach the other, the other way works), or one node cut off
+  one way or both ways;
+* crashes and graceful stops, each followed by a restart after a while. At most ``max_down``
+  nodes are down at once — a minority, so a quorum of the cluster stays alive most of the time —
+  and once in a while one more, so that quorums do get lost;
+* lost disks (kv679): a restart with a wiped storage. At most W-1 per run, the number of lost
+  disks a write acknowledged by W nodes is guaranteed to survive (there is no anti-entropy to
+  re-replicate it in between);
+* clock skew: each node's clock is off by up to ``skew_ms``, drawn again at some restarts.
+
+``stop`` ends every fault: the network heals and becomes loss-free, and every node that is down
+restarts (with its disk).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ring.sim.history import History
+from ring.sim.network import NetworkFaults
+from ring.sim.scheduler import Scheduler
+from ring.sim.world import World
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    network: NetworkFaults
+    partition_every_ms: int  # mean pause between partitions; 0: none
+    crash_every_ms: int  # mean pause between crashes; 0: none
+    max_down: int
+    wipes: int  # lost-disk budget of the run
+    skew_ms: int
+    wipe_chance: float = 0.3  # chance that a restart loses the disk, while the budget lasts
+
+    @staticmethod
+    def draw(
+        rng: random.Random, nodes: int, w: int, *, faults: bool = True, kv679: bool = False
+    ) -> FaultPlan:
+        """The seed's plan. ``kv679``: crashes are frequent and the first W-1 restarts lose
+        their disk."""
+        if not faults:
+            return FaultPlan(NetworkFaults(), 0, 0, 0, 0, 0)
+        net = NetworkFaults(
+            loss=rng.choice((0.0, 0.01, 0.03, 0.08)),
+            duplicate=rng.choice((0.0, 0.02, 0.05)),
+            spike=rng.choice((0.0, 0.01, 0.04)),
+            spike_max_ms=1500,
+            latency_min_ms=1,
+            latency_max_ms=rng.choice((2, 5, 20)),
+        )
+        return FaultPlan(
+            network=net,
+            partition_every_ms=rng.choice((0, 400, 1200)),
+            crash_every_ms=300 if kv679 else rng.choice((0, 300, 900)),
+            max_down=max(0, (nodes - 1) // 2),
+            wipes=(w - 1) if kv679 or rng.random() < 0.35 else 0,
+            skew_ms=rng.choice((0, 30, 2000, 20_000)),
+            wipe_chance=1.0 if kv679 else 0.3,
+        )
+
+
+class Nemesis:
+    def __init__(
+        self,
+        world: World,
+        sched: Scheduler,
+        rng: random.Random,
+        history: History,
+        plan: FaultPlan,
+        counters: dict[str, int],
+    ) -> None:
+        self.world = world
+        self.sched = sched
+        self.rng = rng
+        self.history = history
+        self.plan = plan
+        self.counters = counters
+        self.active = False
+        self.wipes_left = plan.wipes
+        self._partition = 0  # id of the partition in force, 0: none
+
+    def skew_clocks(self) -> None:
+        """Before the nodes boot: give each its clock offset."""
+        if self.plan.skew_ms:
+            for name in self.world.names:
+                self._skew(name)
+
+    def start(self) -> None:
+        self.active = True
+        self.world.network.faults = self.plan.network
+        if self.plan.partition_every_ms:
+            self.sched.after(self._pause(self.plan.partition_every_ms), self._partition_now)
+        if self.plan.crash_every_ms:
+            self.sched.after(self._pause(self.plan.crash_every_ms), self._crash_now)
+
+    def stop(self) -> None:
+        """The end of the safety phase: heal everything and restart every node that is down."""
+        self.active = False
+        self._partition = 0
+        self.world.network.heal()
+        self.world.network.faults = NetworkFaults()
+        self.world.network.new_epoch()
+        for name in self.world.down():
+            self.world.start(name)
+            self._count("restart")
+
+    # --- partitions ----------------------------------------------------------------------------
+
+    def _partition_now(self) -> None:
+        if not self.active:
+            return
+        names = list(self.world.names)
+        self.rng.shuffle(names)
+        if self.rng.random() < 0.3:
+            side, rest = names[:1], names[1:]  # one node cut off
+        else:
+            cut = self.rng.randint(1, len(names) - 1)
+            side, rest = names[:cut], names[cut:]
+        one_way = self.rng.random() < 0.4
+        for a in side:
+            for b in rest:
+                self.world.network.block(a, b)
+                if not one_way:
+                    self.world.network.block(b, a)
+        self._count("partition_one_way" if one_way else "partition")
+        self._partition += 1
+        self.sched.after(self.rng.randint(100, 1500), self._heal, self._partition)
+
+    def _heal(self, partition: int) -> None:
+        if not self.active or partition != self._partition:
+            return
+        self.world.network.heal()
+        self.sched.after(self._pause(self.plan.partition_every_ms), self._partition_now)
+
+    # --- crashes, stops, lost disks ------------------------------------------------------------
+
+    def _crash_now(self) -> None:
+        if not self.active:
+            return
+        self.sched.after(self._pause(self.plan.crash_every_ms), self._crash_now)
+        up, down = self.world.up(), self.world.down()
+        limit = self.plan.max_down + (1 if self.rng.random() < 0.1 else 0)
+        if len(down) >= limit or len(up) <= 1:
+            return
+        name = self.rng.choice(up)
+        graceful = self.rng.random() < 0.2
+        self.world.stop(name, graceful=graceful)
+        self._count("stop" if graceful else "crash")
+        self.sched.after(self.rng.randint(50, 2000), self._restart, name)
+
+    def _restart(self, name: str) -> None:
+        if not self.active or self.world.node(name) is not None:
+            return
+        wipe = self.wipes_left > 0 and self.rng.random() < self.plan.wipe_chance
+        if wipe:
+            self.wipes_left -= 1
+            self.history.last_wipe_ms = self.sched.now
+            self._count("wipe")
+        if self.plan.skew_ms and self.rng.random() < 0.3:
+            self._skew(name)
+        self.world.start(name, wipe=wipe)
+        self._count("restart")
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _skew(self, name: str) -> None:
+        offset = self.rng.randint(-self.plan.skew_ms, self.plan.skew_ms)
+        self.world.set_skew(name, offset)
+        self._count("skew")
+
+    def _pause(self, mean_ms: int) -> int:
+        return max(1, int(self.rng.expovariate(1.0 / mean_ms)))
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1

@@ -1,0 +1,241 @@
+"""One simulated run, from a seed: boot, safety phase, liveness phase, checks.
+
+1. **Boot**: every node starts (seeds: every address) and gossip must bring them all up in each
+   other's view, with one common ring, within ``boot_ms``.
+2. **Safety**: the clients issue ``ops`` operations while the nemesis injects the seed's faults.
+3. **Liveness**: faults end (heal, loss-free network, every node restarted). Within
+   ``converge_ms`` of virtual time the cluster must converge: every node up in every view,
+   no request in progress, every hint handed off; then an R=N ``get_versioned`` of every key
+   (whose read repair equalises the replicas) must succeed, and the replicas must settle.
+4. **Checks** (``ring.sim.checkers``) on the history and on every replica's stored records.
+
+Everything derives from ``random.Random(seed)``; the same seed gives the same run, whose
+``trace_hash`` digests every delivered message and every client outcome.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ring.core import record as rec
+from ring.core.layout import DATA
+from ring.core.membership import MembershipConfig
+from ring.core.node import NodeConfig
+from ring.sim import checkers
+from ring.sim.history import History, Op, Violation
+from ring.sim.nemesis import FaultPlan, Nemesis
+from ring.sim.network import new_trace
+from ring.sim.scheduler import Scheduler
+from ring.sim.workload import Workload, WorkloadConfig
+from ring.sim.world import World, address_of
+
+START_MS = 1_000_000
+STEP_MS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    nodes: int = 5
+    n: int = 3
+    r: int = 2
+    w: int = 2
+    ops: int = 200
+    clients: int = 4
+    keys: int = 4
+    faults: bool = True
+    kv679: bool = False  # every restart loses its disk, up to W-1 per run
+    boot_ms: int = 10_000
+    converge_ms: int = 30_000
+
+    def node_config(self, name: str, address: str) -> NodeConfig:
+        """The cluster's node configuration; timers are shorter than the defaults so that a few
+        virtual seconds see failures detected, hints handed off and nodes rejoining."""
+        return NodeConfig(
+            name=name,
+            address=address,
+            seeds=tuple(address_of(f"n{i}") for i in range(1, self.nodes + 1)),
+            n=self.n,
+            r=self.r,
+            w=self.w,
+            partitions=64,
+            vnodes=16,
+            request_timeout_ms=1000,
+            tick_ms=20,
+            hint_retry_ms=200,
+            membership=MembershipConfig(
+                probe_interval_ms=100,
+                ack_timeout_ms=40,
+                suspect_timeout_ms=500,
+                sync_interval_ms=2000,
+                join_retry_ms=300,
+            ),
+        )
+
+    def command(self) -> str:
+        """The options that reproduce a run of this configuration from the command line."""
+        return (
+            f"python -m ring.sim --nodes {self.nodes} --n {self.n} --r {self.r} --w {self.w} "
+            f"--ops {self.ops}"
+            + ("" if self.faults else " --no-faults")
+            + (" --kv679" if self.kv679 else "")
+        )
+
+
+@dataclass(slots=True)
+class RunResult:
+    seed: int
+    ops: int
+    acked: int
+    counters: dict[str, int]
+    violations: list[Violation]
+    trace_hash: str
+    virtual_ms: int
+    events: int
+    history: History | None = field(default=None, repr=False)
+
+
+def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
+    cfg = config or SimConfig()
+    rng = random.Random(seed)
+    sched = Scheduler(START_MS)
+    trace = new_trace()
+    counters: dict[str, int] = {}
+    names = [f"n{i}" for i in range(1, cfg.nodes + 1)]
+    world: World
+    history = History(lambda: sched.now, lambda: [(n, s.storage) for n, s in world.slots.items()])
+    history.trace = trace
+    world = World(names, cfg.node_config, sched, rng, counters, trace, history)
+    plan = FaultPlan.draw(rng, cfg.nodes, cfg.w, faults=cfg.faults, kv679=cfg.kv679)
+    nemesis = Nemesis(world, sched, rng, history, plan, counters)
+    wl_cfg = WorkloadConfig(clients=cfg.clients, keys=cfg.keys, ops=cfg.ops)
+    workload = Workload(world, sched, rng, history, wl_cfg, n=cfg.n, w=cfg.w)
+    violations: list[Violation] = []
+
+    # 1. boot
+    nemesis.skew_clocks()
+    for name in names:
+        world.start(name)
+    if not _run_until(sched, world.converged, cfg.boot_ms):
+        violations.append(Violation("liveness", None, f"boot: {_why_not(world)}"))
+
+    # 2. safety
+    if not violations:
+        nemesis.start()
+        workload.start()
+        _run_until(sched, lambda: workload.done, 600_000)
+        workload.stop()
+
+    # 3. liveness
+    final_reads: dict[bytes, Op] = {}
+    replicas: dict[bytes, dict[str, rec.Record]] = {}
+    if not violations:
+        nemesis.stop()
+        deadline = sched.now + cfg.converge_ms
+        settled = lambda: world.network.drained() and world.converged() and world.quiet()  # noqa: E731
+        ok = _run_until(sched, settled, cfg.converge_ms)
+        ok = ok and _final_reads(sched, workload, final_reads, deadline)
+        # Read repair is fire-and-forget: let it land, then the cluster must be quiet again.
+        sched.run_until(sched.now + 200)
+        ok = ok and _run_until(sched, world.quiet, max(0, deadline - sched.now))
+        if not ok:
+            violations.append(
+                Violation(
+                    "liveness",
+                    None,
+                    f"not converged {cfg.converge_ms} ms after the "
+                    f"heal: {_why_not(world, final_reads)}",
+                )
+            )
+        else:
+            replicas = _replicas(world, workload.keys)
+
+    # 4. checks
+    violations += history.violations
+    violations += checkers.check_reads(history)
+    if replicas:
+        violations += checkers.check_final(history, replicas, final_reads, sched.now)
+    for key in sorted(replicas):
+        for name, r in sorted(replicas[key].items()):
+            trace.update(f"{key!r}{name}{r!r}".encode())
+    ops = [op for op in history.ops.values() if not op.final]
+    return RunResult(
+        seed=seed,
+        ops=len(ops),
+        acked=sum(1 for op in ops if op.acked),
+        counters=counters,
+        violations=violations,
+        trace_hash=trace.hexdigest(),
+        virtual_ms=sched.now - START_MS,
+        events=sched.events,
+        history=history,
+    )
+
+
+def _run_until(sched: Scheduler, cond: Callable[[], bool], limit_ms: int) -> bool:
+    """Run in steps until ``cond()`` holds, for at most ``limit_ms``; returns whether it held."""
+    end = sched.now + limit_ms
+    while not cond():
+        if sched.now >= end:
+            return False
+        sched.run_until(min(end, sched.now + STEP_MS))
+    return True
+
+
+def _final_reads(
+    sched: Scheduler, workload: Workload, out: dict[bytes, Op], deadline_ms: int
+) -> bool:
+    """An R=N ``get_versioned`` of every key, retried until it succeeds or the deadline."""
+    todo = list(workload.keys)
+    while todo:
+        ops = [workload.final_read(k) for k in todo]
+        answered = lambda ops=ops: all(op.outcome != "pending" for op in ops)  # noqa: E731
+        _run_until(sched, answered, max(0, deadline_ms - sched.now))
+        for op in ops:
+            out[op.key] = op
+        todo = [op.key for op in ops if op.outcome != "ok"]
+        if todo and sched.now >= deadline_ms:
+            return False
+    return True
+
+
+def _replicas(world: World, keys: list[bytes]) -> dict[bytes, dict[str, rec.Record]]:
+    out: dict[bytes, dict[str, rec.Record]] = {}
+    for key in keys:
+        by_node: dict[str, rec.Record] = {}
+        for name in world.names:
+            node = world.node(name)
+            assert node is not None
+            if name in node.preference_list(key):
+                raw = node.storage.get(DATA + key)
+                by_node[name] = rec.EMPTY if raw is None else rec.decode(raw)
+        out[key] = by_node
+    return out
+
+
+def _why_not(world: World, final_reads: dict[bytes, Op] | None = None) -> str:
+    parts = []
+    for name in world.names:
+        node = world.node(name)
+        if node is None:
+            parts.append(f"{name} is down")
+            continue
+        view = {x.name: x.state for x in node.membership.members()}
+        wrong = {n: s for n, s in view.items() if s != "up"}
+        missing = [n for n in world.names if n not in view]
+        if wrong:
+            parts.append(f"{name} sees {wrong}")
+        if missing:
+            parts.append(f"{name} does not know {missing}")
+        if not node.idle():
+            parts.append(f"{name} has requests in progress")
+    if not world.network.drained():
+        parts.append("packets sent before the heal are still in flight")
+    hints = sum(1 for s in world.slots.values() for _ in s.storage.scan(b"h"))
+    if hints:
+        parts.append(f"{hints} hints not handed off")
+    for key, op in sorted((final_reads or {}).items()):
+        if op.outcome != "ok":
+            parts.append(f"final read of {key!r}: {op.outcome} {op.error} {op.result}")
+    return "; ".join(parts) or "(converged at the last moment)"

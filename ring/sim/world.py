@@ -1,0 +1,268 @@
+"""The simulated world: production node cores, their disks, their clocks and their lives.
+
+Each node is a real ``ring.core.node.Node`` over a ``MemoryStorage``. The world feeds it events
+(``Tick`` every ``tick_ms``, peer messages, datagrams, client requests) and carries out its
+effects (``Send``/``SendDatagram`` through the simulated network, ``Reply`` back to the client).
+
+Invariants:
+
+* **time**: a node reads the virtual clock plus its own skew (``offset_ms``), never real time;
+* **randomness**: each node gets a ``random.Random`` seeded from the run's one generator;
+* **crash**: the ``Node`` object and all its in-flight state are dropped; its storage persists,
+  because a write that returned is durable by the store's rules. Its messages still in flight
+  are lost or not (a coin per message: the process died with data in its socket buffers or
+  not). TCP messages addressed to an earlier life of a node are dropped (the connection broke);
+  datagrams reach whoever listens on the address;
+* **graceful stop**: ``Node.stop`` runs and its effects are sent, then the node is dropped;
+* **restart**: a new ``Node`` over the same storage with an incarnation above every one its
+  previous life used, then ``start``; with **wipe** the storage is replaced by an empty one (a
+  lost data directory — the node must then take a fresh actor epoch, kv679);
+* **observation**: put/delete coordination and replies are reported to an ``Observer`` (the
+  history), which may read any node's storage: the world is ours to inspect.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgpack
+
+from ring.core import messages as m
+from ring.core.layout import HINT
+from ring.core.node import Node, NodeConfig
+from ring.sim.network import Network, Packet, from_bytes
+from ring.sim.scheduler import Scheduler
+from ring.storage.memory import MemoryStorage
+
+PORT = 7000
+CLIENT_LATENCY_MS = (1, 3)
+
+
+def address_of(name: str) -> str:
+    return f"{name}:{PORT}"
+
+
+class Observer(Protocol):
+    """What the world tells the history about."""
+
+    def before_write(self, node: Node, req_id: int | None, op: str, args: dict[str, Any]) -> Any:
+        """A put/del is about to be handled by ``node`` as its coordinator; returns a token."""
+
+    def after_write(self, token: Any, node: Node) -> None: ...
+
+    def reply_emitted(self, name: str, reply: m.Reply) -> None:
+        """``name`` answered a client; called at once, before the reply travels."""
+
+    def reply_delivered(self, reply: m.Reply) -> None: ...
+
+
+@dataclass(slots=True)
+class Slot:
+    """One machine: its disk survives its processes (``node``)."""
+
+    name: str
+    address: str
+    storage: MemoryStorage
+    node: Node | None = None
+    generation: int = 0  # lives so far; a life ends with a crash or a stop
+    incarnation: int = 0  # the next life starts above every incarnation used before
+    offset_ms: int = 0  # clock skew
+    crashed: set[int] = field(default_factory=set)  # generations that ended in a crash
+
+
+class World:
+    def __init__(
+        self,
+        names: list[str],
+        make_config: Callable[[str, str], NodeConfig],
+        sched: Scheduler,
+        rng: random.Random,
+        counters: dict[str, int],
+        trace: Any,
+        observer: Observer,
+    ) -> None:
+        self.sched = sched
+        self.rng = rng
+        self.counters = counters
+        self.trace = trace
+        self.observer = observer
+        self.make_config = make_config
+        self.slots = {n: Slot(n, address_of(n), MemoryStorage()) for n in names}
+        self.names = list(names)
+        self._by_address = {s.address: s.name for s in self.slots.values()}
+        self.network = Network(sched.after, rng, self._arrive, counters, trace)
+        self._forwards: dict[tuple[str, int], int] = {}  # (origin, Forward.op_id) -> req_id
+        self._next_req = 0
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def now(self, name: str) -> int:
+        return self.sched.now + self.slots[name].offset_ms
+
+    def node(self, name: str) -> Node | None:
+        return self.slots[name].node
+
+    def up(self) -> list[str]:
+        return [n for n in self.names if self.slots[n].node is not None]
+
+    def down(self) -> list[str]:
+        return [n for n in self.names if self.slots[n].node is None]
+
+    def converged(self) -> bool:
+        """Every node runs and sees every node up, with the same ring of all of them."""
+        everyone = {n: "up" for n in self.names}
+        for slot in self.slots.values():
+            node = slot.node
+            if node is None:
+                return False
+            if {x.name: x.state for x in node.membership.members()} != everyone:
+                return False
+            if node.ring.members != tuple(sorted(self.names)):
+                return False
+        return True
+
+    def quiet(self) -> bool:
+        """No request in progress anywhere and no hint left to hand off."""
+        for slot in self.slots.values():
+            if slot.node is not None and not slot.node.idle():
+                return False
+            if any(True for _ in slot.storage.scan(HINT)):
+                return False
+        return True
+
+    # --- lives ---------------------------------------------------------------------------------
+
+    def start(self, name: str, *, wipe: bool = False) -> None:
+        slot = self.slots[name]
+        assert slot.node is None, f"{name} is already running"
+        if wipe:
+            slot.storage = MemoryStorage()
+        slot.generation += 1
+        now = self.now(name)
+        cfg = self.make_config(name, slot.address)
+        node_rng = random.Random(self.rng.getrandbits(64))
+        node = Node(cfg, slot.storage, now_ms=now, rng=node_rng, incarnation=slot.incarnation)
+        slot.node = node
+        self._route(name, node.start(now), None)
+        # Ticks start at a random phase, so nodes do not tick in lock step.
+        self.sched.after(self.rng.randrange(1, cfg.tick_ms + 1), self._tick, name, slot.generation)
+
+    def stop(self, name: str, *, graceful: bool) -> None:
+        slot = self.slots[name]
+        node = slot.node
+        assert node is not None, f"{name} is not running"
+        if graceful:
+            self._route(name, node.stop(self.now(name)), None)
+        else:
+            slot.crashed.add(slot.generation)
+        slot.incarnation = node.membership.incarnation + 1
+        slot.node = None
+
+    def set_skew(self, name: str, offset_ms: int) -> None:
+        self.slots[name].offset_ms = offset_ms
+
+    # --- events into nodes ---------------------------------------------------------------------
+
+    def _tick(self, name: str, generation: int) -> None:
+        slot = self.slots[name]
+        if slot.node is None or slot.generation != generation:
+            return  # that life ended; its timer died with it
+        self._handle(name, m.Tick())
+        self.sched.after(slot.node.config.tick_ms, self._tick, name, generation)
+
+    def _arrive(self, packet: Packet) -> None:
+        slot = self.slots[packet.dst]
+        if slot.node is None or (packet.tcp and slot.generation != packet.dst_gen):
+            return
+        src = self.slots[packet.src]
+        if packet.src_gen in src.crashed and self.rng.random() < 0.5:
+            return  # died in the sender's buffers
+        msg = from_bytes(packet.payload)
+        if packet.tcp:
+            self._handle(packet.dst, m.PeerMessage(packet.src, msg))
+        else:
+            self._handle(packet.dst, m.Datagram(src.address, msg))
+
+    def _handle(self, name: str, event: Any) -> None:
+        node = self.slots[name].node
+        assert node is not None
+        token = self._observe_write(node, event)
+        effects = node.handle(event, self.now(name))
+        if token is not None:
+            self.observer.after_write(token, node)
+        self._route(name, effects, event)
+
+    def _observe_write(self, node: Node, event: Any) -> Any:
+        if isinstance(event, m.ClientRequest) and event.op in ("put", "del"):
+            req_id: int | None = event.req_id
+            op, args = event.op, event.args
+        elif isinstance(event, m.PeerMessage) and isinstance(event.msg, m.Forward):
+            req_id = self._forwards.get((event.src, event.msg.op_id))
+            op, args = event.msg.op, event.msg.args
+        else:
+            return None
+        key = args.get("key") if isinstance(args, dict) else None
+        if not isinstance(key, bytes) or node.name not in node.preference_list(key):
+            return None  # not the coordinator: it forwards, or rejects the request
+        return self.observer.before_write(node, req_id, op, args)
+
+    def _route(self, name: str, effects: list[Any], cause: Any) -> None:
+        slot = self.slots[name]
+        for e in effects:
+            if isinstance(e, m.Send):
+                dst = self.slots[e.dest]
+                assert e.address == dst.address, f"{name} sends to {e.dest} at {e.address}"
+                if dst.node is None:
+                    self._count("refused")  # connection refused: nobody listens
+                    continue
+                if isinstance(e.msg, m.Forward) and isinstance(cause, m.ClientRequest):
+                    self._forwards[(name, e.msg.op_id)] = cause.req_id
+                self.network.send(True, name, e.dest, e.msg, slot.generation, dst.generation)
+            elif isinstance(e, m.SendDatagram):
+                dest = self._by_address.get(e.address)
+                if dest is not None:
+                    self.network.send(False, name, dest, e.msg, slot.generation, 0)
+            elif isinstance(e, m.Reply):
+                self.observer.reply_emitted(name, e)
+                wire = msgpack.packb([e.req_id, e.error, e.result], use_bin_type=True)
+                self.sched.after(self._client_latency(), self._reply, name, slot.generation, wire)
+            elif not isinstance(e, m.Log):
+                raise TypeError(f"{name} returned an unknown effect {e!r}")
+
+    # --- clients -------------------------------------------------------------------------------
+
+    def new_req_id(self) -> int:
+        self._next_req += 1
+        return self._next_req
+
+    def request(self, name: str, req_id: int, op: str, args: dict[str, Any]) -> None:
+        """A client sends a request to ``name``; it is lost if that node dies before it lands."""
+        wire = msgpack.packb([req_id, op, args], use_bin_type=True)
+        slot = self.slots[name]
+        if slot.node is None:
+            return
+        self.sched.after(self._client_latency(), self._request, name, slot.generation, wire)
+
+    def _request(self, name: str, generation: int, wire: bytes) -> None:
+        slot = self.slots[name]
+        if slot.node is None or slot.generation != generation:
+            return
+        self.trace.update(wire)
+        req_id, op, args = msgpack.unpackb(wire, raw=False, strict_map_key=False)
+        self._handle(name, m.ClientRequest(req_id, op, args))
+
+    def _reply(self, name: str, generation: int, wire: bytes) -> None:
+        if generation in self.slots[name].crashed and self.rng.random() < 0.5:
+            return
+        self.trace.update(wire)
+        req_id, error, result = msgpack.unpackb(wire, raw=False, strict_map_key=False)
+        self.observer.reply_delivered(m.Reply(req_id, error, result))
+
+    def _client_latency(self) -> int:
+        return self.rng.randint(*CLIENT_LATENCY_MS)
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1

@@ -1,0 +1,94 @@
+"""The checker is not blind: bugs planted in the core through monkeypatching are caught.
+
+Each planted bug must be reported within ``MAX_SEEDS`` seeds, and the command line must exit
+non-zero with ``RINGKV_SIM_SEED=<n>`` and the replay command. The core is patched only here; a
+patch is undone when the test ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ring.core import node as node_mod
+from ring.core import record as rec
+from ring.core.layout import DATA
+from ring.sim import SimConfig, run_seed
+from ring.sim.__main__ import main
+from ring.storage.memory import MemoryStorage
+
+MAX_SEEDS = 50
+
+
+def first_caught(config: SimConfig | None = None) -> tuple[int, set[str]]:
+    """The first seed with a violation, and the kinds of violation it reported."""
+    for seed in range(MAX_SEEDS):
+        result = run_seed(seed, config)
+        if result.violations:
+            return seed, {v.kind for v in result.violations}
+    pytest.fail(f"planted bug not caught in {MAX_SEEDS} seeds")
+
+
+def test_ack_before_w_replicas_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator that answers the client as soon as it stored the write itself (W=1)."""
+    original = node_mod.Node._progress_put
+
+    def hasty(self: Any, op_id: int, op: Any, effects: list[Any], final: bool = False) -> None:
+        op.w = 1
+        original(self, op_id, op, effects, final)
+
+    monkeypatch.setattr(node_mod.Node, "_progress_put", hasty)
+    _, kinds = first_caught()
+    assert "ack-before-quorum" in kinds
+
+
+def test_merge_that_keeps_only_the_newest_timestamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Last-writer-wins instead of siblings: concurrent writes are silently dropped."""
+    reconcile = rec.reconcile
+
+    def newest_only(a: rec.Record, b: rec.Record) -> rec.Record:
+        merged = reconcile(a, b)
+        if not merged.siblings:
+            return merged
+        newest = max(merged.siblings, key=lambda s: (s.ts_ms, s.actor, s.counter))
+        return rec.Record((newest,), merged.context)
+
+    monkeypatch.setattr(rec, "reconcile", newest_only)
+    _, kinds = first_caught()
+    assert kinds & {"write-lost", "acknowledged-write-lost"}
+
+
+def test_delete_without_a_tombstone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete removes the key from storage (on the coordinator and the replicas) instead of
+    keeping a tombstone: stale replicas, hints and read repair bring the value back."""
+    put = MemoryStorage.put
+
+    def forgetful(self: MemoryStorage, key: bytes, value: bytes) -> None:
+        if key.startswith(DATA) and rec.decode(value).is_deleted:
+            self.write((), [key])
+        else:
+            put(self, key, value)
+
+    monkeypatch.setattr(MemoryStorage, "put", forgetful)
+    _, kinds = first_caught()
+    assert kinds & {"ack-without-write", "deleted-value-came-back", "acknowledged-write-lost"}
+
+
+def test_kv679_actor_without_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node whose actor is its bare name: after a lost disk it reuses its old counters."""
+    monkeypatch.setattr(node_mod.Node, "_load_actor", lambda self: self.name)
+    _, kinds = first_caught(SimConfig(kv679=True))
+    assert "dot-reused" in kinds
+
+
+def test_command_line_names_the_seed_and_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(node_mod.Node, "_load_actor", lambda self: self.name)
+    seed, _ = first_caught(SimConfig(kv679=True))
+    assert main(["--kv679", "--seeds", "1", "--seed-start", str(seed)]) == 1
+    out = capsys.readouterr().out
+    assert f"RINGKV_SIM_SEED={seed}:" in out
+    assert f"replay: RINGKV_SIM_SEED={seed} python -m ring.sim --nodes 5 --n 3 --r 2 --w 2" in out
+    assert "--kv679" in out and f"violations: 1 seed(s): [{seed}]" in out
