@@ -1,8 +1,12 @@
 """ringkv: a Dynamo-style, leaderless, replicated key-value store.
 
-``ring.open(path)`` opens an embedded store. Every error is a :class:`ring.RingError`.
+``ring.open(path)`` opens an embedded store; ``ring.connect("host:port,...")`` connects to a
+cluster (``ring.aio.connect`` is the asyncio twin). Every error is a :class:`ring.RingError`.
 """
 
+from typing import Any
+
+from ring.client import connect
 from ring.embedded import Batch, Store, Versioned, open
 from ring.errors import (
     CorruptData,
@@ -30,5 +34,15 @@ __all__ = [
     "Unavailable",
     "Versioned",
     "__version__",
+    "connect",
     "open",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ring.aio imports asyncio; load it only for programs that use it.
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module("ring.aio")
+    raise AttributeError(f"module 'ring' has no attribute {name!r}")

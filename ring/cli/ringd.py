@@ -1,0 +1,346 @@
+"""``ringd``: one ringkv cluster node.
+
+    ringd --name NAME --listen HOST:PORT --data DIR [--seeds HOST:PORT,...]
+          [--n 3] [--r 2] [--w 2] [--cluster NAME] [--advertise HOST:PORT] [--config FILE.toml]
+
+Every setting also comes from the environment (``RINGKV_NAME``, ``RINGKV_LISTEN``, ...: the
+setting's name in capitals) and from a TOML file of the same keys (``--config`` or
+``RINGKV_CONFIG``); a flag wins over the environment, which wins over the file. A node without
+seeds defaults to N=R=W=1 (a cluster of one); with seeds to N=3, R=W=2. R and W default to a
+majority of N when only N is set.
+
+TCP (clients, replication) and UDP (gossip) share the port; ``--listen HOST:0`` picks a free
+one. Once serving, ringd prints ``ringd NAME listening on ADDRESS`` on stdout, ADDRESS being the
+address the node announces to its peers (``--advertise``, else the listen address; for a
+wildcard listen address, the host name). Logs go to stderr, one line per event.
+
+SIGTERM or SIGINT: stop accepting, let the requests it coordinates finish (up to
+``drain_s``), tell the peers it is going down, close the data directory, exit 0. A second signal
+skips the wait.
+
+Exit codes: 0 clean stop; 2 bad settings; 4 data directory locked or unusable; 5 cannot listen
+on the address; 70 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvloop
+
+from ring.core.node import Node, NodeConfig
+from ring.errors import InvalidInput, StoreLocked
+from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
+from ring.net.runtime import Runtime, wall_ms
+from ring.storage import RocksStorage
+
+log = logging.getLogger("ringd")
+
+OK, USAGE, STORE, NETWORK, INTERNAL = 0, 2, 4, 5, 70
+
+# name -> (type, help). Flags are --name-with-dashes; env RINGKV_NAME_IN_CAPITALS.
+SETTINGS: dict[str, tuple[type, str]] = {
+    "name": (str, "this node's name, unique in the cluster (required)"),
+    "listen": (str, "HOST:PORT for TCP and UDP (default 127.0.0.1:7070; port 0 = any free)"),
+    "data": (str, "data directory (required)"),
+    "seeds": (list, "comma-separated HOST:PORT of nodes to join through"),
+    "n": (int, "replicas per key (default 1 without seeds, else 3)"),
+    "r": (int, "default read quorum (default a majority of N)"),
+    "w": (int, "default write quorum (default a majority of N)"),
+    "cluster": (str, f"cluster name; nodes and clients must agree (default {DEFAULT_CLUSTER})"),
+    "advertise": (str, "HOST[:PORT] peers reach this node at (default: the listen address)"),
+    "partitions": (int, "partitions of the ring, fixed at cluster creation (default 1024)"),
+    "vnodes": (int, "virtual nodes per member (default 128)"),
+    "request_timeout_ms": (int, "quorum request timeout (default 2000)"),
+    "tick_ms": (int, "timer resolution of the node (default 20)"),
+    "sync": (bool, "fsync every write (default false: write-ahead log only)"),
+    "drain_s": (float, "on SIGTERM, wait this long for requests in flight (default 5)"),
+    "max_frame_bytes": (int, f"largest TCP frame accepted (default {MAX_FRAME_BYTES})"),
+    "log_level": (str, "debug, info, warning or error (default info)"),
+}
+
+
+TUNING = ("partitions", "vnodes", "request_timeout_ms", "tick_ms")
+NODE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    listen: str
+    data: str
+    seeds: tuple[str, ...]
+    n: int
+    r: int
+    w: int
+    cluster: str
+    advertise: str | None
+    partitions: int
+    vnodes: int
+    request_timeout_ms: int
+    tick_ms: int
+    sync: bool
+    drain_s: float
+    max_frame_bytes: int
+    log_level: str
+
+
+def _convert(key: str, value: Any, source: str) -> Any:
+    kind = SETTINGS[key][0]
+    try:
+        if kind is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(x).strip() for x in items if str(x).strip())
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"not a boolean: {value!r}")
+            return text in ("1", "true", "yes", "on")
+        if kind is int and isinstance(value, float | bool):
+            raise ValueError(f"not an integer: {value!r}")
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key} from {source}: {exc}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ringd",
+        description="Run one ringkv cluster node. Every flag also reads RINGKV_<NAME> from the "
+        "environment and the key <name> from --config FILE.toml; flags win, then env.",
+    )
+    for key, (kind, text) in SETTINGS.items():
+        flag = "--" + key.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, dest=key, action="store_const", const=True, help=text)
+        else:
+            parser.add_argument(flag, dest=key, default=None, help=text)
+    parser.add_argument("--config", default=None, help="TOML file with any of these settings")
+    return parser
+
+
+def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> Settings:
+    """Merge flags over environment over TOML; raise ConfigError with a clear message."""
+    env = dict(os.environ) if env is None else env
+    args = vars(_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    config = args.pop("config") or env.get("RINGKV_CONFIG")
+    if config:
+        try:
+            with open(config, "rb") as f:
+                table = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read the config file {config}: {exc}") from None
+        unknown = sorted(set(table) - set(SETTINGS))
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) in {config}: {', '.join(unknown)}; known: {', '.join(SETTINGS)}"
+            )
+        values.update({k: _convert(k, v, config) for k, v in table.items()})
+    for key in SETTINGS:
+        if env.get("RINGKV_" + key.upper()):
+            values[key] = _convert(key, env["RINGKV_" + key.upper()], "RINGKV_" + key.upper())
+        if args.get(key) is not None:
+            values[key] = _convert(key, args[key], "--" + key.replace("_", "-"))
+    return _settle(values)
+
+
+def _settle(values: dict[str, Any]) -> Settings:
+    for required in ("name", "data"):
+        if not values.get(required):
+            raise ConfigError(
+                f"--{required} is required (or RINGKV_{required.upper()}, or {required} = ... "
+                "in the config file)"
+            )
+    listen = values.get("listen") or "127.0.0.1:7070"
+    seeds: tuple[str, ...] = values.get("seeds", ())
+    try:
+        for address in (listen, *seeds):
+            parse_address(address)
+    except InvalidInput as exc:
+        raise ConfigError(str(exc)) from None
+    n = values.get("n", 3 if seeds else 1)
+    r = values.get("r", n // 2 + 1)
+    w = values.get("w", n // 2 + 1)
+    if not (1 <= r <= n and 1 <= w <= n):
+        raise ConfigError(f"need 1 <= R, W <= N; got N={n} R={r} W={w} (set --n as well)")
+    level = str(values.get("log_level", "info")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log_level must be debug, info, warning or error, not {level.lower()}")
+    tuning = {k: int(values.get(k, NODE_DEFAULTS[k])) for k in TUNING}
+    if any(v < 1 for v in tuning.values()):
+        raise ConfigError(f"{', '.join(TUNING)} must be positive")
+    return Settings(
+        name=values["name"],
+        listen=listen,
+        data=values["data"],
+        seeds=seeds,
+        n=n,
+        r=r,
+        w=w,
+        cluster=values.get("cluster") or DEFAULT_CLUSTER,
+        advertise=values.get("advertise"),
+        **tuning,
+        sync=bool(values.get("sync", False)),
+        drain_s=float(values.get("drain_s", 5.0)),
+        max_frame_bytes=int(values.get("max_frame_bytes", MAX_FRAME_BYTES)),
+        log_level=level,
+    )
+
+
+def advertised(settings: Settings, host: str, port: int) -> str:
+    """The address peers reach us at: --advertise (its port defaulting to ours), else the
+    listen host — or this machine's name when listening on every interface."""
+    if settings.advertise:
+        try:
+            ahost, aport = parse_address(settings.advertise)
+        except InvalidInput:  # a host without a port
+            return format_address(settings.advertise.strip().strip("[]"), port)
+        return format_address(ahost, aport or port)
+    if host in ("", "*", "0.0.0.0", "::"):
+        return format_address(socket.gethostname(), port)
+    return format_address(host, port)
+
+
+async def serve(settings: Settings, storage: RocksStorage) -> int:
+    loop = asyncio.get_running_loop()
+    runtime = Runtime(
+        settings.name,
+        cluster=settings.cluster,
+        tick_ms=settings.tick_ms,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
+    host, port = parse_address(settings.listen)
+    try:
+        real_port = await runtime.listen(host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
+        return NETWORK
+    address = advertised(settings, host, real_port)
+    config = NodeConfig(
+        name=settings.name,
+        address=address,
+        cluster=settings.cluster,
+        seeds=settings.seeds,
+        n=settings.n,
+        r=settings.r,
+        w=settings.w,
+        partitions=settings.partitions,
+        vnodes=settings.vnodes,
+        request_timeout_ms=settings.request_timeout_ms,
+        tick_ms=settings.tick_ms,
+    )
+    # A restarted node announces a higher incarnation than any it used before, so peers take it
+    # as up at once (wall-clock seconds; the core also refutes older claims about itself).
+    node = Node(
+        config,
+        storage,
+        now_ms=wall_ms(),
+        rng=random.Random(os.urandom(16)),
+        incarnation=time.time_ns() // 1_000_000_000,
+    )
+    signals: list[int] = []
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        signals.append(signum)
+        if len(signals) > 1:
+            log.warning("second signal: not waiting for requests in flight")
+            runtime.cut_drain()
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await runtime.start(node)
+    log.info(
+        "listening on %s (tcp+udp), node address %s, cluster %r, N=%d R=%d W=%d, seeds %s",
+        format_address(host, real_port),
+        address,
+        settings.cluster,
+        settings.n,
+        settings.r,
+        settings.w,
+        ",".join(settings.seeds) or "none",
+    )
+    print(f"ringd {settings.name} listening on {address}", flush=True)
+    await stop.wait()
+    log.info("%s: stopping", signal.Signals(signals[0]).name)
+    await runtime.shutdown(settings.drain_s)
+    log.info("stopped")
+    return OK
+
+
+def run(
+    settings: Settings,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop,
+) -> int:
+    try:
+        storage = RocksStorage(settings.data, sync=settings.sync)
+    except StoreLocked as exc:
+        log.error("%s", exc)
+        return STORE
+    except Exception as exc:  # rocksdict reports IO problems as plain exceptions
+        log.error("cannot open the data directory %s: %s", settings.data, exc)
+        return STORE
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(serve(settings, storage))
+    finally:
+        storage.close()
+
+
+class _Formatter(logging.Formatter):
+    """``ringd[name]: message``, with the level named when it is a warning or worse."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{self.prefix}{record.levelname.lower()}: {text}"
+        return self.prefix + text
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except ConfigError as exc:
+        sys.stderr.write(f"ringd: error: {exc}\n")
+        return USAGE
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(f"ringd[{settings.name}]: "))
+    log.addHandler(handler)
+    log.setLevel(settings.log_level)
+    log.propagate = False
+    try:
+        return run(settings)
+    except KeyboardInterrupt:
+        return OK
+    except Exception:
+        log.exception("internal error")
+        return INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

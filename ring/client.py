@@ -1,0 +1,253 @@
+"""The synchronous cluster client: ``ring.connect("host:port,host:port")``.
+
+It has the embedded store's methods (``get``, ``get_versioned``, ``put``, ``delete``, ``scan``,
+``close``, a context manager), each taking ``r=`` / ``w=`` where it applies, plus ``status()``
+and ``ring_info()``. Plain blocking sockets, one request at a time per client (a lock makes a
+client safe to share between threads); use ``ring.aio`` for many requests in flight.
+
+Failover: any node coordinates any request, so when the connected node cannot be reached — a
+refused or broken connection, a timeout, or a node that says it is shutting down — the client
+moves to the next listed address and sends the request there. A quorum error is an answer, not
+a failure of the node: it is raised, never retried. A request that fails over may therefore run
+twice; a retried ``put`` without a context can leave a sibling holding the same value.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from ring.embedded import Versioned
+from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
+from ring.net import clientops as ops
+from ring.net.codec import (
+    DEFAULT_CLUSTER,
+    MAX_FRAME_BYTES,
+    FrameDecoder,
+    FrameError,
+    ReplyTooLarge,
+    check_server_hello,
+    client_hello,
+    encode_frame,
+    error_of,
+    new_packer,
+    parse_address,
+    parse_addresses,
+)
+
+_RECV_BYTES = 256 * 1024
+
+
+class NodeUnavailable(Exception):
+    """Internal: this node cannot serve (it said so); try the next one."""
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text or type(exc).__name__
+
+
+class Client:
+    """A connection to a ringkv cluster through any of ``addresses``."""
+
+    def __init__(
+        self,
+        addresses: str | list[str] | tuple[str, ...],
+        *,
+        cluster: str = DEFAULT_CLUSTER,
+        timeout: float | None = ops.DEFAULT_TIMEOUT_S,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        self.addresses = parse_addresses(addresses)
+        self.cluster = cluster
+        self.timeout = ops.check_timeout(timeout)
+        self.max_frame_bytes = max_frame_bytes
+        self.node: str | None = None  # the name of the node we are connected to
+        self._index = 0
+        self._sock: socket.socket | None = None
+        self._decoder = FrameDecoder(max_frame_bytes)
+        self._frames: deque[Any] = deque()
+        self._packer = new_packer()
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- connection ----------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.addresses[self._index % len(self.addresses)]
+
+    def _open(self) -> None:
+        host, port = parse_address(self.address)
+        sock = socket.create_connection((host, port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
+            self._decoder = FrameDecoder(self.max_frame_bytes)
+            self._frames.clear()
+            sock.sendall(encode_frame(self._packer, client_hello(self.cluster)))
+            self.node = check_server_hello(self._read(), self.cluster)
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        self.node = None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _read(self) -> Any:
+        assert self._sock is not None
+        while not self._frames:
+            data = self._sock.recv(_RECV_BYTES)
+            if not data:
+                raise ConnectionResetError("the node closed the connection")
+            try:
+                self._frames.extend(self._decoder.feed(data))
+            except FrameError as exc:
+                raise ProtocolError(f"bad frame from {self.address}: {exc}") from None
+        return self._frames.popleft()
+
+    def connect(self) -> Client:
+        """Connect now (otherwise the first request does); raises Unavailable."""
+        self._call(None, None)
+        return self
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _call(self, op: str | None, args: dict[str, Any] | None) -> Any:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the client is closed; connect again with ring.connect()")
+            errors: list[str] = []
+            for _ in range(len(self.addresses)):
+                address = self.address
+                try:
+                    if self._sock is None:
+                        self._open()
+                    return None if op is None else self._roundtrip(op, args or {})
+                except (OSError, NodeUnavailable) as exc:
+                    errors.append(f"{address} ({describe(exc)})")
+                except ProtocolError:
+                    self._drop()
+                    raise
+                self._drop()
+                self._index += 1
+            raise Unavailable(
+                f"no ringkv node could serve the request; tried {', '.join(errors)}. "
+                "Check that ringd is running there, or list more nodes."
+            )
+
+    def _roundtrip(self, op: str, args: dict[str, Any]) -> Any:
+        assert self._sock is not None
+        self._next_id += 1
+        req_id = self._next_id
+        self._sock.sendall(encode_frame(self._packer, [req_id, op, args], self.max_frame_bytes))
+        while True:
+            frame = self._read()
+            if not isinstance(frame, list) or len(frame) != 3:
+                raise ProtocolError(f"unexpected frame from {self.address}: {str(frame)[:100]}")
+            if frame[0] is None:
+                raise ProtocolError(f"{self.address} closed the connection: {frame[2]}")
+            if frame[0] != req_id:
+                continue  # the answer to a request abandoned by an earlier timeout
+            _, error, result = frame
+            if error is None:
+                return result
+            if error == "unavailable":
+                raise NodeUnavailable(str(result))
+            raise error_of(error, result)
+
+    def get(self, key: Any, r: int | None = None) -> bytes | None:
+        """The value of ``key`` (the resolver's choice among siblings), or ``None``."""
+        return ops.value_of(self._call("get", ops.get_args(key, r)))
+
+    def get_versioned(self, key: Any, r: int | None = None) -> Versioned:
+        return ops.versioned_of(self._call("getv", ops.get_args(key, r)))
+
+    def put(self, key: Any, value: Any, context: Any = None, w: int | None = None) -> None:
+        if value is None:
+            raise InvalidInput("value must be bytes or str, not None (use delete)")
+        self._call("put", ops.write_args(key, value, context, w))
+
+    def delete(self, key: Any, context: Any = None, w: int | None = None) -> None:
+        self._call("del", ops.write_args(key, None, context, w))
+
+    def scan(
+        self,
+        prefix: Any = None,
+        start: Any = None,
+        stop: Any = None,
+        reverse: bool = False,
+        limit: int | None = None,
+        page: int = ops.DEFAULT_PAGE,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs in key order, fetched ``page`` at a time."""
+        cursor = ops.ScanCursor(prefix, start, stop, reverse, limit, page)
+        while not cursor.done:
+            try:
+                result = self._call("scan", cursor.next_args())
+            except ReplyTooLarge:
+                if cursor.shrink():
+                    continue
+                raise
+            yield from cursor.feed(result)
+
+    def status(self) -> dict[str, Any]:
+        """The contacted node's view: ``{"node", "members": [...], "counters": {...}}``."""
+        result = self._call("status", {})
+        if not isinstance(result, dict):
+            raise ProtocolError("a status answer is a map")
+        return result
+
+    def ring_info(self) -> dict[str, Any]:
+        """Partitions, N, members, and primary/replica partition counts per node."""
+        result = self._call("ring", {})
+        if not isinstance(result, dict):
+            raise ProtocolError("a ring answer is a map")
+        return result
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"via {self.node or 'no node yet'}"
+        return f"<ring.Client {','.join(self.addresses)} {state}>"
+
+
+def connect(
+    addresses: str | list[str] | tuple[str, ...],
+    cluster: str = DEFAULT_CLUSTER,
+    timeout: float | None = ops.DEFAULT_TIMEOUT_S,
+) -> Client:
+    """Connect to a ringkv cluster through any of ``addresses`` (``"host:port,host:port"``).
+
+    Raises ``ring.Unavailable`` (listing the addresses tried) when no node can be reached.
+    """
+    return Client(addresses, cluster=cluster, timeout=timeout).connect()

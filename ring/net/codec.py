@@ -1,0 +1,216 @@
+"""The ringkv wire format: length-prefixed msgpack frames, the hello, and error replies.
+
+A TCP stream is a sequence of frames: a 4-byte big-endian body length, then one msgpack value of
+exactly that many bytes. Rules this module keeps:
+
+* the length prefix is checked against ``max_frame_bytes`` *before* any of the body is buffered,
+  so a peer cannot make us hold more than one maximal frame per connection;
+* a body must decode to exactly one msgpack value; anything else raises :class:`FrameError`,
+  which the connection answers with ``[None, "protocol", why]`` before closing;
+* msgpack is used with ``use_bin_type=True`` / ``raw=False``: bytes stay bytes, str stays str.
+
+A connection opens with a hello. A client or peer sends ``{"hello": 1, "cluster": str,
+"role": "client"|"node", "name": str|None}``; the node answers ``{"hello": 1, "cluster": str,
+"name": node_name}``. After that a client sends ``[req_id, op, args]`` and receives
+``[req_id, error_or_None, result]``; a peer sends ``messages.to_wire(msg)`` lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ring.errors import InvalidInput, ProtocolError, QuorumError, RingError, Unavailable
+
+PROTOCOL_VERSION = 1
+DEFAULT_CLUSTER = "ringkv"
+# Must exceed the 16 MiB value limit plus a 64 KiB key plus the envelope.
+MAX_FRAME_BYTES = 32 * 1024 * 1024
+_HEADER = 4
+_MAX_ENCODABLE = (1 << 32) - 1
+
+
+class FrameError(Exception):
+    """A frame that breaks the protocol: too large, not msgpack, or the wrong shape."""
+
+
+class FrameTooLarge(FrameError):
+    """An outgoing value whose encoding exceeds the frame limit."""
+
+
+class ReplyTooLarge(RingError):
+    """The answer would not fit in one frame (a scan page of large values): ask for less."""
+
+
+def new_packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True)
+
+
+def unpack(data: bytes | memoryview) -> Any:
+    """Decode exactly one msgpack value (a frame body or a datagram)."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+
+
+def pack(packer: msgpack.Packer, obj: Any) -> bytes:
+    """Encode ``obj`` as one msgpack value (no length prefix), e.g. for a datagram."""
+    data: bytes = packer.pack(obj)
+    return data
+
+
+def encode_frame(packer: msgpack.Packer, obj: Any, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
+    """One frame: length prefix plus body. Raises FrameTooLarge above ``max_bytes``."""
+    body: bytes = packer.pack(obj)
+    if len(body) > max_bytes or len(body) > _MAX_ENCODABLE:
+        raise FrameTooLarge(f"frame of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
+    return len(body).to_bytes(_HEADER, "big") + body
+
+
+class FrameDecoder:
+    """Splits a byte stream into decoded frame bodies.
+
+    ``feed`` returns every complete frame in order and keeps the rest buffered. After a
+    FrameError the decoder is poisoned: the stream position is lost and the connection must close.
+    """
+
+    __slots__ = ("_buf", "_max", "_need")
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_frame_bytes
+        self._need = 0  # body length of the frame being buffered, 0 while reading a header
+
+    def feed(self, data: bytes) -> list[Any]:
+        buf = self._buf
+        buf += data
+        out: list[Any] = []
+        pos = 0
+        end = len(buf)
+        view = memoryview(buf)
+        try:
+            while True:
+                if end - pos < _HEADER:
+                    break
+                length = int.from_bytes(view[pos : pos + _HEADER], "big")
+                if length > self._max:
+                    raise FrameError(
+                        f"frame length {length} exceeds the limit of {self._max} bytes"
+                    )
+                if length == 0:
+                    raise FrameError("empty frame")
+                if end - pos - _HEADER < length:
+                    break
+                start = pos + _HEADER
+                try:
+                    out.append(unpack(view[start : start + length]))
+                except Exception as exc:
+                    raise FrameError(f"frame is not one msgpack value: {exc}") from None
+                pos = start + length
+        finally:
+            view.release()
+        if pos:
+            del buf[:pos]
+        return out
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+# --- hello -----------------------------------------------------------------------------------
+
+
+def client_hello(cluster: str, role: str = "client", name: str | None = None) -> dict[str, Any]:
+    return {"hello": PROTOCOL_VERSION, "cluster": cluster, "role": role, "name": name}
+
+
+def server_hello(cluster: str, name: str) -> dict[str, Any]:
+    return {"hello": PROTOCOL_VERSION, "cluster": cluster, "name": name}
+
+
+def check_client_hello(obj: Any, cluster: str) -> tuple[str, str | None]:
+    """Validate a hello sent to a node; return ``(role, name)`` or raise FrameError."""
+    if not isinstance(obj, dict) or "hello" not in obj:
+        raise FrameError("expected a hello map {'hello': 1, 'cluster': ..., 'role': ...} first")
+    if obj["hello"] != PROTOCOL_VERSION:
+        raise FrameError(
+            f"protocol version {obj['hello']!r} is not supported (this node speaks "
+            f"{PROTOCOL_VERSION})"
+        )
+    if obj.get("cluster") != cluster:
+        raise FrameError(f"this node belongs to cluster {cluster!r}, not {obj.get('cluster')!r}")
+    role = obj.get("role", "client")
+    name = obj.get("name")
+    if role not in ("client", "node"):
+        raise FrameError(f"unknown role {role!r} (use 'client' or 'node')")
+    if role == "node" and (not isinstance(name, str) or not name):
+        raise FrameError("a node hello must carry the node's name")
+    if name is not None and not isinstance(name, str):
+        raise FrameError("hello name must be a string or nil")
+    return role, name
+
+
+def check_server_hello(obj: Any, cluster: str) -> str:
+    """Validate the node's answer to our hello; return its name or raise ProtocolError."""
+    if isinstance(obj, list) and len(obj) == 3 and obj[0] is None and obj[1] is not None:
+        raise ProtocolError(f"the node refused the connection: {obj[2]}")
+    if not isinstance(obj, dict) or obj.get("hello") != PROTOCOL_VERSION:
+        raise ProtocolError(f"expected a hello answer, got {str(obj)[:100]}")
+    if obj.get("cluster") != cluster:
+        raise ProtocolError(f"the node belongs to cluster {obj.get('cluster')!r}, not {cluster!r}")
+    name = obj.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError("the node's hello answer carries no name")
+    return name
+
+
+def protocol_error(why: str) -> list[Any]:
+    """The frame sent before closing a connection that broke the protocol."""
+    return [None, "protocol", why]
+
+
+# --- replies as exceptions (shared by both clients) ---------------------------------------------
+
+
+def error_of(error: str, result: Any) -> RingError:
+    """The exception a client raises for the reply ``[req_id, error, result]``."""
+    message = result.get("message") if isinstance(result, dict) else result
+    text = str(message) if message is not None else error
+    if error == "quorum" or (error == "timeout" and isinstance(result, dict)):
+        replied = result.get("replied", 0) if isinstance(result, dict) else 0
+        needed = result.get("needed", 0) if isinstance(result, dict) else 0
+        return QuorumError(text, replied=int(replied or 0), needed=int(needed or 0))
+    if error == "invalid":
+        return InvalidInput(text)
+    if error in ("unavailable", "timeout"):
+        return Unavailable(text)
+    if error == "protocol":
+        return ProtocolError(text)
+    if error == "too_large":
+        return ReplyTooLarge(text)
+    return RingError(f"{error}: {text}" if text != error else text)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[v6]:port"`` too) to ``(host, port)``; raises InvalidInput."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InvalidInput(f"address {address!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_addresses(addresses: str | list[str] | tuple[str, ...]) -> list[str]:
+    """A comma-separated string or a list of ``host:port`` to a list of addresses."""
+    items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
+    out = [a.strip() for a in items if a and a.strip()]
+    if not out:
+        raise InvalidInput("no node address given (expected host:port[,host:port...])")
+    for a in out:
+        parse_address(a)
+    return out

@@ -1,0 +1,317 @@
+"""TCP connections of a node: inbound (clients and peers) and outbound (links to peers).
+
+Both are ``asyncio.Protocol`` objects driven by callbacks — no task per request. Frames produced
+while handling events are queued on the connection; the runtime joins each connection's queue
+into a single ``transport.write`` once per loop iteration (``Dispatcher.mark_dirty``).
+
+Invariants:
+
+* an inbound connection says nothing but its hello answer until it has received a valid hello,
+  and answers a broken frame with ``[None, "protocol", why]`` and closes — only itself;
+* inbound *node* connections are one-way: a peer sends over its own outbound link and we answer
+  over ours, so a message's reply never depends on which side opened a connection;
+* an outbound link queues frames until the peer's hello answer proves it is the node we meant,
+  then sends them in order; frames for an unreachable peer are dropped (the core's timeouts,
+  hints and anti-entropy deal with loss, as they must with any network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from ring.core import messages
+from ring.net.codec import (
+    FrameDecoder,
+    FrameError,
+    check_client_hello,
+    check_server_hello,
+    client_hello,
+    encode_frame,
+    new_packer,
+    protocol_error,
+    server_hello,
+)
+
+log = logging.getLogger("ringd")
+
+# Reading from a client pauses while this many of its requests are unanswered.
+MAX_INFLIGHT_PER_CONNECTION = 4096
+HELLO_TIMEOUT_S = 5.0
+
+
+class Dispatcher(Protocol):
+    """What connections call into: the runtime, or a test double."""
+
+    name: str
+    cluster: str
+    max_frame_bytes: int
+
+    def mark_dirty(self, conn: FramedConnection) -> None: ...
+
+    def count(self, counter: str, n: int = 1) -> None: ...
+
+    def client_request(self, conn: ServerConnection, req_id: Any, op: str, args: Any) -> None: ...
+
+    def peer_message(self, src: str, msg: Any) -> None: ...
+
+    def connection_opened(self, conn: ServerConnection) -> None: ...
+
+    def connection_closed(self, conn: FramedConnection) -> None: ...
+
+
+class FramedConnection(asyncio.Protocol):
+    """Frame decoding, an output queue flushed once per iteration, and flow control."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(dispatcher.max_frame_bytes)
+        self.out: list[bytes] = []
+        self.closed = False
+        self.inflight = 0
+        self._write_paused = False
+        self._read_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    @property
+    def peername(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def queue(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        if not self.out:
+            self.dispatcher.mark_dirty(self)
+        self.out.append(frame)
+
+    def flush(self) -> None:
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        if self.transport is not None and not self.closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def fail(self, why: str) -> None:
+        """Answer a protocol violation and close this connection only."""
+        if self.closed:
+            return
+        self.dispatcher.count("protocol_errors")
+        log.info("closing connection from %s: %s", self.peername, why)
+        frame = encode_frame(new_packer(), protocol_error(why), 1 << 31)
+        self.flush()
+        if self.transport is not None:
+            self.transport.write(frame)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.out = []
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.out = []
+        self.dispatcher.connection_closed(self)
+
+    # Flow control: stop reading while the peer does not read our replies, or while too many of
+    # its requests are in flight, so one greedy client cannot grow our memory without bound.
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        want_pause = self._write_paused or self.inflight >= MAX_INFLIGHT_PER_CONNECTION
+        if self.transport is None or self.closed or want_pause == self._read_paused:
+            return
+        if not want_pause and self.inflight > MAX_INFLIGHT_PER_CONNECTION // 2:
+            return
+        self._read_paused = want_pause
+        if want_pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def request_done(self) -> None:
+        self.inflight -= 1
+        if self._read_paused:
+            self._update_reading()
+
+
+class ServerConnection(FramedConnection):
+    """An accepted connection: a client (requests) or a peer's outbound link (messages)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(dispatcher)
+        self.role: str | None = None  # None until the hello, then "client" or "node"
+        self.peer_name: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.dispatcher.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            self.fail(str(exc))
+            return
+        dispatcher = self.dispatcher
+        for obj in frames:
+            if self.closed:
+                return
+            if self.role == "client":
+                if type(obj) is not list or len(obj) != 3:
+                    self.fail("a request is [req_id, op, args]")
+                    return
+                req_id, op, args = obj
+                if type(op) is not str or (args is not None and type(args) is not dict):
+                    self.fail("a request is [req_id, op: str, args: map]")
+                    return
+                self.inflight += 1
+                dispatcher.client_request(self, req_id, op, args if args is not None else {})
+            elif self.role == "node":
+                try:
+                    msg = messages.from_wire(obj)
+                except (ValueError, TypeError) as exc:
+                    self.fail(f"bad node message: {exc}")
+                    return
+                assert self.peer_name is not None
+                dispatcher.peer_message(self.peer_name, msg)
+            else:
+                self._hello(obj)
+        if self.inflight >= MAX_INFLIGHT_PER_CONNECTION:
+            self._update_reading()
+
+    def _hello(self, obj: Any) -> None:
+        try:
+            self.role, self.peer_name = check_client_hello(obj, self.dispatcher.cluster)
+        except FrameError as exc:
+            self.fail(str(exc))
+            return
+        d = self.dispatcher
+        self.queue(encode_frame(new_packer(), server_hello(d.cluster, d.name)))
+        if self.role == "node":
+            log.debug("peer %s connected from %s", self.peer_name, self.peername)
+
+
+class PeerLink(FramedConnection):
+    """Our outbound connection to one peer; only we write on it (see the module docstring)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        dest: str,
+        address: str,
+        queue_limit: int,
+        on_ready: Callable[[PeerLink], None],
+        on_closed: Callable[[PeerLink], None],
+    ) -> None:
+        super().__init__(dispatcher)
+        self.on_ready = on_ready
+        self.on_closed = on_closed
+        self.dest = dest
+        self.address = address
+        self.ready = False  # the peer's hello answer arrived and names ``dest``
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.queue_limit = queue_limit
+        self.failure: str | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+
+    def send(self, frame: bytes) -> bool:
+        """Queue a frame; False (and the frame dropped) if the link cannot take it."""
+        if self.closed:
+            return False
+        if self.ready:
+            if self.transport is not None and (
+                self.transport.get_write_buffer_size() > self.queue_limit
+            ):
+                return False
+            self.queue(frame)
+            return True
+        if self.pending_bytes + len(frame) > self.queue_limit:
+            return False
+        self.pending.append(frame)
+        self.pending_bytes += len(frame)
+        return True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        d = self.dispatcher
+        hello = client_hello(d.cluster, role="node", name=d.name)
+        assert self.transport is not None
+        self.transport.write(encode_frame(new_packer(), hello))
+        loop = asyncio.get_running_loop()
+        self._hello_timer = loop.call_later(HELLO_TIMEOUT_S, self._hello_timeout)
+
+    def _hello_timeout(self) -> None:
+        if not self.ready and not self.closed:
+            self.failure = f"no hello answer within {HELLO_TIMEOUT_S:g} s"
+            self.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            self.failure = str(exc)
+            self.close()
+            return
+        for obj in frames:
+            if not self.ready:
+                self._on_hello(obj)
+            elif isinstance(obj, list) and len(obj) == 3 and obj[0] is None:
+                log.warning("peer %s reported: %s %s", self.dest, obj[1], obj[2])
+            if self.closed:
+                return
+
+    def _on_hello(self, obj: Any) -> None:
+        try:
+            name = check_server_hello(obj, self.dispatcher.cluster)
+        except Exception as exc:
+            self.failure = str(exc)
+            self.close()
+            return
+        if name != self.dest:
+            self.failure = f"{self.address} is node {name!r}, not {self.dest!r}"
+            self.close()
+            return
+        self.ready = True
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        for frame in pending:
+            self.queue(frame)
+        self.on_ready(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.failure is None and not self.ready:
+            self.failure = str(exc)
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        super().connection_lost(exc)
+        self.on_closed(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
