@@ -96,6 +96,9 @@ class _Connection(asyncio.Protocol):
         req_id = self._next_id
         frame = encode_frame(self.packer, [req_id, op, args], self.max_frame_bytes)
         waiter: asyncio.Future[tuple[Any, Any]] = self.loop.create_future()
+        if self.closed:
+            waiter.set_exception(ConnectionResetError("the connection to the node is closed"))
+            return waiter
         self.waiters[req_id] = waiter
         if not self.out:
             self.loop.call_soon(self._flush)

@@ -44,7 +44,7 @@ import uvloop
 from ring.core.node import Node, NodeConfig
 from ring.errors import InvalidInput, StoreLocked
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
-from ring.net.runtime import Runtime, wall_ms
+from ring.net.runtime import Runtime
 from ring.storage import RocksStorage
 
 log = logging.getLogger("ringd")
@@ -254,7 +254,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     node = Node(
         config,
         storage,
-        now_ms=wall_ms(),
+        now_ms=runtime.clock(),
         rng=random.Random(os.urandom(16)),
         incarnation=time.time_ns() // 1_000_000_000,
     )

@@ -8,7 +8,9 @@ turns into ``core.handle(event, now_ms)``; the effects it returns are applied at
 ``transport.write`` per connection by a single ``call_soon`` flush per loop iteration.
 
 ``now_ms`` is wall-clock milliseconds, because the core stamps values with it (latest-timestamp
-resolution across nodes needs a shared clock); ``clock`` is a parameter so tests can pass another.
+resolution across nodes needs a shared clock), read through :class:`SteadyWallClock` so that a
+clock stepped back cannot stall the core's timers; ``clock`` is a parameter so tests can pass
+another.
 
 Client request ids are per connection and chosen by the client; the core needs ids unique in the
 process, so each request gets a fresh integer and ``pending`` maps it back to
@@ -55,8 +57,35 @@ class Core(Protocol):
     def idle(self) -> bool: ...
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+class SteadyWallClock:
+    """Wall-clock milliseconds that never go backwards and never stall.
+
+    The core stamps values with ``now_ms`` *and* runs its timers on it. A raw wall clock that
+    an NTP step sets back an hour would freeze every request timer for that hour, so this clock
+    advances with the monotonic clock from a wall-clock anchor. It follows the wall clock when
+    that jumps ahead (re-anchoring), and ignores it when it goes back (staying ahead of it,
+    which only makes our timestamps a little later).
+    """
+
+    def __init__(
+        self,
+        wall_ns: Callable[[], int] = time.time_ns,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self._wall_ns = wall_ns
+        self._monotonic_ns = monotonic_ns
+        self._anchor_ns = wall_ns() - monotonic_ns()
+        self._last = 0
+
+    def __call__(self) -> int:
+        mono = self._monotonic_ns()
+        now = (self._anchor_ns + mono) // 1_000_000
+        wall = self._wall_ns() // 1_000_000
+        if wall > now + 1000:  # the wall clock jumped forward (or drifted): follow it
+            self._anchor_ns = wall * 1_000_000 - mono
+            now = wall
+        self._last = now = max(now, self._last)
+        return now
 
 
 class Runtime:
@@ -67,13 +96,13 @@ class Runtime:
         cluster: str = DEFAULT_CLUSTER,
         tick_ms: int = 20,
         max_frame_bytes: int = MAX_FRAME_BYTES,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
         self.cluster = cluster
         self.tick_s = tick_ms / 1000
         self.max_frame_bytes = max_frame_bytes
-        self.clock = clock
+        self.clock = clock if clock is not None else SteadyWallClock()
         self.core: Core | None = None
         self.counters: dict[str, int] = {}
         self.pending: dict[int, tuple[ServerConnection, Any, str]] = {}

@@ -201,3 +201,29 @@ async def test_port_zero_binds_tcp_and_udp_on_the_same_port() -> None:
         assert runtime.udp.transport.get_extra_info("sockname")[1] == port
     finally:
         await runtime.shutdown()
+
+
+@uvloop_test
+async def test_a_client_that_does_not_read_is_paused_not_buffered() -> None:
+    runtime, core, address = await start_node("n1")
+    try:
+        core.data[b"big"] = b"x" * (512 * 1024)
+        other = await RawConn.open(address)
+        await other.recv()
+        greedy = await RawConn.open(address)
+        await greedy.recv()
+        sent = 0
+        # Ask for big replies and never read them: the node must stop reading this client
+        # once its replies back up, instead of queueing them without bound.
+        while not any(c._read_paused for c in runtime.connections) and sent < 400:
+            greedy.send([sent, "get", {"key": b"big"}])
+            sent += 1
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+        assert any(c._read_paused for c in runtime.connections), "reading never paused"
+        await _works(other, "unaffected")
+        replies = [await greedy.recv() for _ in range(sent)]  # reading again drains it all
+        assert [r[0] for r in replies] == list(range(sent))
+        await wait_for(lambda: not any(c._read_paused for c in runtime.connections))
+    finally:
+        await runtime.shutdown()
