@@ -27,6 +27,7 @@ writes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -211,8 +212,9 @@ def _from_parts(obj: object, tail: bytes | None) -> Record:
             value, tail = tail, None
         if not (
             isinstance(actor, str)
-            and isinstance(counter, int)
-            and isinstance(ts, int)
+            and type(counter) is int  # not bool: msgpack true/false is no counter
+            and counter > 0
+            and type(ts) is int
             and (value is None or isinstance(value, bytes))
         ):
             raise ValueError("malformed sibling in record")
@@ -222,6 +224,8 @@ def _from_parts(obj: object, tail: bytes | None) -> Record:
     if tail is not None:
         raise ValueError("record tail value has no sibling")
     sibs.sort(key=lambda s: (s.actor, s.counter))
+    if any(a.dot == b.dot for a, b in itertools.pairwise(sibs)):
+        raise ValueError("record holds two siblings with the same dot")
     return Record(tuple(sibs), ctx)
 
 
