@@ -17,6 +17,7 @@ A connection opens with a hello. A client or peer sends ``{"hello": 1, "cluster"
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgpack
@@ -29,6 +30,8 @@ DEFAULT_CLUSTER = "ringkv"
 MAX_FRAME_BYTES = 32 * 1024 * 1024
 _HEADER = 4
 _MAX_ENCODABLE = (1 << 32) - 1
+_pack_length = struct.Struct(">I").pack
+_unpack_length = struct.Struct(">I").unpack_from
 
 
 class FrameError(Exception):
@@ -61,9 +64,10 @@ def pack(packer: msgpack.Packer, obj: Any) -> bytes:
 def encode_frame(packer: msgpack.Packer, obj: Any, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
     """One frame: length prefix plus body. Raises FrameTooLarge above ``max_bytes``."""
     body: bytes = packer.pack(obj)
-    if len(body) > max_bytes or len(body) > _MAX_ENCODABLE:
-        raise FrameTooLarge(f"frame of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
-    return len(body).to_bytes(_HEADER, "big") + body
+    size = len(body)
+    if size > max_bytes or size > _MAX_ENCODABLE:
+        raise FrameTooLarge(f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
+    return _pack_length(size) + body
 
 
 class FrameDecoder:
@@ -73,34 +77,32 @@ class FrameDecoder:
     FrameError the decoder is poisoned: the stream position is lost and the connection must close.
     """
 
-    __slots__ = ("_buf", "_max", "_need")
+    __slots__ = ("_buf", "_max")
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of an incomplete frame, if any
         self._max = max_frame_bytes
-        self._need = 0  # body length of the frame being buffered, 0 while reading a header
 
     def feed(self, data: bytes) -> list[Any]:
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            data = buf  # type: ignore[assignment]  # bytes-like either way
         out: list[Any] = []
         pos = 0
-        end = len(buf)
-        view = memoryview(buf)
+        end = len(data)
+        limit = self._max
+        view = memoryview(data)
         try:
-            while True:
-                if end - pos < _HEADER:
-                    break
-                length = int.from_bytes(view[pos : pos + _HEADER], "big")
-                if length > self._max:
-                    raise FrameError(
-                        f"frame length {length} exceeds the limit of {self._max} bytes"
-                    )
+            while end - pos >= _HEADER:
+                (length,) = _unpack_length(data, pos)
+                if length > limit:
+                    raise FrameError(f"frame length {length} exceeds the limit of {limit} bytes")
                 if length == 0:
                     raise FrameError("empty frame")
-                if end - pos - _HEADER < length:
-                    break
                 start = pos + _HEADER
+                if end - start < length:
+                    break
                 try:
                     out.append(unpack(view[start : start + length]))
                 except Exception as exc:
@@ -108,8 +110,11 @@ class FrameDecoder:
                 pos = start + length
         finally:
             view.release()
-        if pos:
+        # Keep only the incomplete tail; whole chunks (the common case) are never copied.
+        if data is buf:
             del buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(data[pos:])
         return out
 
     @property
