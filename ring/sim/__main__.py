@@ -43,6 +43,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ops", type=int, default=200, help="client operations per run")
     p.add_argument("--no-faults", action="store_true", help="a perfect network, no crashes")
     p.add_argument("--kv679", action="store_true", help="restarts lose their disk (W-1 per run)")
+    p.add_argument("--blind", action="store_true", help="writers never pass a context")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per run")
     p.add_argument("--max-shown", type=int, default=5, help="violations shown per seed")
     return p.parse_args(argv)
@@ -74,12 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ops=args.ops,
         faults=not args.no_faults,
         kv679=args.kv679,
+        blind=args.blind,
     )
     seeds = seeds_of(args, dict(os.environ))
     totals: dict[str, int] = {}
     runs = ops = acked = events = virtual = 0
     failed: list[int] = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for seed in seeds:
         result = run_seed(seed, config)
         result.history = None  # free it: a long soak keeps only the numbers
@@ -104,13 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 len(result.violations) if args.verbose else args.max_shown,
                 sys.stdout,
             )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     faults = ", ".join(f"{k} {totals[k]}" for k in FAULTS if totals.get(k))
     other = ", ".join(f"{k} {v}" for k, v in sorted(totals.items()) if k not in FAULTS)
     print(
         f"\n{runs} runs ({config.nodes} nodes, N={config.n} R={config.r} W={config.w}) in "
-        f"{elapsed:.1f} s ({runs / elapsed if elapsed else 0:.1f} seeds/s): {ops} operations, "
-        f"{acked} acknowledged writes, {events} events, {virtual / 1000:.0f} virtual s"
+        f"{elapsed:.1f} s, {cpu:.1f} s of CPU ({runs / cpu if cpu else 0:.1f} seeds per CPU "
+        f"second): {ops} operations, {acked} acknowledged writes, {events} events, "
+        f"{virtual / 1000:.0f} virtual s"
     )
     print(f"faults injected: {faults or 'none'}")
     print(f"consequences: {other or 'none'}")

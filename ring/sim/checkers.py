@@ -21,7 +21,8 @@ The checks (numbers of issue 4):
    version at its coordinator is reported at once (history), as is an acknowledgement before W
    nodes held the write durably;
 2. every ``get_versioned`` answer of the run and every final record obeys the rule above;
-   every value read was written by some coordinated put;
+   every value read (``get``, ``get_versioned``, ``scan``) was written by a coordinated put of
+   that key, and a scan page is well formed;
 3. after an acknowledged delete with a context, no value its ``get_versioned`` returned is in the
    final state (a check that does not use dots at all, next to the causal one of 2);
 4. after the heal all replicas of a key (its preference list, from the nodes' common ring) hold
@@ -126,6 +127,8 @@ def check_reads(history: History) -> list[Violation]:
     """Checks 2 and 5 on every successful read of the run."""
     out: list[Violation] = []
     for op in history.ops.values():
+        if op.outcome == "ok" and op.kind == "scan":
+            out += _check_scan(history, op)
         if op.outcome != "ok" or op.kind not in ("get", "getv"):
             continue
         where = f"{'final ' if op.final else ''}{op.kind} op {op.id} via {op.node} at t={op.end_ms}"
@@ -169,6 +172,31 @@ def check_reads(history: History) -> list[Violation]:
             upto_ms=op.end_ms,
             where=where,
         )
+    return out
+
+
+def _check_scan(history: History, op: Op) -> list[Violation]:
+    """A scan page: keys in order, unique, in range and none past the returned bound; each
+    value written by a put of that key. (A page may hold more or fewer than ``limit`` items:
+    every node returns up to ``limit`` records, tombstones included; ``net.clientops``.)"""
+    assert op.scan is not None
+    start, stop, reverse, _ = op.scan
+    items, bound = op.result
+    keys, values = items[0::2], items[1::2]
+    where = f"scan op {op.id} via {op.node} {op.scan!r} at t={op.end_ms} returned {items!r}"
+    out: list[Violation] = []
+    ordered = sorted(set(keys), reverse=reverse)
+    if keys != ordered:
+        out.append(Violation("bad-scan", None, f"{where}: keys not unique and in order"))
+    for k in keys:
+        if (start is not None and k < start) or (stop is not None and k >= stop):
+            out.append(Violation("bad-scan", k, f"{where}: key outside the range"))
+        if bound is not None and (k < bound if reverse else k > bound):
+            out.append(Violation("bad-scan", k, f"{where}: key past the bound {bound!r}"))
+    for k, v in zip(keys, values):
+        w = _write_of_value(history, v)
+        if w is None or w.key != k:
+            out.append(Violation("unknown-value", k, f"{where}: {v!r} was never written to {k!r}"))
     return out
 
 

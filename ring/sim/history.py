@@ -47,7 +47,7 @@ class Violation:
 class Op:
     id: int  # the request id, unique in the run
     client: int
-    kind: str  # get | getv | put | del
+    kind: str  # get | getv | put | del | scan (``key`` is then b"")
     key: bytes
     node: str  # the node the client sent it to
     start_ms: int
@@ -56,6 +56,7 @@ class Op:
     read_values: tuple[bytes, ...] = ()  # the values that getv returned
     w: int = 0  # put/del: the write quorum asked for
     r: int = 0  # get/getv: the read quorum asked for
+    scan: tuple[bytes | None, bytes | None, bool, int] | None = None  # start, stop, reverse, limit
     final: bool = False  # a read of the liveness phase
     end_ms: int | None = None
     outcome: str = "pending"  # pending | ok | error | unknown

@@ -46,6 +46,7 @@ class SimConfig:
     keys: int = 4
     faults: bool = True
     kv679: bool = False  # every restart loses its disk, up to W-1 per run
+    blind: bool = False  # writers never pass a context (the sibling bound is then #actors)
     boot_ms: int = 10_000
     converge_ms: int = 30_000
 
@@ -80,6 +81,7 @@ class SimConfig:
             f"--ops {self.ops}"
             + ("" if self.faults else " --no-faults")
             + (" --kv679" if self.kv679 else "")
+            + (" --blind" if self.blind else "")
         )
 
 
@@ -109,7 +111,9 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     world = World(names, cfg.node_config, sched, rng, counters, trace, history)
     plan = FaultPlan.draw(rng, cfg.nodes, cfg.w, faults=cfg.faults, kv679=cfg.kv679)
     nemesis = Nemesis(world, sched, rng, history, plan, counters)
-    wl_cfg = WorkloadConfig(clients=cfg.clients, keys=cfg.keys, ops=cfg.ops)
+    wl_cfg = WorkloadConfig(
+        clients=cfg.clients, keys=cfg.keys, ops=cfg.ops, use_context=0.0 if cfg.blind else 0.6
+    )
     workload = Workload(world, sched, rng, history, wl_cfg, n=cfg.n, w=cfg.w)
     violations: list[Violation] = []
 

@@ -1,4 +1,4 @@
-"""Simulated clients: concurrent get / get_versioned / put / delete over a few keys.
+"""Simulated clients: concurrent get / get_versioned / put / delete / scan over a few keys.
 
 Each client runs one operation at a time against a random running node (any node coordinates
 any request), waits for the answer, thinks a little, and goes on. The key space is small so that
@@ -36,8 +36,8 @@ class WorkloadConfig:
     think_ms: int = 25  # pause between two operations of one client, uniform in 0..think_ms
     timeout_ms: int = 3000  # a client gives up waiting after this long
     use_context: float = 0.6  # chance a write uses the client's last context for the key
-    # weights of get, getv, put, del
-    mix: tuple[float, float, float, float] = (1.0, 3.0, 4.0, 1.5)
+    # weights of get, getv, put, del, scan
+    mix: tuple[float, float, float, float, float] = (1.0, 3.0, 4.0, 1.5, 0.3)
 
 
 @dataclass(slots=True)
@@ -97,10 +97,16 @@ class Workload:
             return
         node = self.rng.choice(up)
         key = self.rng.choice(self.keys)
-        kind = self.rng.choices(("get", "getv", "put", "del"), self.config.mix)[0]
+        kind = self.rng.choices(("get", "getv", "put", "del", "scan"), self.config.mix)[0]
         op = Op(self.world.new_req_id(), c.id, kind, key, node, self.sched.now)
         args: dict[str, Any] = {"key": key}
-        if kind in ("get", "getv"):
+        if kind == "scan":
+            op.key = b""
+            start = self.rng.choice([None, *self.keys])
+            stop = self.rng.choice([None, *self.keys])
+            op.scan = (start, stop, self.rng.random() < 0.3, self.rng.randint(1, 3))
+            args = dict(zip(("start", "stop", "reverse", "limit"), op.scan, strict=True))
+        elif kind in ("get", "getv"):
             if self.rng.random() < 0.2:
                 args["r"] = self.rng.randint(1, self.n)
             op.r = args.get("r", 0)

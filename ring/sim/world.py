@@ -205,8 +205,10 @@ class World:
         else:
             return None
         key = args.get("key") if isinstance(args, dict) else None
-        if not isinstance(key, bytes) or node.name not in node.preference_list(key):
-            return None  # not the coordinator: it forwards, or rejects the request
+        if not isinstance(key, bytes):
+            return None  # rejected
+        if isinstance(event, m.ClientRequest) and node.name not in node.preference_list(key):
+            return None  # not a replica: it forwards the write (a Forward is always coordinated)
         return self.observer.before_write(node, req_id, op, args)
 
     def _route(self, name: str, effects: list[Any], cause: Any) -> None:

@@ -92,3 +92,15 @@ def test_command_line_names_the_seed_and_fails(
     assert f"RINGKV_SIM_SEED={seed}:" in out
     assert f"replay: RINGKV_SIM_SEED={seed} python -m ring.sim --nodes 5 --n 3 --r 2 --w 2" in out
     assert "--kv679" in out and f"violations: 1 seed(s): [{seed}]" in out
+
+
+def test_blind_write_that_supersedes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A put without a context that keeps every sibling: siblings pile up with every write."""
+    write = rec.write
+
+    def hoarding(local: rec.Record, actor: str, value: Any, ts: int, context: Any = None) -> Any:
+        return write(local, actor, value, ts, {} if context is None else context)
+
+    monkeypatch.setattr(rec, "write", hoarding)
+    _, kinds = first_caught(SimConfig(blind=True))
+    assert "too-many-siblings" in kinds

@@ -116,3 +116,18 @@ def test_environment_replays_one_seed(
     monkeypatch.setenv("RINGKV_SIM_RUNS", "2")
     assert main(["--seed-start", "100"]) == 0
     assert "2 runs" in capsys.readouterr().out
+
+
+def test_sibling_count_stays_bounded_under_concurrent_blind_writers() -> None:
+    """Writers that never pass a context: concurrent writes through different coordinators make
+    siblings, but never more than one per coordinating actor (checked in every read)."""
+    config = SimConfig(blind=True)
+    most = 0
+    for seed in range(_runs(200) // 10):
+        result = run_seed(seed, config)
+        assert not result.violations, _explain([result], config)
+        assert result.history is not None
+        for op in result.history.ops.values():
+            if op.kind == "getv" and op.outcome == "ok":
+                most = max(most, len(op.result[0]))
+    assert 2 <= most <= config.nodes + config.w - 1  # siblings happen; one per actor at most
