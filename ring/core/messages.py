@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, dataclass_transform
@@ -36,7 +37,11 @@ def message(tag: int) -> Callable[[type[_T]], type[_T]]:
         if tag in _BY_TAG:
             raise RuntimeError(f"message tag {tag} is used twice")
         dc.TAG = tag  # type: ignore[attr-defined]
-        dc.FIELDS = tuple(f.name for f in dataclasses.fields(dc))  # type: ignore[attr-defined, arg-type]
+        fields = tuple(f.name for f in dataclasses.fields(dc))  # type: ignore[arg-type]
+        dc.FIELDS = fields  # type: ignore[attr-defined]
+        # attrgetter reads every field in one C call; it returns a bare value for one field.
+        get = operator.attrgetter(*fields)
+        dc._VALUES = get if len(fields) > 1 else (lambda obj: (get(obj),))  # type: ignore[attr-defined]
         _BY_TAG[tag] = dc
         return dc
 
@@ -44,7 +49,7 @@ def message(tag: int) -> Callable[[type[_T]], type[_T]]:
 
 
 def to_wire(msg: Any) -> list[Any]:
-    return [msg.TAG, *(getattr(msg, f) for f in msg.FIELDS)]
+    return [msg.TAG, *msg._VALUES(msg)]
 
 
 def from_wire(obj: Any) -> Any:
@@ -138,7 +143,7 @@ class ReplicaPut:
 
     op_id: int
     key: bytes
-    record: list[Any]
+    record: bytes  # encoded as stored (``record.encode``)
     hint_for: str | None
 
 
@@ -157,7 +162,7 @@ class ReplicaGet:
 @message(4)
 class ReplicaGetReply:
     op_id: int
-    record: list[Any] | None
+    record: bytes | None  # encoded as stored, or None when the replica has nothing
 
 
 @message(5)
@@ -187,7 +192,8 @@ class ScanRequest:
 
 @message(8)
 class ScanReply:
-    """``items`` is a flat list ``[key, record_wire, key, record_wire, ...]`` in scan order."""
+    """``items`` is a flat list ``[key, encoded_record, key, encoded_record, ...]`` in scan
+    order."""
 
     op_id: int
     items: list[Any]

@@ -109,7 +109,7 @@ class GetOp:
     r: int
     versioned: bool
     asked: tuple[str, ...]
-    replies: dict[str, rec.Record] = field(default_factory=dict)
+    replies: dict[str, bytes | None] = field(default_factory=dict)  # encoded, as stored
     answered: bool = False
 
 
@@ -118,7 +118,7 @@ class PutOp:
     origin: Origin
     key: bytes
     w: int
-    record: rec.Record
+    record: bytes  # the encoded record, as stored
     primaries: tuple[str, ...]  # the other members of the preference list
     fallbacks: dict[str, str] = field(default_factory=dict)  # fallback node -> primary it covers
     acked: set[str] = field(default_factory=set)  # nodes (primaries or fallbacks) that stored it
@@ -307,18 +307,14 @@ class Node:
         raw = self.storage.get(DATA + key)
         return rec.EMPTY if raw is None else rec.decode(raw)
 
-    def _merge_local(self, key: bytes, incoming: rec.Record) -> rec.Record:
-        local = self._load(key)
-        merged = rec.reconcile(local, incoming)
-        if merged != local:
-            self.storage.put(DATA + key, rec.encode(merged))
-        return merged
+    def _merge_into(self, skey: bytes, incoming: bytes) -> None:
+        """Reconcile an encoded record into what is stored under ``skey`` (data or hint)."""
+        merged = rec.merge_encoded(self.storage.get(skey), incoming)
+        if merged is not None:
+            self.storage.put(skey, merged)
 
-    def _store_hint(self, target: str, key: bytes, record: rec.Record) -> None:
-        skey = hint_key(target, key)
-        raw = self.storage.get(skey)
-        merged = record if raw is None else rec.reconcile(rec.decode(raw), record)
-        self.storage.put(skey, rec.encode(merged))
+    def _store_hint(self, target: str, key: bytes, record: bytes) -> None:
+        self._merge_into(hint_key(target, key), record)
         self.stats["hints_stored"] += 1
 
     def _alive(self, name: str) -> bool:
@@ -419,7 +415,7 @@ class Node:
         op_id = self._new_op(op, now_ms)
         for node in asked:
             if node == self.name:
-                op.replies[node] = self._load(key)
+                op.replies[node] = self.storage.get(DATA + key)
             else:
                 self._send(node, m.ReplicaGet(op_id, key), effects)
         self._progress_get(op_id, op, effects)
@@ -427,8 +423,7 @@ class Node:
     def _progress_get(self, op_id: int, op: GetOp, effects: list[Any], final: bool = False) -> None:
         if not op.answered and len(op.replies) >= op.r:
             op.answered = True
-            merged = rec.reconcile_all(op.replies.values())
-            self._answer(op.origin, None, _get_result(merged, op.versioned), effects)
+            self._answer(op.origin, None, _get_result(op.replies, op.versioned), effects)
         if len(op.replies) == len(op.asked) or final:
             del self._ops[op_id]
             if not op.answered:
@@ -438,17 +433,20 @@ class Node:
             self._read_repair(op, effects)
 
     def _read_repair(self, op: GetOp, effects: list[Any]) -> None:
-        merged = rec.reconcile_all(op.replies.values())
-        if merged.is_empty:
-            return
-        for node, got in sorted(op.replies.items()):
+        raws = set(op.replies.values())
+        if len(raws) == 1:
+            return  # every replica that answered holds the same bytes: nothing to repair
+        decoded = {n: rec.EMPTY if r is None else rec.decode(r) for n, r in op.replies.items()}
+        merged = rec.reconcile_all(decoded.values())
+        encoded = rec.encode(merged)
+        for node, got in sorted(decoded.items()):
             if got == merged:
                 continue
             self.stats["read_repairs"] += 1
             if node == self.name:
-                self._merge_local(op.key, merged)
+                self._merge_into(DATA + op.key, encoded)
             else:
-                self._send(node, m.ReplicaPut(0, op.key, rec.to_wire(merged), None), effects)
+                self._send(node, m.ReplicaPut(0, op.key, encoded, None), effects)
 
     # --- put / delete --------------------------------------------------------------------------
 
@@ -492,12 +490,17 @@ class Node:
         if w > len(pl):
             self._fail_quorum(origin, len(pl), w, "replicas exist in this cluster", effects)
             return
-        new = rec.write(self._load(key), self.actor, value, now_ms, ctx)
-        self.storage.put(DATA + key, rec.encode(new))
+        raw = self.storage.get(DATA + key)
+        if ctx is None and value is not None:
+            new = rec.blind_write_encoded(raw, self.actor, value, now_ms)
+        else:
+            local = rec.EMPTY if raw is None else rec.decode(raw)
+            new = rec.encode(rec.write(local, self.actor, value, now_ms, ctx))
+        self.storage.put(DATA + key, new)
         others = tuple(n for n in pl if n != self.name)
         put = PutOp(origin, key, w, new, others, acked={self.name})
         op_id = self._new_op(put, now_ms)
-        wire = rec.to_wire(new)
+        wire = new
         spare = [
             n for n in self.ring.walk(self.ring.partition_of(key))[len(pl) :] if self._alive(n)
         ]
@@ -574,7 +577,7 @@ class Node:
             limit,
         )
         for skey, raw in items:
-            flat += (skey[1:], rec.to_wire(rec.decode(raw)))
+            flat += (skey[1:], raw)
         return flat
 
     def _progress_scan(
@@ -599,7 +602,7 @@ class Node:
                 if bound is None or (last > bound if reverse else last < bound):
                     bound = last
             for k, wire in zip(keys, flat[1::2]):
-                r = rec.from_wire(wire)
+                r = rec.decode(wire)
                 merged[k] = rec.reconcile(merged[k], r) if k in merged else r
         out: list[Any] = []
         for k in sorted(merged, reverse=reverse):
@@ -616,19 +619,19 @@ class Node:
         if isinstance(msg, m.ReplicaPut):
             ok = True
             try:
-                incoming = rec.from_wire(msg.record)
+                if not isinstance(msg.record, bytes) or not isinstance(msg.key, bytes):
+                    raise ValueError("a replicated record and its key are bytes")
                 if msg.hint_for is not None and msg.hint_for != self.name:
-                    self._store_hint(msg.hint_for, msg.key, incoming)
+                    self._store_hint(msg.hint_for, msg.key, msg.record)
                 else:
-                    self._merge_local(msg.key, incoming)
+                    self._merge_into(DATA + msg.key, msg.record)
             except ValueError:
                 ok = False
             if msg.op_id:
                 self._send(src, m.ReplicaPutAck(msg.op_id, ok), effects)
         elif isinstance(msg, m.ReplicaGet):
             raw = self.storage.get(DATA + msg.key)
-            wire = None if raw is None else rec.to_wire(rec.decode(raw))
-            self._send(src, m.ReplicaGetReply(msg.op_id, wire), effects)
+            self._send(src, m.ReplicaGetReply(msg.op_id, raw), effects)
         elif isinstance(msg, m.ScanRequest):
             flat = self._local_scan(msg.start, msg.stop, msg.reverse, msg.limit)
             self._send(src, m.ScanReply(msg.op_id, flat), effects)
@@ -671,10 +674,9 @@ class Node:
                 self.stats["hints_delivered"] += 1
         elif isinstance(msg, m.ReplicaGetReply) and isinstance(op, GetOp):
             if src in op.asked and src not in op.replies:
-                try:
-                    op.replies[src] = rec.EMPTY if msg.record is None else rec.from_wire(msg.record)
-                except ValueError:
-                    return
+                if msg.record is not None and not isinstance(msg.record, bytes):
+                    return  # not a record: the replica counts as not having answered
+                op.replies[src] = msg.record
                 self._progress_get(op_id, op, effects)
         elif isinstance(msg, m.ScanReply) and isinstance(op, ScanOp):
             if src in op.asked and src not in op.replies:
@@ -719,9 +721,7 @@ class Node:
                 continue
             op_id = self._new_op(HintOp(skey, raw, target), now_ms)
             self._hints_inflight += 1
-            self._send(
-                target, m.ReplicaPut(op_id, key, rec.to_wire(rec.decode(raw)), None), effects
-            )
+            self._send(target, m.ReplicaPut(op_id, key, raw, None), effects)
 
     # --- introspection -------------------------------------------------------------------------
 
@@ -749,7 +749,13 @@ class Node:
         }
 
 
-def _get_result(merged: rec.Record, versioned: bool) -> Any:
+def _get_result(replies: dict[str, bytes | None], versioned: bool) -> Any:
+    raws = set(replies.values())
+    if len(raws) == 1 and not versioned:
+        # The usual case: the replicas agree, so the answer is the stored resolved value.
+        raw = raws.pop()
+        return None if raw is None else rec.decode_resolved(raw)
+    merged = rec.reconcile_all(rec.decode(r) for r in raws if r is not None)
     if not versioned:
         return rec.resolve(merged)
     values = [s.value for s in merged.live]
