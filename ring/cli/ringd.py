@@ -57,7 +57,7 @@ SETTINGS: dict[str, tuple[type, str]] = {
     "listen": (str, "HOST:PORT for TCP and UDP (default 127.0.0.1:7070; port 0 = any free)"),
     "data": (str, "data directory (required)"),
     "seeds": (list, "comma-separated HOST:PORT of nodes to join through"),
-    "n": (int, "replicas per key (default 1 without seeds, else 3)"),
+    "n": (int, "replicas per key, the same on every node (default 3)"),
     "r": (int, "default read quorum (default a majority of N)"),
     "w": (int, "default write quorum (default a majority of N)"),
     "cluster": (str, f"cluster name; nodes and clients must agree (default {DEFAULT_CLUSTER})"),
@@ -178,7 +178,10 @@ def _settle(values: dict[str, Any]) -> Settings:
             parse_address(address)
     except InvalidInput as exc:
         raise ConfigError(str(exc)) from None
-    n = values.get("n", 3 if seeds else 1)
+    # N is a cluster-wide setting, so its default does not depend on this node's seeds: a seed
+    # started alone must agree with the nodes that join it. A node alone still serves with the
+    # defaults, because the node caps the default R and W by the replicas that exist.
+    n = values.get("n", 3)
     r = values.get("r", n // 2 + 1)
     w = values.get("w", n // 2 + 1)
     if not (1 <= r <= n and 1 <= w <= n):

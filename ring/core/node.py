@@ -406,8 +406,9 @@ class Node:
         self, origin: Origin, args: dict[str, Any], versioned: bool, now_ms: int, effects: list[Any]
     ) -> None:
         key = self._key(args)
-        r = self._quorum_arg(args, "r", self.config.r)
-        asked = tuple(n for n in self.preference_list(key) if self._alive(n))
+        pl = self.preference_list(key)
+        r = self._quorum_arg(args, "r", min(self.config.r, len(pl)))  # capped as W is
+        asked = tuple(n for n in pl if self._alive(n))
         if len(asked) < r:
             self._fail_quorum(origin, len(asked), r, "replicas are reachable", effects)
             return
@@ -485,7 +486,9 @@ class Node:
                     "invalid",
                     f"value is {len(value)} bytes; the limit is {self.config.max_value_bytes}",
                 )
-        w = self._quorum_arg(args, "w", self.config.w)
+        # The cluster's default W is capped by the replicas that exist (a cluster of one node
+        # works with the defaults); a W asked for explicitly is never weakened.
+        w = self._quorum_arg(args, "w", min(self.config.w, len(pl)))
         ctx = self._context(args)
         if w > len(pl):
             self._fail_quorum(origin, len(pl), w, "replicas exist in this cluster", effects)
@@ -500,19 +503,20 @@ class Node:
         others = tuple(n for n in pl if n != self.name)
         put = PutOp(origin, key, w, new, others, acked={self.name})
         op_id = self._new_op(put, now_ms)
-        wire = new
-        spare = [
-            n for n in self.ring.walk(self.ring.partition_of(key))[len(pl) :] if self._alive(n)
-        ]
+        spare: list[str] | None = None  # live nodes outside the preference list, when needed
         for node in others:
             if self.membership.is_alive(node):
                 put.expected.add(node)
-                self._send(node, m.ReplicaPut(op_id, key, wire, None), effects)
-            elif spare:
+                self._send(node, m.ReplicaPut(op_id, key, new, None), effects)
+                continue
+            if spare is None:
+                walk = self.ring.walk(self.ring.partition_of(key))
+                spare = [n for n in walk[len(pl) :] if self._alive(n)]
+            if spare:
                 fallback = spare.pop(0)
                 put.fallbacks[fallback] = node
                 put.expected.add(fallback)
-                self._send(fallback, m.ReplicaPut(op_id, key, wire, node), effects)
+                self._send(fallback, m.ReplicaPut(op_id, key, new, node), effects)
             else:
                 put.hinted.add(node)
                 self._store_hint(node, key, new)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -310,18 +311,30 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
             return _frame(
                 _packb((FORMAT_VERSION, (actor, counter), (actor, counter, ts_ms, True))), value
             )
-    local = decode(data)
-    if len(local.context) >= MAX_CONTEXT_ACTORS:
-        return encode(write(local, actor, value, ts_ms))
-    ctx = dict(local.context)
-    counter = ctx.get(actor, 0) + 1
-    ctx[actor] = counter
-    head = _packb((FORMAT_VERSION, vclock.to_flat(ctx), (actor, counter, ts_ms, True)))
-    return _frame(head, value)
+    obj = decode_head(data)
+    flat = obj[1]
+    if len(flat) >= 2 * MAX_CONTEXT_ACTORS:
+        return encode(write(decode(data), actor, value, ts_ms))  # may need pruning
+    # The new context is the stored one with this actor's counter one higher; the flat list is
+    # sorted by actor, so the entry is found (or inserted) in place.
+    for i in range(0, len(flat), 2):
+        a = flat[i]
+        if a == actor:
+            counter = flat[i + 1] + 1
+            flat[i + 1] = counter
+            break
+        if a > actor:
+            counter = 1
+            flat[i:i] = (actor, 1)
+            break
+    else:
+        counter = 1
+        flat += (actor, 1)
+    return _frame(_packb((FORMAT_VERSION, flat, (actor, counter, ts_ms, True))), value)
 
 
-def _head(data: bytes) -> tuple[dict[str, int], set[tuple[str, int]]]:
-    """The context and the sibling dots of an encoded record, without building siblings."""
+def decode_head(data: bytes) -> list[Any]:
+    """The msgpack head ``[1, context, siblings]`` of an encoded record, shape-checked."""
     head, _ = _split(data)
     try:
         obj = _unpackb(head)
@@ -332,6 +345,12 @@ def _head(data: bytes) -> tuple[dict[str, int], set[tuple[str, int]]]:
     flat, sibs = obj[1], obj[2]
     if not isinstance(flat, list) or not isinstance(sibs, list) or len(flat) % 2 or len(sibs) % 4:
         raise ValueError("not an encoded record (malformed context or siblings)")
+    return obj
+
+
+def _head(data: bytes) -> tuple[dict[str, int], set[tuple[str, int]]]:
+    """The context and the sibling dots of an encoded record, without building siblings."""
+    _, flat, sibs = decode_head(data)
     return dict(zip(flat[0::2], flat[1::2])), set(zip(sibs[0::4], sibs[1::4]))
 
 

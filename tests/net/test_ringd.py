@@ -30,9 +30,11 @@ def test_flags_win_over_env_which_wins_over_toml(tmp_path: Path) -> None:
     assert s.name == "flag" and s.seeds == ("x:1", "y:2") and s.n == 4 and s.r == 3
 
 
-def test_cluster_defaults_depend_on_seeds() -> None:
+def test_cluster_defaults_are_the_same_with_and_without_seeds() -> None:
+    # A seed started alone must agree on N with the nodes that join it (it still serves alone:
+    # the node caps the default R and W by the replicas that exist).
     alone = load_settings(["--name", "a", "--data", "d"], {})
-    assert (alone.n, alone.r, alone.w, alone.listen) == (1, 1, 1, "127.0.0.1:7070")
+    assert (alone.n, alone.r, alone.w, alone.listen) == (3, 2, 2, "127.0.0.1:7070")
     joined = load_settings(["--name", "b", "--data", "d", "--seeds", "a:7070"], {})
     assert (joined.n, joined.r, joined.w) == (3, 2, 2)
     explicit = load_settings(["--name", "a", "--data", "d", "--n", "3", "--w", "3"], {})
@@ -44,7 +46,7 @@ def test_cluster_defaults_depend_on_seeds() -> None:
     [
         (["--data", "d"], "--name is required"),
         (["--name", "a"], "--data is required"),
-        (["--name", "a", "--data", "d", "--r", "2"], "R, W <= N"),
+        (["--name", "a", "--data", "d", "--r", "4"], "R, W <= N"),
         (["--name", "a", "--data", "d", "--n", "x"], "--n"),
         (["--name", "a", "--data", "d", "--listen", "nohost"], "host:port"),
         (["--name", "a", "--data", "d", "--log-level", "loud"], "log_level"),

@@ -101,6 +101,25 @@ def test_blind_write_that_supersedes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     def hoarding(local: rec.Record, actor: str, value: Any, ts: int, context: Any = None) -> Any:
         return write(local, actor, value, ts, {} if context is None else context)
 
+    def hoarding_encoded(raw: bytes | None, actor: str, value: bytes, ts: int) -> bytes:
+        local = rec.EMPTY if raw is None else rec.decode(raw)
+        return rec.encode(hoarding(local, actor, value, ts))
+
     monkeypatch.setattr(rec, "write", hoarding)
+    monkeypatch.setattr(rec, "blind_write_encoded", hoarding_encoded)  # the put fast path
     _, kinds = first_caught(SimConfig(blind=True))
     assert "too-many-siblings" in kinds
+
+
+def test_read_that_answers_after_one_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator that answers a read after the first replica, whatever R: without faults,
+    R + W > N no longer guarantees that a read sees the last acknowledged write."""
+    original = node_mod.Node._progress_get
+
+    def hasty(self: Any, op_id: int, op: Any, effects: list[Any], final: bool = False) -> None:
+        op.r = 1
+        original(self, op_id, op, effects, final)
+
+    monkeypatch.setattr(node_mod.Node, "_progress_get", hasty)
+    _, kinds = first_caught(SimConfig(faults=False))
+    assert "stale-quorum-read" in kinds

@@ -30,7 +30,7 @@ from ring.core.node import Node, NodeConfig
 from ring.sim import run_seed
 from ring.storage.memory import MemoryStorage
 
-PARTIAL_RING_SEEDS = [80, 512, 635, 840, 959, 977]
+PARTIAL_RING_SEEDS = [5, 20, 21, 23, 80, 840]  # re-chosen when default W was capped
 
 
 @pytest.mark.parametrize("seed", PARTIAL_RING_SEEDS)
@@ -38,7 +38,9 @@ def test_partial_ring_seed(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_seed(seed).violations == []
     monkeypatch.setattr(Node, "ready", lambda self: True)  # the fix, disabled
     kinds = {v.kind for v in run_seed(seed).violations}
-    assert "acknowledged-write-lost" in kinds
+    # Without the fix the write is acknowledged by replicas of a partial ring: it is lost, or
+    # (where the default W is capped by that small ring) acknowledged below the quorum.
+    assert kinds & {"acknowledged-write-lost", "ack-before-quorum"}
 
 
 def _node(storage: MemoryStorage) -> Node:

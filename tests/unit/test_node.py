@@ -182,3 +182,13 @@ def test_forwarding_when_coordinator_is_not_a_replica() -> None:
         key = b"f%d" % i
         assert c.request("abcde"[i % 5], "put", key=key, value=b"v").error is None
         assert c.request("abcde"[(i + 2) % 5], "get", key=key).result == b"v"
+
+
+def test_a_single_node_serves_with_the_cluster_defaults() -> None:
+    """N=3 R=2 W=2 configured, one node: the defaults are capped by the replicas that exist,
+    while an explicit quorum larger than that fails clearly."""
+    c = Cluster(["solo"], n=3, r=2, w=2)
+    assert c.request("solo", "put", key=b"k", value=b"v").error is None
+    assert c.request("solo", "get", key=b"k").result == b"v"
+    reply = c.request("solo", "put", key=b"k", value=b"v", w=2)
+    assert reply.error == "quorum" and reply.result["needed"] == 2
