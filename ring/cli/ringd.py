@@ -41,11 +41,13 @@ from typing import Any
 
 import uvloop
 
+from ring.core.membership import MembershipConfig
 from ring.core.node import Node, NodeConfig
 from ring.errors import InvalidInput, StoreLocked
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
 from ring.net.runtime import Runtime
 from ring.storage import RocksStorage
+from ring.storage.group import GroupCommitStorage
 
 log = logging.getLogger("ringd")
 
@@ -226,11 +228,15 @@ def advertised(settings: Settings, host: str, port: int) -> str:
 
 async def serve(settings: Settings, storage: RocksStorage) -> int:
     loop = asyncio.get_running_loop()
+    # The writes of one loop iteration share one write-ahead-log append (group commit); the
+    # runtime commits them before it writes any frame, so acknowledgements stay behind them.
+    grouped = GroupCommitStorage(storage, sync=settings.sync)
     runtime = Runtime(
         settings.name,
         cluster=settings.cluster,
         tick_ms=settings.tick_ms,
         max_frame_bytes=settings.max_frame_bytes,
+        commit=grouped.commit,
     )
     host, port = parse_address(settings.listen)
     try:
@@ -251,12 +257,15 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         vnodes=settings.vnodes,
         request_timeout_ms=settings.request_timeout_ms,
         tick_ms=settings.tick_ms,
+        # A busy event loop answers pings late; a longer ack timeout than the simulator's keeps
+        # a loaded node from being suspected by its peers (down is still detected in ~3 s).
+        membership=MembershipConfig(ack_timeout_ms=300, probe_interval_ms=400),
     )
     # A restarted node announces a higher incarnation than any it used before, so peers take it
     # as up at once (wall-clock seconds; the core also refutes older claims about itself).
     node = Node(
         config,
-        storage,
+        grouped,
         now_ms=runtime.clock(),
         rng=random.Random(os.urandom(16)),
         incarnation=time.time_ns() // 1_000_000_000,
@@ -288,6 +297,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     await stop.wait()
     log.info("%s: stopping", signal.Signals(signals[0]).name)
     await runtime.shutdown(settings.drain_s)
+    grouped.commit()
     log.info("stopped")
     return OK
 

@@ -97,8 +97,11 @@ class Runtime:
         tick_ms: int = 20,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         clock: Callable[[], int] | None = None,
+        commit: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        # Group commit: makes the core's pending storage writes durable before frames go out.
+        self.commit: Callable[[], None] = commit if commit is not None else (lambda: None)
         self.cluster = cluster
         self.tick_s = tick_ms / 1000
         self.max_frame_bytes = max_frame_bytes
@@ -301,6 +304,7 @@ class Runtime:
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self.commit()
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()

@@ -52,6 +52,10 @@ class Dispatcher(Protocol):
 
     def mark_dirty(self, conn: FramedConnection) -> None: ...
 
+    def commit(self) -> None:
+        """Make the node's pending storage writes durable; called before any frame is written,
+        so no acknowledgement leaves ahead of the write it acknowledges (group commit)."""
+
     def count(self, counter: str, n: int = 1) -> None: ...
 
     def client_request(self, conn: ServerConnection, req_id: Any, op: str, args: Any) -> None: ...
@@ -104,6 +108,7 @@ class FramedConnection(asyncio.Protocol):
             return
         self.out = []
         if self.transport is not None and not self.closed:
+            self.dispatcher.commit()
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def fail(self, why: str) -> None:
@@ -115,6 +120,7 @@ class FramedConnection(asyncio.Protocol):
         frame = encode_frame(new_packer(), protocol_error(why), 1 << 31)
         self.flush()
         if self.transport is not None:
+            self.dispatcher.commit()
             self.transport.write(frame)
         self.close()
 
