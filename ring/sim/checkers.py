@@ -34,6 +34,10 @@ The checks (numbers of issue 4):
    write can add a sibling next to one of its own actor. Under blind writers alone the bound is
    the number of coordinators, however many writes they make (the DVV bound).
 
+6. without faults (``--no-faults``), strict quorums hold: a ``get_versioned`` sent after a
+   write was acknowledged sees it (its context covers the write) whenever R + W > N. Under
+   faults sloppy quorums rightly break this, so it is not checked there.
+
 Soundness: nothing here fires on a correct run, given that at most W-1 disks are lost per run
 (the nemesis' budget) and that contexts are never pruned (the simulator has far fewer than
 ``record.MAX_CONTEXT_ACTORS`` actors).
@@ -293,3 +297,32 @@ def check_final(
 def _show(r: rec.Record) -> str:
     sibs = ", ".join(f"{s.actor}:{s.counter}={s.value!r}" for s in r.siblings)
     return f"[{sibs}] ctx {dict(sorted(r.context.items()))}"
+
+
+def check_read_your_writes(history: History, n: int, r: int, w: int) -> list[Violation]:
+    """Check 6, for fault-free runs: R + W > N reads see every write acknowledged before they
+    were sent (``r``, ``w``: the cluster's defaults, used where a request did not set its own)."""
+    out: list[Violation] = []
+    acked = sorted((op for op in history.ops.values() if op.acked), key=lambda op: op.id)
+    for g in history.ops.values():
+        if g.kind != "getv" or g.outcome != "ok":
+            continue
+        ctx = g.result[1]
+        context = rec.decode_context(ctx) if ctx else {}
+        for x in acked:
+            if x.key != g.key or x.end_ms is None or x.end_ms >= g.start_ms:
+                continue
+            if (g.r or r) + (x.w or w) <= n:
+                continue
+            wx = history.write_of.get(x.id)
+            if wx is not None and wx.dot is not None and not covers(context, *wx.dot):
+                out.append(
+                    Violation(
+                        "stale-quorum-read",
+                        g.key,
+                        f"getv op {g.id} (R={g.r or r}) "
+                        f"sent at t={g.start_ms} missed {wx.describe()}, "
+                        f"acknowledged at t={x.end_ms} with W={x.w or w}",
+                    )
+                )
+    return out

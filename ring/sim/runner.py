@@ -160,6 +160,8 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     violations += checkers.check_reads(history)
     if replicas:
         violations += checkers.check_final(history, replicas, final_reads, sched.now)
+    if not cfg.faults:
+        violations += checkers.check_read_your_writes(history, cfg.n, cfg.r, cfg.w)
     for key in sorted(replicas):
         for name, r in sorted(replicas[key].items()):
             trace.update(f"{key!r}{name}{r!r}".encode())

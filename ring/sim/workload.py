@@ -36,6 +36,7 @@ class WorkloadConfig:
     think_ms: int = 25  # pause between two operations of one client, uniform in 0..think_ms
     timeout_ms: int = 3000  # a client gives up waiting after this long
     use_context: float = 0.6  # chance a write uses the client's last context for the key
+    read_back: float = 0.3  # chance a client reads its acknowledged write back at once
     # weights of get, getv, put, del, scan
     mix: tuple[float, float, float, float, float] = (1.0, 3.0, 4.0, 1.5, 0.3)
 
@@ -88,7 +89,9 @@ class Workload:
         """Every operation was issued and has an outcome."""
         return self.issued >= self.config.ops and self.pending == 0
 
-    def _next(self, c: Client) -> None:
+    def _next(self, c: Client, read_back: bytes | None = None) -> None:
+        """Issue the client's next operation: a random one, or a ``get_versioned`` of
+        ``read_back``, the key it just wrote."""
         if not self.issuing or self.issued >= self.config.ops:
             return
         up = self.world.up()
@@ -96,8 +99,11 @@ class Workload:
             self.sched.after(50, self._next, c)
             return
         node = self.rng.choice(up)
-        key = self.rng.choice(self.keys)
-        kind = self.rng.choices(("get", "getv", "put", "del", "scan"), self.config.mix)[0]
+        if read_back is not None:
+            key, kind = read_back, "getv"
+        else:
+            key = self.rng.choice(self.keys)
+            kind = self.rng.choices(("get", "getv", "put", "del", "scan"), self.config.mix)[0]
         op = Op(self.world.new_req_id(), c.id, kind, key, node, self.sched.now)
         args: dict[str, Any] = {"key": key}
         if kind == "scan":
@@ -141,7 +147,10 @@ class Workload:
         if op.kind == "getv" and op.outcome == "ok":
             values, ctx, _ = op.result
             c.last_read[op.key] = (tuple(values), ctx)
-        self.sched.after(self.rng.randint(0, self.config.think_ms), self._next, c)
+        if op.acked and self.rng.random() < self.config.read_back:
+            self.sched.after(0, self._next, c, op.key)
+        else:
+            self.sched.after(self.rng.randint(0, self.config.think_ms), self._next, c)
 
     # --- the liveness-phase reader -------------------------------------------------------------
 

@@ -112,11 +112,11 @@ class World:
         return [n for n in self.names if self.slots[n].node is None]
 
     def converged(self) -> bool:
-        """Every node runs and sees every node up, with the same ring of all of them."""
+        """Every node runs, serves, and sees every node up, with the same ring of all of them."""
         everyone = {n: "up" for n in self.names}
         for slot in self.slots.values():
             node = slot.node
-            if node is None:
+            if node is None or not node.ready():
                 return False
             if {x.name: x.state for x in node.membership.members()} != everyone:
                 return False

@@ -72,6 +72,14 @@ def test_kv679_restarts_with_a_wiped_disk_lose_no_acknowledged_write() -> None:
     assert faults.get("wipe", 0) >= _runs(200) // 8
 
 
+def test_fault_free_runs_keep_strict_quorums() -> None:
+    """No faults: besides every other check, R + W > N reads see every acknowledged write."""
+    config = SimConfig(faults=False)
+    failed, faults = _sweep(range(_runs(200) // 4), config)
+    assert not failed, _explain(failed, config)
+    assert not faults
+
+
 @pytest.mark.soak
 @pytest.mark.skipif(os.environ.get("RINGKV_SOAK") != "1", reason="set RINGKV_SOAK=1 to soak")
 def test_soak() -> None:
