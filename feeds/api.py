@@ -19,13 +19,16 @@ that repair them) on the next call that meets them, bounded by how many writers 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
 from feeds import ids
-from feeds.records import LOG_LIMIT, EntryRecord, add_op, candidates, remove_op, with_ops
+from feeds.counter import LOG_LIMIT, Mark, Op, add_op, fix_op, remove_op
+from feeds.records import EntryRecord, HeaderRecord, candidates, with_own
 from feeds.repair import RepairReport, repair_feed
 from feeds.storeio import FeedIO, KVStore
 from feeds.walk import Walk
@@ -61,12 +64,32 @@ def _data(data: Any) -> bytes:
     raise InvalidInput(f"entry data must be bytes or str, not {type(data).__name__}")
 
 
+MARKS_REMEMBERED = 4096
+
+
+class _Author(threading.local):
+    """One thread's identity as a writer: a random id, and per feed its mark — the newest of
+    its own operations on the feed's count and their sum (``feeds.counter``). Knowing its mark
+    itself, an author never needs to read its own header writes back, and an operation whose
+    header write failed is still counted by its next one."""
+
+    def __init__(self, fixed: bytes | None) -> None:
+        self.id = fixed or ids.new_writer_id()
+        self.marks: OrderedDict[bytes, Mark] = OrderedDict()
+
+    def remember(self, feed: bytes, mark: Mark) -> None:
+        self.marks[feed] = mark
+        self.marks.move_to_end(feed)
+        if len(self.marks) > MARKS_REMEMBERED:
+            self.marks.popitem(last=False)
+
+
 class Feeds:
     """Feeds stored in ``store`` (``ring.open(...)`` or ``ring.connect(...)``).
 
-    One instance is one *writer*: it has its own random writer id and hybrid clock, so every
-    process (or thread, if you like) may have its own. Instances are safe to share between
-    threads. ``clock`` (microseconds) and ``writer`` (4 bytes) are for tests.
+    Safe to share between threads; each thread writes as its own *author* (a random 4-byte id
+    in the ids of the entries it makes), since an author's operations must be sequential.
+    ``clock`` (microseconds) and ``writer`` (a fixed 4-byte author id) are for tests.
     """
 
     def __init__(
@@ -82,14 +105,27 @@ class Feeds:
         if writer is not None and (not isinstance(writer, bytes) or len(writer) != 4):
             raise InvalidInput("writer must be 4 bytes")
         self.store = store
-        self.writer = writer or ids.new_writer_id()
+        self._author = _Author(writer)
         self.clock = ids.HybridClock(clock)
         self.log_limit = log_limit
         self.repair_on_walk = repair_on_walk
         self.reap_after_s = reap_after_s
 
+    @property
+    def writer(self) -> bytes:
+        """The calling thread's author id."""
+        return self._author.id
+
     def _io(self, feed_id: object) -> FeedIO:
         return FeedIO(self.store, ids.FeedKeys(feed_id), self.log_limit)
+
+    def _count_own(self, io: FeedIO, rec: HeaderRecord, op: Op) -> HeaderRecord:
+        """``rec`` with this author's operation counted. The author remembers its new mark
+        before the header is written: the operation's entry write is done, so it counts."""
+        me, feed = self._author, io.keys.header
+        new, mark = with_own(rec, op, me.marks.get(feed), self.log_limit)
+        me.remember(feed, mark)
+        return new
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -109,7 +145,8 @@ class Feeds:
         end = walk.settle()
         observed = max(header.rec.hts_max, 0 if end is None else ids.hts_of(end.id))
         hts = self.clock.tick(observed)
-        new_id = ids.head_id(hts, self.writer) if at_head else ids.tail_id(hts, self.writer)
+        me = self.writer
+        new_id = ids.head_id(hts, me) if at_head else ids.tail_id(hts, me)
         end_id = None if end is None else end.id
         # Unknown evidence (entries this store could not read) stays in the gap it lies in.
         if at_head:
@@ -136,7 +173,7 @@ class Feeds:
             lasts = walk.witnesses(new_id, h.lasts, new_id, None)
             firsts = h.firsts if end else walk.witnesses(new_id, h.firsts, None, new_id)
         new_header = replace(h, firsts=firsts, lasts=lasts)
-        io.write_header(header, with_ops(new_header, [add_op(new_id)], self.log_limit))
+        io.write_header(header, self._count_own(io, new_header, add_op(new_id, hts)))
         if end is not None:
             # Only the link towards the new entry changes; the other side is written back as
             # read (a union loses nothing).
@@ -159,8 +196,9 @@ class Feeds:
         hts = self.clock.tick(header.rec.hts_max)
         # The flag first: from this write on the entry is gone for every reader. Its links stay
         # as they were, so walks that reach it pass through it (and unlink it as they go).
-        io.write_entry(node, replace(node.rec, data=None, removed=hts))
-        io.write_header(header, with_ops(header.rec, [remove_op(eid, hts)], self.log_limit))
+        me = self.writer
+        io.write_entry(node, replace(node.rec, data=None, removed=hts, remover=me))
+        io.write_header(header, self._count_own(io, header.rec, remove_op(eid, me, hts)))
         return True
 
     def delete_feed(self, feed_id: object) -> int:
@@ -174,16 +212,29 @@ class Feeds:
         io.store.delete(io.keys.header)
         return n
 
-    def repair(self, feed_id: object, *, reap: bool = True) -> RepairReport:
-        """Relink a feed from its entry records (the ground truth) and correct its count.
+    def repair(self, feed_id: object, *, reap: bool = True, recount: bool = False) -> RepairReport:
+        """Relink a feed from its entry records (the ground truth) and count what interrupted
+        operations left uncounted. Linear in the number of entry records; safe while other
+        writers work on the feed.
 
-        Linear in the number of entry records. Safe while other writers work on the feed.
-        With ``reap``, also deletes records of entries removed over ``reap_after_s`` ago.
+        ``reap`` also deletes the records of entries removed over ``reap_after_s`` ago.
+        ``recount`` sets the count to the number of live entries this store shows, whatever
+        the header says — for when the counter's assumptions were broken (see the package
+        docs); only use it where the store has seen every write (an embedded store, or a
+        cluster after anti-entropy).
         """
         reap_before = None
         if reap:
             reap_before = self.clock.tick() - int(self.reap_after_s * 1_000_000)
-        return repair_feed(self._io(feed_id), self.clock, self.writer, reap_before)
+        io = self._io(feed_id)
+        fix = None
+        if recount:
+
+            def fix(rec: HeaderRecord, delta: int) -> HeaderRecord:
+                op = fix_op(self.writer, self.clock.tick(rec.hts_max), delta)
+                return self._count_own(io, rec, op)
+
+        return repair_feed(io, reap_before, fix)
 
     # --- reading ---------------------------------------------------------------------------------
 

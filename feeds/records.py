@@ -1,46 +1,36 @@
 """The two records of a feed, their encoding, and the deterministic merge of their siblings.
 
 Pure functions only: no store, no clock. ``merge_entry`` and ``merge_header`` are the whole
-sibling-merge rule of the feed layer; they are commutative (the result does not depend on the
-order the store lists siblings in) and never drop information a sibling carries:
+sibling-merge rule of the feed layer; the result does not depend on the order the store lists
+siblings in, and no information a sibling carries is dropped:
 
-**Entry** ``[1, data, prevs, nexts, removed]``. ``data`` and the id never change after the
-entry is written. ``removed`` is 0 for a live entry, else the hybrid time of its removal.
-``prevs`` and ``nexts`` are *sets of candidates* (an id, or ``None`` for "no neighbour"); a
-well-linked entry has exactly one of each. Merging siblings takes the union of the candidates,
-the data, and the earliest removal time — a removal, once written, wins over any concurrent
+**Entry** ``[1, data, prevs, nexts, removed, remover]``. ``data`` and the id never change after
+the entry is written. ``removed`` is 0 for a live entry, else the hybrid time of its removal by
+writer ``remover``. ``prevs`` and ``nexts`` are *sets of candidates* (an id, or ``None`` for "no
+neighbour"); a well-linked entry has exactly one of each. Merging siblings takes the union of
+the candidates and the earliest removal — a removal, once written, wins over any concurrent
 rewrite of the links, so a removed entry never comes back.
 
-**Header** ``[1, firsts, lasts, count, floor, log, hts_max]``. ``firsts``/``lasts`` are the
-*end witnesses*: every entry some writer believed to be at the head/tail. Merging takes their
-union; a walk that has verified the ends replaces them by the verified entry. ``count`` is an
-operation-based counter: each change to it is an operation with a unique id — ``a<id>`` (entry
-added, +1), ``r<id>`` (entry removed, -1), ``f<hts><writer>`` (a repair's correction) — and the
-header's value is the sum over the set of operations it has seen. ``log`` keeps the operations
-with the ``LOG_LIMIT`` newest hybrid timestamps, ``floor`` is the newest timestamp dropped from
-it, so the log holds *every* operation of the header newer than ``floor``. Merging siblings
-takes the union of the operation sets::
-
-    count = ref.count + sum(op.delta for op in union(logs)
-                            if op not in ref.log and op.hts > ref.floor)
-
-which counts an operation applied in two siblings once: two writers removing the same entry,
-a retried operation and a repair that counted an entry its writer also counts all dedup by id.
-It relies on one assumption, stated in the package docstring: an operation reaches every copy
-of the header before ``LOG_LIMIT`` newer operations have been applied to any copy.
+**Header** ``[1, firsts, lasts, tally, hts_max]``. ``firsts``/``lasts`` are the *end
+witnesses*: every entry some writer believed to be at the head/tail that no walk has verified
+since. Merging takes their union; a walk that verifies an end replaces them by the entry it
+found (``feeds.walk``). ``tally`` is the count, an operation-based counter merged by
+``feeds.counter``. ``hts_max`` is the newest hybrid timestamp any writer wrote here; writers
+observe it, so new operations sort after everything the header has seen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import msgpack
 
+from feeds import counter
+from feeds.counter import Op, Tally
 from ring.errors import CorruptData
 
 FORMAT = 1
-LOG_LIMIT = 64
 
 Candidate = bytes | None
 
@@ -56,6 +46,7 @@ class EntryRecord:
     prevs: tuple[Candidate, ...]
     nexts: tuple[Candidate, ...]
     removed: int = 0
+    remover: bytes = b""
 
     @property
     def live(self) -> bool:
@@ -63,40 +54,18 @@ class EntryRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Op:
-    """One change of the count; ``key`` identifies it, ``hts`` places it in the log window."""
-
-    key: bytes
-    hts: int
-    delta: int
-
-
-@dataclass(frozen=True, slots=True)
 class HeaderRecord:
     firsts: tuple[bytes, ...] = ()
     lasts: tuple[bytes, ...] = ()
-    count: int = 0
-    floor: int = 0
-    log: tuple[Op, ...] = ()
+    tally: Tally = field(default_factory=Tally)
     hts_max: int = 0
 
-    def knows(self, key: bytes, hts: int) -> bool:
-        """Whether this header has counted operation ``key`` (exact above ``floor``; below it,
-        by the log-window assumption, every operation has been counted)."""
-        return hts <= self.floor or any(op.key == key for op in self.log)
+    @property
+    def count(self) -> int:
+        return self.tally.count
 
 
 EMPTY_HEADER = HeaderRecord()
-
-
-def add_op(entry_id: bytes) -> Op:
-    from feeds.ids import hts_of
-
-    return Op(b"a" + entry_id, hts_of(entry_id), 1)
-
-
-def remove_op(entry_id: bytes, hts: int) -> Op:
-    return Op(b"r" + entry_id, hts, -1)
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -105,14 +74,21 @@ _pack = msgpack.Packer(use_bin_type=True).pack
 
 
 def encode_entry(rec: EntryRecord) -> bytes:
-    return _pack([FORMAT, rec.data, list(rec.prevs), list(rec.nexts), rec.removed])
+    return _pack([FORMAT, rec.data, list(rec.prevs), list(rec.nexts), rec.removed, rec.remover])
+
+
+def _flat(ops: Iterable[Op]) -> list[object]:
+    out: list[object] = []
+    for op in ops:
+        out += (op.key, op.author, op.hts, op.delta)
+    return out
 
 
 def encode_header(h: HeaderRecord) -> bytes:
-    flat: list[object] = []
-    for op in h.log:
-        flat += (op.key, op.hts, op.delta)
-    return _pack([FORMAT, list(h.firsts), list(h.lasts), h.count, h.floor, flat, h.hts_max])
+    t = h.tally
+    marks = [x for mark in t.marks for x in mark]
+    tally = [t.base, marks, _flat(t.log), _flat(t.proxied), _flat(t.dups), t.horizon]
+    return _pack([FORMAT, list(h.firsts), list(h.lasts), tally, h.hts_max])
 
 
 def _unpack(raw: bytes, what: str, size: int) -> list[object]:
@@ -125,42 +101,64 @@ def _unpack(raw: bytes, what: str, size: int) -> list[object]:
     return obj
 
 
-def _ids(obj: object, what: str, none_ok: bool) -> tuple[Candidate, ...]:
+def _ids(obj: object, none_ok: bool) -> tuple[Candidate, ...]:
     if not isinstance(obj, list) or not all(
         (c is None and none_ok) or (isinstance(c, bytes) and len(c) == 12) for c in obj
     ):
-        raise CorruptData(f"feed {what} record holds malformed entry ids")
+        raise CorruptData("feed record holds malformed entry ids")
     return tuple(obj)
 
 
 def decode_entry(raw: bytes) -> EntryRecord:
-    _, data, prevs, nexts, removed = _unpack(raw, "entry", 5)
-    if not (data is None or isinstance(data, bytes)) or not isinstance(removed, int):
+    _, data, prevs, nexts, removed, remover = _unpack(raw, "entry", 6)
+    if not (
+        (data is None or isinstance(data, bytes))
+        and isinstance(removed, int)
+        and isinstance(remover, bytes)
+    ):
         raise CorruptData("feed entry record is malformed")
-    return EntryRecord(data, _ids(prevs, "entry", True), _ids(nexts, "entry", True), removed)
+    return EntryRecord(data, _ids(prevs, True), _ids(nexts, True), removed, remover)
+
+
+def _ops(flat: list[object]) -> tuple[Op, ...]:
+    ops = tuple(Op(*flat[i : i + 4]) for i in range(0, len(flat), 4))  # type: ignore[arg-type]
+    if not all(
+        isinstance(o.key, bytes)
+        and isinstance(o.author, bytes)
+        and isinstance(o.hts, int)
+        and isinstance(o.delta, int)
+        for o in ops
+    ):
+        raise ValueError("malformed operation")
+    return ops
+
+
+def _tally(obj: object) -> Tally:
+    try:
+        base, flat, log, proxied, dups, horizon = obj  # type: ignore[misc]
+        marks = tuple(tuple(flat[i : i + 3]) for i in range(0, len(flat), 3))
+        if not (
+            isinstance(base, int)
+            and isinstance(horizon, int)
+            and all(
+                len(m) == 3
+                and isinstance(m[0], bytes)
+                and isinstance(m[1], int)
+                and isinstance(m[2], int)
+                for m in marks
+            )
+        ):
+            raise ValueError("malformed count")
+        return Tally(base, marks, _ops(log), _ops(proxied), _ops(dups), horizon)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CorruptData("feed header record holds a malformed count") from None
 
 
 def decode_header(raw: bytes) -> HeaderRecord:
-    _, firsts, lasts, count, floor, flat, hts_max = _unpack(raw, "header", 7)
-    if not (
-        isinstance(count, int)
-        and isinstance(floor, int)
-        and isinstance(hts_max, int)
-        and isinstance(flat, list)
-        and len(flat) % 3 == 0
-    ):
+    _, firsts, lasts, tally, hts_max = _unpack(raw, "header", 5)
+    if not isinstance(hts_max, int):
         raise CorruptData("feed header record is malformed")
-    log = tuple(Op(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3))
-    if not all(isinstance(o.key, bytes) and isinstance(o.hts, int) for o in log):
-        raise CorruptData("feed header record holds a malformed operation")
-    return HeaderRecord(
-        _ids(firsts, "header", False),  # type: ignore[arg-type]
-        _ids(lasts, "header", False),  # type: ignore[arg-type]
-        count,
-        floor,
-        log,
-        hts_max,
-    )
+    return HeaderRecord(_ids(firsts, False), _ids(lasts, False), _tally(tally), hts_max)  # type: ignore[arg-type]
 
 
 # --- merging siblings ----------------------------------------------------------------------------
@@ -171,71 +169,48 @@ def merge_entry(values: Iterable[bytes]) -> EntryRecord:
     recs = [decode_entry(v) for v in values]
     if len(recs) == 1:
         return recs[0]
-    removed = [r.removed for r in recs if r.removed]
+    removals = sorted((r.removed, r.remover) for r in recs if r.removed)
     data = [r.data for r in recs if r.data is not None]
+    removed, remover = removals[0] if removals else (0, b"")
     return EntryRecord(
         min(data) if data and not removed else None,
         candidates(c for r in recs for c in r.prevs),
         candidates(c for r in recs for c in r.nexts),
-        min(removed) if removed else 0,
+        removed,
+        remover,
     )
 
 
-def truncate(ops: Iterable[Op], floor: int, limit: int = LOG_LIMIT) -> tuple[tuple[Op, ...], int]:
-    """The log window: operations newer than ``floor``, at most ``limit``, oldest first; and
-    the new floor (operations at or below it are dropped together, so ``knows`` stays exact)."""
-    kept = sorted((op for op in ops if op.hts > floor), key=lambda op: (op.hts, op.key))
-    if len(kept) > limit:
-        floor = kept[len(kept) - limit - 1].hts
-        kept = [op for op in kept if op.hts > floor]
-    return tuple(kept), floor
-
-
-def _union(ops: Iterable[Op]) -> dict[bytes, Op]:
-    out: dict[bytes, Op] = {}
-    for op in ops:
-        seen = out.get(op.key)
-        # Two removers of one entry write the same operation with different times: keep the
-        # earliest, whatever order the siblings come in.
-        if seen is None or (op.hts, op.delta) < (seen.hts, seen.delta):
-            out[op.key] = op
-    return out
-
-
-def merge_header(values: Iterable[bytes], limit: int = LOG_LIMIT) -> HeaderRecord:
+def merge_header(values: Iterable[bytes], limit: int = counter.LOG_LIMIT) -> HeaderRecord:
     """One header from the siblings of a header key (see the module docstring)."""
     heads = [decode_header(v) for v in values]
     if not heads:
         return EMPTY_HEADER
     if len(heads) == 1:
         return heads[0]
-    # The reference sibling is chosen by content, so the merge does not depend on sibling order.
-    ref = max(heads, key=lambda h: (h.floor, len(h.log), h.count, encode_header(h)))
-    ref_keys = {op.key for op in ref.log}
-    ops = _union(op for h in heads for op in h.log)
-    count = ref.count + sum(
-        op.delta for op in ops.values() if op.key not in ref_keys and op.hts > ref.floor
-    )
-    log, floor = truncate(ops.values(), max(h.floor for h in heads), limit)
     return HeaderRecord(
         candidates(c for h in heads for c in h.firsts),  # type: ignore[arg-type]
         candidates(c for h in heads for c in h.lasts),  # type: ignore[arg-type]
-        count,
-        floor,
-        log,
+        counter.merge([h.tally for h in heads], limit),
         max(h.hts_max for h in heads),
     )
 
 
-def with_ops(h: HeaderRecord, ops: Iterable[Op], limit: int = LOG_LIMIT) -> HeaderRecord:
-    """``h`` after applying ``ops``; an operation ``h`` already counted is not counted again."""
-    count, new = h.count, list(h.log)
-    hts_max = h.hts_max
-    for op in ops:
-        hts_max = max(hts_max, op.hts)
-        if h.knows(op.key, op.hts) or any(o.key == op.key for o in new):
-            continue
-        count += op.delta
-        new.append(op)
-    log, floor = truncate(new, h.floor, limit)
-    return replace(h, count=count, log=log, floor=floor, hts_max=hts_max)
+def with_own(
+    h: HeaderRecord, op: Op, remembered: counter.Mark | None, limit: int = counter.LOG_LIMIT
+) -> tuple[HeaderRecord, counter.Mark]:
+    """``h`` after its writer's own operation (see ``counter.count_own``). Time, for retiring
+    idle authors, is the newest timestamp the header has seen."""
+    hts_max = max(h.hts_max, op.hts)
+    tally, mark = counter.count_own(h.tally, op, remembered, hts_max, limit)
+    return HeaderRecord(h.firsts, h.lasts, tally, hts_max), mark
+
+
+def with_proxied(
+    h: HeaderRecord, ops: Iterable[Op], limit: int = counter.LOG_LIMIT
+) -> HeaderRecord:
+    """``h`` after counting, by name, operations found in the entries."""
+    ops = list(ops)
+    hts_max = max([h.hts_max, *(op.hts for op in ops)])
+    tally = counter.count_proxied(h.tally, ops, hts_max, limit)
+    return HeaderRecord(h.firsts, h.lasts, tally, hts_max)

@@ -5,12 +5,11 @@ key order, *are* the feed. Repair reads them all, rewrites every live entry whos
 exactly its neighbours in that order (or that has siblings), and writes a header whose end
 witnesses are the first and last live entry and whose count equals the number of live entries.
 
-The count is corrected with named operations, so repair is safe beside running writers and on
-a replica that has not seen every write yet: an entry or removal inside the header's log window
-that the header has not counted gets its own ``a<id>``/``r<id>`` operation — the same one its
-writer will write, so nothing is counted twice — and only drift older than the window becomes
-a correction operation ``f<hts><writer>`` (see ``_residual``). Ids of entries the repair cannot
-read are kept as link candidates in the gap they fall in, as everywhere in the feed layer.
+The count is corrected by naming operations, so repair is safe beside running writers and on
+a replica that has not seen every write yet: an add or removal whose effect is in the entries
+but which the header has not counted (its writer stopped before writing the header) is counted
+as that very operation — the one its writer would write, so nothing is counted twice. With
+``recount``, whatever difference remains becomes a correction.
 
 Records of entries removed before ``reap_before`` (a hybrid time) are deleted, after the live
 entries no longer point to them.
@@ -18,10 +17,10 @@ entries no longer point to them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from feeds.ids import HybridClock, hts_of
-from feeds.records import HeaderRecord, Op, candidates, with_ops
+from feeds.records import HeaderRecord, candidates, with_proxied
 from feeds.storeio import FeedIO, Node, count_ops
 
 
@@ -33,7 +32,7 @@ class RepairReport:
     relinked: int  # entry records rewritten with corrected links
     reaped: int  # records of removed entries deleted
     count_before: int  # the header's count as read
-    count_after: int  # the count written (== entries on a replica that has seen every write)
+    count_after: int  # the count written
     header_written: bool
 
 
@@ -72,25 +71,12 @@ def _relink(io: FeedIO, live: list[Node], unknown: set[bytes]) -> int:
     return n
 
 
-def _residual(h: HeaderRecord, nodes: list[Node]) -> int:
-    """How far the count is off in the part the log no longer shows.
-
-    The count is ``base + sum(log)``, where ``base`` sums every operation at or below the log's
-    floor (a repair's corrections count to the base too). From the records, the base should
-    hold the old live entries, plus the old entries whose removal is still in the log. Entries
-    newer than the floor are judged by name instead (``count_ops``), which is safe on a replica
-    that has not seen them all; old entries are on every replica by the log-window assumption.
-    """
-    floor = h.floor
-    base = h.count - sum(op.delta for op in h.log if op.key[:1] in (b"a", b"r"))
-    expected = sum(1 for n in nodes if n.rec.live and hts_of(n.id) <= floor)
-    expected += sum(1 for op in h.log if op.key[:1] == b"r" and hts_of(op.key[1:]) <= floor)
-    return expected - base
-
-
 def repair_feed(
-    io: FeedIO, clock: HybridClock, writer: bytes, reap_before: int | None
+    io: FeedIO,
+    reap_before: int | None,
+    fix: Callable[[HeaderRecord, int], HeaderRecord] | None = None,
 ) -> RepairReport:
+    """See ``Feeds.repair``. ``fix(header, delta)`` counts a correction (with ``recount``)."""
     header = io.read_header()
     nodes = [n for n in map(io.read_entry, list(io.scan_ids(None, True))) if n is not None]
     unknown = _complete(io, header.rec, nodes)
@@ -103,13 +89,9 @@ def repair_feed(
                 io.delete_entry(node)
                 reaped += 1
     rec = header.rec
-    ops = count_ops(rec, nodes)
-    counted = with_ops(rec, ops, io.log_limit)
-    residual = _residual(counted, nodes)
-    if residual:
-        hts = clock.tick(rec.hts_max)
-        ops.append(Op(b"f" + hts.to_bytes(8, "big") + writer, hts, residual))
-        counted = with_ops(rec, ops, io.log_limit)
+    counted = with_proxied(rec, count_ops(rec, nodes), io.log_limit)
+    if fix is not None and counted.count != len(live):
+        counted = fix(counted, len(live) - counted.count)
     first, last = (live[0].id, live[-1].id) if live else (None, None)
     firsts = sorted({*_between(unknown, None, first), *([first] if first else [])})
     lasts = sorted({*_between(unknown, last, None), *([last] if last else [])})

@@ -16,18 +16,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from feeds.counter import Judge, Op, add_op, remove_op
 from feeds.ids import FeedKeys, hts_of
 from feeds.records import (
     EMPTY_HEADER,
     EntryRecord,
     HeaderRecord,
-    Op,
-    add_op,
     encode_entry,
     encode_header,
     merge_entry,
     merge_header,
-    remove_op,
 )
 
 _GONE = EntryRecord(None, (), (), removed=1)
@@ -123,20 +121,20 @@ class FeedIO:
             yield key[n:]
 
 
-def count_ops(header: HeaderRecord, nodes: Iterable[Node]) -> list[Op]:
+def count_ops(header: HeaderRecord, nodes: Iterable[Node], judge: Judge | None = None) -> list[Op]:
     """Operations the header has not counted although their effect is in the entry records —
-    the traces of an add or remove that stopped between its writes. Only operations inside the
-    log window can be judged; older drift is left to ``Feeds.repair``."""
-    floor, ops = header.floor, []
+    the traces of an add or remove that stopped between its writes (or has not written its
+    header yet: naming the same operation, it will not be counted twice)."""
+    judge = judge or header.tally.judge()
+    ops = []
     for n in nodes:
         if n.deleted:
             continue
-        if hts_of(n.id) > floor:
-            op = add_op(n.id)
-            if not header.knows(op.key, op.hts):
-                ops.append(op)
-        if n.rec.removed > floor:
-            op = remove_op(n.id, n.rec.removed)
-            if not header.knows(op.key, op.hts):
+        op = add_op(n.id, hts_of(n.id))
+        if not judge.knows(op):
+            ops.append(op)
+        if n.rec.removed:
+            op = remove_op(n.id, n.rec.remover, n.rec.removed)
+            if not judge.knows(op):
                 ops.append(op)
     return ops

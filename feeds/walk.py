@@ -30,8 +30,7 @@ import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from feeds.ids import hts_of
-from feeds.records import Candidate, candidates, with_ops
+from feeds.records import Candidate, candidates, with_proxied
 from feeds.storeio import FeedIO, HeaderView, Node, count_ops
 
 _INVERT = bytes(range(255, -1, -1))
@@ -56,7 +55,8 @@ class Walk:
         self.end: bytes | None = None
         self.fixes = 0
         self._deferred: list[tuple[Node, Candidate, Candidate]] = []
-        self.recent: list[Node] = []  # nodes inside the header's log window (for count_ops)
+        self.uncounted: list[Node] = []  # nodes with operations the header has not counted
+        self._judge = header.rec.tally.judge()
         self._evidence((*header.rec.firsts, *header.rec.lasts))
 
     # --- position and evidence ----------------------------------------------------------------
@@ -118,9 +118,8 @@ class Walk:
                 self.gone_seen.add(entry_id)
             self._evidence(node.rec.prevs)
             self._evidence(node.rec.nexts)
-            floor = self.header.rec.floor
-            if not node.deleted and (hts_of(entry_id) > floor or node.rec.removed > floor):
-                self.recent.append(node)
+            if count_ops(self.header.rec, (node,), self._judge):
+                self.uncounted.append(node)
         return node
 
     # --- stepping ----------------------------------------------------------------------------
@@ -282,10 +281,10 @@ class Walk:
         first, last = (self.begin, self.end) if self.forward else (self.end, self.begin)
         firsts = self.witnesses(first, rec.firsts, None, first)
         lasts = self.witnesses(last, rec.lasts, last, None)
-        ops = count_ops(rec, self.recent)
+        ops = count_ops(rec, self.uncounted, self._judge)
         if view.siblings <= 1 and not ops and (rec.firsts, rec.lasts) == (firsts, lasts):
             return
-        new = with_ops(replace(rec, firsts=firsts, lasts=lasts), ops, self.io.log_limit)
+        new = with_proxied(replace(rec, firsts=firsts, lasts=lasts), ops, self.io.log_limit)
         self.io.write_header(view, new)
 
     def witnesses(

@@ -38,7 +38,7 @@ from ring.errors import (
 )
 
 # Modules whose import registers commands; cluster commands will be added here.
-COMMAND_MODULES = ("ring.cli.data", "ring.cli.transfer", "ring.cli.cluster")
+COMMAND_MODULES = ("ring.cli.data", "ring.cli.transfer", "ring.cli.cluster", "ring.cli.feed")
 
 # How library errors map to exit codes: the first matching class wins.
 ERROR_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (

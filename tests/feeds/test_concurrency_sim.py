@@ -38,6 +38,7 @@ class Outcome:
     header_siblings: int = 0
     entry_siblings: int = 0
     walks: int = 0
+    log_limit: int = 64
 
 
 class SiblingWatch(NodeStore):
@@ -57,11 +58,13 @@ class SiblingWatch(NodeStore):
         return v
 
 
-def run_scenario(seed: int, nodes: int = 3, writers: int = 4, ops: int = 8) -> Outcome:
+def run_scenario(
+    seed: int, nodes: int = 3, writers: int = 4, ops: int = 8, log_limit: int = 64
+) -> Outcome:
     rng = random.Random(seed)
     cluster = SimCluster(nodes)
     stepper = Stepper(rng)
-    out = Outcome()
+    out = Outcome(log_limit=log_limit)
     steps = [0]
     skew = [rng.randrange(-40, 40) for _ in range(writers)]
 
@@ -72,7 +75,10 @@ def run_scenario(seed: int, nodes: int = 3, writers: int = 4, ops: int = 8) -> O
     def writer(w: int) -> None:
         store = SiblingWatch(cluster.nodes[w % nodes], stepper.hook)
         feeds = Feeds(
-            store, writer=bytes([w + 1]) * 4, clock=lambda: 10_000 + 10 * steps[0] + skew[w]
+            store,
+            writer=bytes([w + 1]) * 4,
+            clock=lambda: 10_000 + 10 * steps[0] + skew[w],
+            log_limit=log_limit,
         )
         for seq in range(ops):
             r = rng.random()
@@ -105,7 +111,7 @@ def run_scenario(seed: int, nodes: int = 3, writers: int = 4, ops: int = 8) -> O
 
 def check_converged(cluster: SimCluster, out: Outcome) -> None:
     expected = sorted(set(out.added) - out.removed)
-    reader = Feeds(cluster.nodes[0])
+    reader = Feeds(cluster.nodes[0], log_limit=out.log_limit)
     assert reader.count(FEED) == len(expected), "count after anti-entropy, before any repair"
     forward = [e.id for e in reader.entries(FEED)]
     assert forward == expected
@@ -121,7 +127,7 @@ def check_converged(cluster: SimCluster, out: Outcome) -> None:
     # The walks above repaired what they met; once that has replicated the feed is clean.
     cluster.sync()
     counting = CountingStore(cluster.nodes[-1])
-    again = Feeds(counting)
+    again = Feeds(counting, log_limit=out.log_limit)
     assert [e.id for e in again.entries(FEED)] == expected
     assert [e.id for e in again.entries(FEED, reverse=True)] == expected[::-1]
     assert counting.writes == 0 and counting.counts.get("scan", 0) == 0, counting.counts
