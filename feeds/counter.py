@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 LOG_LIMIT = 64
+MIDDLE = 1 << 63  # as in feeds.ids: an id's first 8 bytes are MIDDLE -/+ its hts
 PRUNE_US = 15 * 60 * 1_000_000
 
 Mark = tuple[int, int]  # (hts of the author's newest own operation, sum of its deltas)
@@ -96,6 +97,16 @@ class Judge:
             op.hts < self.horizon or op.hts <= self.marks.get(op.author, -1) or op.key in self.keys
         )
 
+    def knows_add(self, entry_id: bytes) -> bool:
+        """``knows(add_op(entry_id, ...))`` without building the operation (walks ask it of
+        every entry)."""
+        hts = abs(int.from_bytes(entry_id[:8], "big") - MIDDLE)
+        return (
+            hts < self.horizon
+            or hts <= self.marks.get(entry_id[8:12], -1)
+            or b"a" + entry_id in self.keys
+        )
+
 
 def add_op(entry_id: bytes, hts: int) -> Op:
     return Op(b"a" + entry_id, entry_id[8:12], hts, 1)
@@ -125,15 +136,18 @@ class _State:
 
     def find_dups(self) -> None:
         """Every version of an operation but the earliest, when several are counted."""
-        versions: dict[bytes, list[Op]] = {}
+        first: dict[bytes, Op] = {}
+        clashes: list[Op] = []
         for op in (*self.log.values(), *self.proxied.values()):
-            versions.setdefault(op.key, []).append(op)
-        for ops in versions.values():
-            if len({op.version for op in ops}) > 1:
-                first = min(ops, key=lambda op: (op.hts, op.author))
-                for op in ops:
-                    if op.version != first.version:
-                        self.dups.setdefault(op.version, op)
+            other = first.setdefault(op.key, op)
+            if other.author != op.author:
+                clashes.append(op)
+        for op in clashes:  # rare: two authors removed one entry
+            versions = [o for o in (*self.log.values(), *self.proxied.values()) if o.key == op.key]
+            earliest = min(versions, key=lambda o: (o.hts, o.author))
+            for o in versions:
+                if o.author != earliest.author:
+                    self.dups.setdefault(o.version, o)
 
     def retire(self, horizon: int) -> None:
         """Fold what is older than ``horizon`` into the base."""

@@ -71,6 +71,7 @@ EMPTY_HEADER = HeaderRecord()
 # --- encoding ----------------------------------------------------------------------------------
 
 _pack = msgpack.Packer(use_bin_type=True).pack
+_unpackb = msgpack.unpackb
 
 
 def encode_entry(rec: EntryRecord) -> bytes:
@@ -102,35 +103,42 @@ def _unpack(raw: bytes, what: str, size: int) -> list[object]:
 
 
 def _ids(obj: object, none_ok: bool) -> tuple[Candidate, ...]:
-    if not isinstance(obj, list) or not all(
-        (c is None and none_ok) or (isinstance(c, bytes) and len(c) == 12) for c in obj
-    ):
+    if type(obj) is not list:
+        raise CorruptData("feed record holds malformed entry ids")
+    for c in obj:
+        if (c is None and none_ok) or (type(c) is bytes and len(c) == 12):
+            continue
         raise CorruptData("feed record holds malformed entry ids")
     return tuple(obj)
 
 
 def decode_entry(raw: bytes) -> EntryRecord:
-    _, data, prevs, nexts, removed, remover = _unpack(raw, "entry", 6)
+    try:
+        obj = _unpackb(raw)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CorruptData(f"feed entry record cannot be decoded: {exc}") from None
+    if type(obj) is not list or len(obj) != 6 or obj[0] != FORMAT:
+        raise CorruptData("feed entry record has an unknown format")
+    _, data, prevs, nexts, removed, remover = obj
     if not (
-        (data is None or isinstance(data, bytes))
-        and isinstance(removed, int)
-        and isinstance(remover, bytes)
+        (data is None or type(data) is bytes) and type(removed) is int and type(remover) is bytes
     ):
         raise CorruptData("feed entry record is malformed")
     return EntryRecord(data, _ids(prevs, True), _ids(nexts, True), removed, remover)
 
 
 def _ops(flat: list[object]) -> tuple[Op, ...]:
-    ops = tuple(Op(*flat[i : i + 4]) for i in range(0, len(flat), 4))  # type: ignore[arg-type]
-    if not all(
-        isinstance(o.key, bytes)
-        and isinstance(o.author, bytes)
-        and isinstance(o.hts, int)
-        and isinstance(o.delta, int)
-        for o in ops
-    ):
-        raise ValueError("malformed operation")
-    return ops
+    if type(flat) is not list or len(flat) % 4:
+        raise ValueError("malformed operations")
+    ops = []
+    for i in range(0, len(flat), 4):
+        key, author, hts, delta = flat[i : i + 4]
+        if type(key) is not bytes or type(author) is not bytes:
+            raise ValueError("malformed operation")
+        if type(hts) is not int or type(delta) is not int:
+            raise ValueError("malformed operation")
+        ops.append(Op(key, author, hts, delta))
+    return tuple(ops)
 
 
 def _tally(obj: object) -> Tally:

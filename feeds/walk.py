@@ -72,17 +72,21 @@ class Walk:
         return node.rec.prevs if self.forward else node.rec.nexts
 
     def _evidence(self, ids: Iterable[Candidate]) -> None:
+        pos, forward = self._pos, self.forward
         for c in ids:
-            if c is not None and self._after(c, self._pos):
-                heapq.heappush(self._pending, (c if self.forward else c.translate(_INVERT), c))
+            if c is not None and (pos is None or (c > pos if forward else c < pos)):
+                heapq.heappush(self._pending, (c if forward else c.translate(_INVERT), c))
 
     def _pass(self, here: bytes | None) -> None:
         """Move the walk to ``here`` (``None``: past everything); classify evidence passed."""
-        if here is None or self._after(here, self._pos):
-            self._pos = here if here is not None else self._pos
-        pending = self._pending
-        while pending and (here is None or not self._after(pending[0][1], here)):
-            c = heapq.heappop(pending)[1]
+        if here is not None and self._after(here, self._pos):
+            self._pos = here
+        pending, forward = self._pending, self.forward
+        while pending:
+            c = pending[0][1]
+            if here is not None and (c > here if forward else c < here):
+                break
+            heapq.heappop(pending)
             if c not in self.placed and c not in self.gone_seen:
                 self.unknown.add(c)
 
@@ -118,7 +122,9 @@ class Walk:
                 self.gone_seen.add(entry_id)
             self._evidence(node.rec.prevs)
             self._evidence(node.rec.nexts)
-            if count_ops(self.header.rec, (node,), self._judge):
+            if (node.rec.removed or not self._judge.knows_add(entry_id)) and count_ops(
+                self.header.rec, (node,), self._judge
+            ):
                 self.uncounted.append(node)
         return node
 
@@ -142,12 +148,14 @@ class Walk:
     def _chain(self, here: bytes | None, cand: Candidate) -> tuple[bool, Node | None]:
         """Follow single links from ``here`` through removed entries to a live one: ``(True,
         node)`` when every hop verified (``node`` is ``None`` at a verified end)."""
-        back = here
+        back, forward, pending = here, self.forward, self._pending
         while True:
             if cand is None:
-                return (not self._pending, None)
-            if not self._after(cand, back) or self._evidence_before(cand):
+                return (not pending, None)
+            if back is not None and (cand <= back if forward else cand >= back):
                 return (False, None)
+            if pending and (cand > pending[0][1] if forward else cand < pending[0][1]):
+                return (False, None)  # evidence of an entry lies before it
             node = self._read(cand)
             if node is None or self._back(node) != (back,):
                 return (False, None)
@@ -185,6 +193,11 @@ class Walk:
         return candidates(prevs), candidates(nexts)
 
     def _fix(self, node: Node, back: Candidate, ahead: Candidate) -> None:
+        rec = node.rec
+        if node.siblings == 1 and len(rec.prevs) == 1 and len(rec.nexts) == 1:
+            before, after = (back, ahead) if self.forward else (ahead, back)
+            if rec.prevs[0] == before and rec.nexts[0] == after:
+                return  # the common case: already exactly right
         waiting = (c for c in (*node.rec.prevs, *node.rec.nexts) if c is not None)
         if any(c not in (back, ahead) and not self._decided(c) for c in waiting):
             # It names entries the walk has not reached yet: decide when the walk ends.
@@ -226,8 +239,9 @@ class Walk:
             back_known = False
         back: bytes | None = None
         emitted = 0
-        while cur is not None:
+        if cur is not None:
             self._place(cur)
+        while cur is not None:
             yield cur
             emitted += 1
             if limit is not None and emitted >= limit:
