@@ -139,6 +139,7 @@ def operations_per_call(store: Any, tag: str) -> dict[str, float]:
     feed = f"{tag}:ops"
     for i in range(10):
         f.add(feed, b"%d" % i)
+    first = next(iter(f.entries(feed, limit=1))).id
     out = {}
     for name, call in [
         ("add", lambda: f.add(feed, VALUE)),
@@ -146,7 +147,6 @@ def operations_per_call(store: Any, tag: str) -> dict[str, float]:
         ("get", lambda: f.get(feed, first)),
         ("count", lambda: f.count(feed)),
     ]:
-        first = next(iter(f.entries(feed, limit=1))).id
         counting.n = 0
         for _ in range(100):
             call()
@@ -219,7 +219,7 @@ def start_local_cluster(work: Path) -> tuple[str, list[subprocess.Popen[bytes]]]
         while True:
             try:
                 members = client.status().get("members", [])
-                if sum(1 for m in members if m.get("status") == "up") >= 3:
+                if sum(1 for m in members if m.get("state") == "up") >= 3:
                     break
             except ring.RingError:
                 pass

@@ -1,17 +1,18 @@
 """``Feeds``: the public operations. The rules they keep are in the package docstring.
 
-Store operations per call on a feed whose records have no siblings (``tests/feeds`` counts them):
+Store operations per call on a feed whose records have no siblings (``tests/feeds`` counts
+them; ``benchmarks/feeds.py`` prints them):
 
-======================  =============================================  ========
-operation               reads, then writes                             total
-======================  =============================================  ========
-add / append            header, end entry; new entry, header, end      2 + 3
-add to an empty feed    header; new entry, header                      1 + 2
-remove                  entry, header; entry (flag), header            2 + 2
-get                     entry                                          1
-count                   header                                         1
-walk k entries          header, k entries (+1 to confirm the end)      k + 2
-======================  =============================================  ========
+======================  ==============================================  =======
+operation               reads, then writes                              total
+======================  ==============================================  =======
+add / append            header, end entry; new entry, header, end       2 + 3
+add to an empty feed    header; new entry, header                       1 + 2
+remove                  entry, header; entry (flag), header             2 + 2
+get                     entry                                           1
+count                   header                                          1
+walk k entries          header, k entries                               k + 1
+======================  ==============================================  =======
 
 Siblings, removed entries still linked, or a crash's leftovers cost extra reads (and the writes
 that repair them) on the next call that meets them, bounded by how many writers overlapped.
