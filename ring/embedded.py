@@ -218,7 +218,14 @@ class Store:
             raise CorruptData(f"stored record for {key!r} cannot be decoded: {exc}") from None
 
     def get_versioned(self, key: Any) -> Versioned:
-        return versioned_of(self._load(DATA + self._key(key)))
+        skey = DATA + self._key(key)
+        raw = self._get(skey)
+        if raw is None:
+            return Versioned((), b"", None)
+        try:
+            return Versioned(*rec.versioned_parts(raw))
+        except Exception as exc:
+            raise CorruptData(f"stored record for {key!r} cannot be decoded: {exc}") from None
 
     def put(self, key: Any, value: Any, context: Any = None) -> None:
         """Store ``value``. Without ``context`` it overwrites what this store holds; with the

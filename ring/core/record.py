@@ -333,6 +333,26 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
     return _frame(_packb((FORMAT_VERSION, flat, (actor, counter, ts_ms, True))), value)
 
 
+def versioned_parts(data: bytes) -> tuple[tuple[bytes, ...], bytes, bytes | None]:
+    """``(live values, encoded context, resolved value)`` of an encoded record — what
+    ``get_versioned`` returns. A record with one sibling (the usual case) is answered from its
+    head without building siblings."""
+    head, tail = _split(data)
+    obj = _unpackb(head)
+    if isinstance(obj, list) and len(obj) == 3 and obj[0] == FORMAT_VERSION:
+        flat, sibs = obj[1], obj[2]
+        if isinstance(sibs, list) and len(sibs) == 4 and isinstance(flat, list) and flat:
+            ctx = _packb(flat)  # stored sorted by actor: the same bytes as encode_context
+            if tail is not None and sibs[3] is True:
+                return (tail,), ctx, tail
+            if tail is None and sibs[3] is None:
+                return (), ctx, None
+    record = decode(data)
+    values = tuple(s.value for s in record.siblings if s.value is not None)
+    ctx = encode_context(record.context) if record.context else b""
+    return values, ctx, resolve(record)
+
+
 def decode_head(data: bytes) -> list[Any]:
     """The msgpack head ``[1, context, siblings]`` of an encoded record, shape-checked."""
     head, _ = _split(data)
