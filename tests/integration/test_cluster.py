@@ -12,13 +12,8 @@ in a ``finally``. There are no fixed sleeps: every wait polls a condition agains
 
 from __future__ import annotations
 
-import re
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,111 +22,9 @@ import pytest
 import ring
 from ring.net.codec import FrameDecoder, client_hello, encode_frame, new_packer
 from ring.storage import RocksStorage
+from tests.integration.harness import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
-
-READY = re.compile(r"ringd (\S+) listening on (\S+)")
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-        except ring.RingError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.05)
-
-
-class Cluster:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.addresses: dict[str, str] = {}
-        self.seed: str | None = None
-
-    def spawn(self, name: str, port: int = 0) -> None:
-        cmd = [sys.executable, "-m", "ring.cli.ringd", "--name", name]
-        cmd += ["--listen", f"127.0.0.1:{port}", "--data", str(self.root / name)]
-        cmd += ["--n", "3", "--r", "2", "--w", "2"]
-        if self.seed is not None and self.addresses.get(name) != self.seed:
-            cmd += ["--seeds", self.seed]
-        with (
-            open(self.root / f"{name}.out", "wb") as out,
-            open(self.root / f"{name}.log", "ab") as err,
-        ):
-            self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=err)
-
-    def wait_ready(self, name: str) -> str:
-        proc, out = self.procs[name], self.root / f"{name}.out"
-
-        def ready() -> str | None:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"ringd {name} exited with {proc.returncode}:\n{self.log(name)}"
-                )
-            match = READY.search(out.read_text())
-            return match.group(2) if match else None
-
-        address = str(wait_until(ready, what=f"{name} to listen"))
-        self.addresses[name] = address
-        self.seed = self.seed or address
-        return address
-
-    def start(self, *names: str) -> None:
-        """Start nodes in parallel (the first node ever started is everyone's seed)."""
-        if self.seed is None:
-            self.spawn(names[0])
-            self.wait_ready(names[0])
-            names = names[1:]
-        for name in names:
-            self.spawn(name)
-        for name in names:
-            self.wait_ready(name)
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def client(self, *names: str, timeout: float = 5.0) -> ring.client.Client:
-        return ring.connect(
-            [self.addresses[n] for n in names or sorted(self.addresses)], timeout=timeout
-        )
-
-    def kill9(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.kill()
-        proc.wait(10)
-
-    def stop(self, name: str) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(20)
-
-    def restart(self, name: str) -> None:
-        self.spawn(name, port=int(self.addresses[name].rsplit(":", 1)[1]))
-        self.wait_ready(name)
-
-    def states(self, via: str) -> dict[str, str]:
-        with self.client(via) as c:
-            return {m["name"]: m["state"] for m in c.status()["members"]}
-
-    def converge(self, expected: dict[str, str]) -> None:
-        for name in self.procs:
-            wait_until(lambda n=name: self.states(n) == expected, what=f"{name} to see {expected}")
-
-    def counters(self, name: str) -> dict[str, int]:
-        with self.client(name) as c:
-            return dict(c.status()["counters"])
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait(10)
-        self.procs.clear()
 
 
 @pytest.fixture
