@@ -178,10 +178,14 @@ class Node:
         self.ring = HashRing([config.name], partitions=config.partitions, vnodes=config.vnodes)
         # Until the view is whole (see the module docstring) the node does not serve: the ring
         # members it knew before, and the parts of a full table received so far, per peer.
-        self._expected = [n for n in self._load_ring() if n != config.name]
+        self._remembered = self._load_ring()
+        self._expected = [n for n in self._remembered if n != config.name]
         self._table_parts: dict[str, set[int]] = {}
         self._synced = False
-        self._rejoining = any(s != config.address for s in config.seeds)
+        # A node that knew other members before (or is told of seeds) must hear from them
+        # first, also when restarted without seeds: serving from a ring of itself alone would
+        # store writes on nodes that are not their replicas.
+        self._rejoining = bool(self._expected) or any(s != config.address for s in config.seeds)
         # Op ids start at a random offset so that a late reply meant for a previous incarnation
         # of this node cannot be taken for a reply to a new request.
         self._next_op = rng.getrandbits(40) << 16
@@ -203,9 +207,18 @@ class Node:
         self.storage.write([(ACTOR_KEY, actor.encode())], sync=True)
         return actor
 
-    def _load_ring(self) -> list[str]:
+    def _load_ring(self) -> dict[str, str]:
+        """The ring this node last knew whole: member name -> address ('' when unknown)."""
         raw = self.storage.get(RING_KEY)
-        return [] if raw is None else list(msgpack.unpackb(raw))
+        if raw is None:
+            return {}
+        out: dict[str, str] = {}
+        for item in msgpack.unpackb(raw):
+            if isinstance(item, list) and len(item) == 2:
+                out[str(item[0])] = str(item[1])
+            elif isinstance(item, str):
+                out[item] = ""
+        return out
 
     def ready(self) -> bool:
         """Whether the node knows the whole ring and may coordinate requests."""
@@ -217,14 +230,24 @@ class Node:
 
     def _save_ring(self) -> None:
         # Only a whole view is kept: a partial one would let the next start serve too early.
-        members = list(self.ring.members)
-        if not self._rejoining and members != self._load_ring():
-            self.storage.write([(RING_KEY, msgpack.packb(members))], sync=True)
+        ring: dict[str, str] = {}
+        for name in self.ring.members:
+            member = self.membership.get(name)
+            ring[name] = member.address if member is not None else ""
+        if not self._rejoining and ring != self._load_ring():
+            packed = msgpack.packb([[n, a] for n, a in sorted(ring.items())])
+            self.storage.write([(RING_KEY, packed)], sync=True)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self, now_ms: int) -> list[Any]:
-        effects: list[Any] = list(self.membership.join(list(self.config.seeds), now_ms))
+        # The members remembered from the last run are seeds too, so a node restarted without
+        # --seeds finds its cluster again.
+        seeds = list(self.config.seeds)
+        for name, address in sorted(self._remembered.items()):
+            if name != self.name and address and address not in seeds:
+                seeds.append(address)
+        effects: list[Any] = list(self.membership.join(seeds, now_ms))
         self._sync_ring(effects)
         return effects
 

@@ -36,7 +36,9 @@ def _alive(pid: int) -> bool:
 
 def test_local_cluster_status_data_commands_and_stop(tmp_path: Path) -> None:
     root = tmp_path / "cluster"
-    started = ringctl("-o", "json", "cluster", "local", "--nodes", "3", "--dir", str(root), "--detach")
+    started = ringctl(
+        "-o", "json", "cluster", "local", "--nodes", "3", "--dir", str(root), "--detach"
+    )
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout)
     pids = [n["pid"] for n in info["nodes"]]

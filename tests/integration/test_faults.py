@@ -22,8 +22,8 @@ CI runs a short version (a handful of kill/restart cycles). ``RINGKV_SOAK=1`` ru
 the clients' choices; the processes' timing is not reproducible, so a failure message carries
 the seed, the schedule and the nodes' logs).
 
-Also here: a five-node test of a node restarted without ``--seeds`` (a known bug, ``xfail``
-strict: it passes once the node waits for the ring its data directory remembers), and tests of
+Also here: a five-node test of a node restarted without ``--seeds`` (a bug found here, fixed in
+the core: the node waits for the ring its data directory remembers), and tests of
 the checker itself on hand-made histories — it accepts what the store may do and catches lost,
 stale, phantom and resurrected values.
 """
@@ -125,13 +125,6 @@ def test_soak_acknowledged_writes_survive_many_kill9_restart_cycles(tmp_path: Pa
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ringd restarted without --seeds (as docker-compose.yml runs node1) serves at "
-    "once with a ring of itself, although its data directory remembers the whole ring: "
-    "Node._rejoining looks only at the seeds, not at the stored ring (RING_KEY), so it "
-    "acknowledges writes on nodes that are not the key's replicas, which R=N reads never find",
-)
 def test_a_node_restarted_without_seeds_loses_no_acknowledged_write(tmp_path: Path) -> None:
     """Five nodes (N=3). ``a`` is killed and restarted with no ``--seeds`` — the way the seed
     node of docker-compose.yml always runs — while the four others are frozen (SIGSTOP by PID),

@@ -86,7 +86,8 @@ def test_a_fresh_node_waits_for_a_full_table_and_then_keeps_its_ring() -> None:
     table = [_record("n1"), _record("n2"), _record("n3")]
     node.handle(m.Datagram("n2:7000", SyncReply("n2", 0, 1, table)), 1002)
     assert node.ready()
-    assert msgpack.unpackb(storage.get(RING_KEY)) == ["n1", "n2", "n3"]
+    remembered = msgpack.unpackb(storage.get(RING_KEY))
+    assert remembered == [["n1", "n1:7000"], ["n2", "n2:7000"], ["n3", "n3:7000"]]
     # Restarted on the same disk, it expects all three again.
     again = _node(storage)
     again.handle(m.Datagram("n2:7000", SyncReply("n2", 0, 1, [_record("n2")])), 1003)
@@ -99,3 +100,22 @@ def test_a_node_without_other_seeds_serves_at_once() -> None:
     node.start(0)
     [reply] = _put(node, 1)
     assert isinstance(reply, m.Reply) and reply.error is None
+
+
+def test_a_node_restarted_without_seeds_rejoins_through_the_ring_it_remembers() -> None:
+    """ringd restarted without --seeds (docker-compose's node1) must not serve from a ring of
+    itself: it waits for its old peers, and it asks them (their addresses are remembered)."""
+    storage = MemoryStorage()
+    storage.put(RING_KEY, msgpack.packb([["n1", "n1:7000"], ["n2", "n2:7000"], ["n3", "n3:7000"]]))
+    cfg = NodeConfig(name="n1", address="n1:7000", partitions=16, vnodes=8)
+    node = Node(cfg, storage, now_ms=1000, rng=random.Random(1))
+    joins = node.start(1000)
+    assert sorted(e.address for e in joins if isinstance(e, m.SendDatagram)) == [
+        "n2:7000",
+        "n3:7000",
+    ]
+    [reply] = [e for e in _put(node, 1) if isinstance(e, m.Reply)]
+    assert reply.error == "unavailable"
+    table = [_record("n1"), _record("n2"), _record("n3")]
+    node.handle(m.Datagram("n2:7000", SyncReply("n2", 0, 1, table)), 1002)
+    assert node.ready()
