@@ -2,7 +2,7 @@
 
 A ``Send`` for a peer with no link starts a connection and queues the frame; frames wait until
 the peer's hello answer arrives. When the connection fails, the queued frames are dropped and
-counted and the peer enters a backoff (100 ms doubling to 5 s, with jitter) during which frames
+counted and the peer enters a backoff (100 ms doubling to 1 s, with jitter) during which frames
 for it are dropped at once rather than queued: the core's timeouts see it as message loss, which
 is what it is. A peer seen at a new address gets a fresh link to that address.
 """
@@ -20,7 +20,7 @@ from ring.net.tcp import Dispatcher, PeerLink
 log = logging.getLogger("ringd")
 
 BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 5.0
+BACKOFF_MAX_S = 1.0
 CONNECT_TIMEOUT_S = 2.0
 
 
@@ -58,6 +58,11 @@ class PeerPool:
                 return
         if not link.send(frame):
             self.dispatcher.count("peer_frames_dropped")
+
+    def peer_is_back(self, dest: str) -> None:
+        """The peer just connected to us: whatever made our link to it fail is over, so the
+        next frame for it connects at once instead of being dropped until the backoff ends."""
+        self.backoff.pop(dest, None)
 
     def _connect(self, dest: str, address: str) -> PeerLink | None:
         if self.closing:

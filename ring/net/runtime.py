@@ -208,6 +208,10 @@ class Runtime:
     def peer_message(self, src: str, msg: Any) -> None:
         self._handle(PeerMessage(src, msg))
 
+    def peer_connected(self, name: str) -> None:
+        if self.peers is not None:
+            self.peers.peer_is_back(name)
+
     def datagram(self, src: str, msg: Any) -> None:
         self._handle(Datagram(src, msg))
 

@@ -62,6 +62,9 @@ class Dispatcher(Protocol):
 
     def peer_message(self, src: str, msg: Any) -> None: ...
 
+    def peer_connected(self, name: str) -> None:
+        """A node opened a connection to us (it may have just restarted)."""
+
     def connection_opened(self, conn: ServerConnection) -> None: ...
 
     def connection_closed(self, conn: FramedConnection) -> None: ...
@@ -219,6 +222,8 @@ class ServerConnection(FramedConnection):
         self.queue(encode_frame(new_packer(), server_hello(d.cluster, d.name)))
         if self.role == "node":
             log.debug("peer %s connected from %s", self.peer_name, self.peername)
+            assert self.peer_name is not None
+            d.peer_connected(self.peer_name)
 
 
 class PeerLink(FramedConnection):
