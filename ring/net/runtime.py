@@ -115,6 +115,8 @@ class Runtime:
         self._cut_drain = False
         self._next_id = 0
         self._packer = new_packer()
+        self._last_msg: Any = None  # the last peer message encoded, and its frame
+        self._last_frame = b""
         self._dirty: list[FramedConnection] = []
         self._flush_handle: asyncio.Handle | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -256,8 +258,16 @@ class Runtime:
             assert self._loop is not None
             self._loop.call_soon(self.peer_message, self.name, effect.msg)
             return
+        msg = effect.msg
+        if msg is self._last_msg:
+            # The same record is usually replicated to N-1 peers in a row: encode it once.
+            frame = self._last_frame
+            assert self.peers is not None
+            self.peers.send(effect.dest, effect.address, frame)
+            return
         try:
-            frame = encode_frame(self._packer, messages.to_wire(effect.msg), self.max_frame_bytes)
+            frame = encode_frame(self._packer, messages.to_wire(msg), self.max_frame_bytes)
+            self._last_msg, self._last_frame = msg, frame
         except (FrameTooLarge, TypeError, ValueError) as exc:
             self.count("peer_frames_dropped")
             log.error("cannot send %s to %s: %s", type(effect.msg).__name__, effect.dest, exc)
