@@ -7,21 +7,18 @@ forward and backward, with the right count and each writer's entries in order; s
 appeared on the way; a walk through another node finds the feed clean. ``ringctl feed`` works
 with ``--nodes``.
 
-Every ``ringd`` starts on port 0 (the address is read from its ready line) and is killed by PID
-in a ``finally``; every wait polls a condition against a deadline.
+The nodes come from the shared harness (``tests/integration/harness.py``): port 0, killed by PID
+in a ``finally``, every wait a condition polled against a deadline.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
-import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,70 +27,24 @@ import pytest
 import ring
 from feeds import Feeds
 from tests.feeds.harness import CountingStore
+from tests.integration.harness import Cluster
 
 pytestmark = pytest.mark.integration
 
-READY = re.compile(r"ringd (\S+) listening on (\S+)")
 FEED = "shared"
 WRITERS = 3
 OPS = 60
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-        except ring.RingError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    root = tmp_path_factory.mktemp("feeds-cluster")
-    procs: list[subprocess.Popen[bytes]] = []
-    addresses: list[str] = []
+    cluster = Cluster(tmp_path_factory.mktemp("feeds-cluster"))  # the shared ringd harness
     try:
-        for i in range(3):
-            name = f"node{i + 1}"
-            cmd = [sys.executable, "-m", "ring.cli.ringd", "--name", name]
-            cmd += ["--listen", "127.0.0.1:0", "--data", str(root / name)]
-            cmd += ["--n", "3", "--r", "2", "--w", "2"]
-            if addresses:
-                cmd += ["--seeds", ",".join(addresses)]
-            out = root / f"{name}.out"
-            with out.open("wb") as stdout, (root / f"{name}.log").open("wb") as stderr:
-                proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
-            procs.append(proc)
-
-            def ready(proc: subprocess.Popen[bytes] = proc, out: Path = out) -> str | None:
-                assert proc.poll() is None, f"ringd exited with {proc.returncode}"
-                match = READY.search(out.read_text())
-                return match.group(2) if match else None
-
-            addresses.append(wait_until(ready, f"{name} to listen"))
-
-        def all_up() -> bool:
-            for address in addresses:
-                with ring.connect(address) as c:
-                    states = [m["state"] for m in c.status()["members"]]
-                if states.count("up") != 3:
-                    return False
-            return True
-
-        wait_until(all_up, "every node to see three members up")
-        yield addresses
+        cluster.start("node1", "node2", "node3")
+        cluster.converge(cluster.all_up())
+        yield [cluster.addresses[n] for n in ("node1", "node2", "node3")]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-        for proc in procs:
-            proc.wait(timeout=10)
+        cluster.close()
 
 
 class SiblingCounter:
