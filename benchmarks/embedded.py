@@ -25,71 +25,83 @@ import ring
 from ring.storage.rocks import _options
 
 
-def timed(fn: Callable[[], int]) -> float:
+def timed(fn: Callable[..., int], *args: object) -> float:
     t0 = time.perf_counter()
-    n = fn()
+    n = fn(*args)
     return n / (time.perf_counter() - t0)
+
+
+def raw_put(db: rocksdict.Rdict, keys: list[bytes], value: bytes) -> int:
+    put = db.put
+    for k in keys:
+        put(k, value)
+    return len(keys)
+
+
+def raw_get(db: rocksdict.Rdict, keys: list[bytes], value: bytes) -> int:
+    get = db.get
+    for k in keys:
+        get(k)
+    return len(keys)
+
+
+def raw_rmw(db: rocksdict.Rdict, keys: list[bytes], value: bytes) -> int:
+    get, put = db.get, db.put
+    for k in keys:
+        old = get(k)
+        put(k, old[:4] + value[4:] if old is not None else value)
+    return len(keys)
+
+
+def raw_scan(db: rocksdict.Rdict, keys: list[bytes], value: bytes) -> int:
+    return sum(1 for _ in db.items())
+
+
+def ring_put(store: ring.Store, keys: list[bytes], value: bytes) -> int:
+    put = store.put
+    for k in keys:
+        put(k, value)
+    return len(keys)
+
+
+def ring_get(store: ring.Store, keys: list[bytes], value: bytes) -> int:
+    get = store.get
+    for k in keys:
+        get(k)
+    return len(keys)
+
+
+def ring_scan(store: ring.Store, keys: list[bytes], value: bytes) -> int:
+    return sum(1 for _ in store.scan())
+
+
+RAW_STEPS = [
+    ("raw put", raw_put),
+    ("raw get", raw_get),
+    ("raw read-modify-write", raw_rmw),
+    ("raw scan", raw_scan),
+]
+RING_STEPS = [
+    ("ring put (new keys)", ring_put),
+    ("ring put (overwrite)", ring_put),
+    ("ring get", ring_get),
+    ("ring scan", ring_scan),
+]
 
 
 def bench(keys: list[bytes], value: bytes, rounds: int) -> dict[str, float]:
     results: dict[str, list[float]] = {}
-
-    def record(name: str, rate: float) -> None:
-        results.setdefault(name, []).append(rate)
-
     for _ in range(rounds):
         raw_dir = tempfile.mkdtemp(prefix="ringkv-bench-raw-")
         ring_dir = tempfile.mkdtemp(prefix="ringkv-bench-ring-")
         try:
             db = rocksdict.Rdict(raw_dir, options=_options())
-            put, get = db.put, db.get
-
-            def raw_put() -> int:
-                for k in keys:
-                    put(k, value)
-                return len(keys)
-
-            def raw_get() -> int:
-                for k in keys:
-                    get(k)
-                return len(keys)
-
-            def raw_rmw() -> int:
-                for k in keys:
-                    old = get(k)
-                    put(k, old[:4] + value[4:] if old is not None else value)
-                return len(keys)
-
-            def raw_scan() -> int:
-                return sum(1 for _ in db.items())
-
-            record("raw put", timed(raw_put))
-            record("raw get", timed(raw_get))
-            record("raw read-modify-write", timed(raw_rmw))
-            record("raw scan", timed(raw_scan))
+            for name, step in RAW_STEPS:
+                results.setdefault(name, []).append(timed(step, db, keys, value))
             db.close()
-
             store = ring.open(ring_dir)
-
-            def ring_put() -> int:
-                p = store.put
-                for k in keys:
-                    p(k, value)
-                return len(keys)
-
-            def ring_get() -> int:
-                g = store.get
-                for k in keys:
-                    g(k)
-                return len(keys)
-
-            def ring_scan() -> int:
-                return sum(1 for _ in store.scan())
-
-            record("ring put (new keys)", timed(ring_put))
-            record("ring put (overwrite)", timed(ring_put))
-            record("ring get", timed(ring_get))
-            record("ring scan", timed(ring_scan))
+            for name, step in RING_STEPS:
+                results.setdefault(name, []).append(timed(step, store, keys, value))
             store.close()
         finally:
             shutil.rmtree(raw_dir, ignore_errors=True)
@@ -99,8 +111,8 @@ def bench(keys: list[bytes], value: bytes, rounds: int) -> dict[str, float]:
 
 RATIOS = [
     ("ring get / raw get", "ring get", "raw get", 0.70),
-    ("ring put (overwrite) / raw read-modify-write", "ring put (overwrite)", "raw read-modify-write", 0.80),
-    ("ring put (new keys) / raw read-modify-write", "ring put (new keys)", "raw read-modify-write", None),
+    ("ring put (overwrite) / raw RMW", "ring put (overwrite)", "raw read-modify-write", 0.80),
+    ("ring put (new keys) / raw RMW", "ring put (new keys)", "raw read-modify-write", None),
     ("ring put (overwrite) / raw put", "ring put (overwrite)", "raw put", None),
     ("ring scan / raw scan", "ring scan", "raw scan", None),
 ]
@@ -115,14 +127,16 @@ def main() -> None:
     keys = [b"key:%012d" % i for i in range(args.keys)]
     value = b"v" * args.value_bytes
     rates = bench(keys, value, args.rounds)
-    print(f"{args.keys} keys of 16 B, values of {args.value_bytes} B, median of {args.rounds} rounds\n")
+    rounds = args.rounds
+    print(f"{args.keys} keys of 16 B, values of {args.value_bytes} B, median of {rounds} rounds\n")
     print(f"{'operation':<28}{'ops/s':>12}")
     for name, rate in rates.items():
         print(f"{name:<28}{rate:>12,.0f}")
     print(f"\n{'ratio':<48}{'value':>8}  target")
     for label, a, b, target in RATIOS:
         ratio = rates[a] / rates[b]
-        verdict = "" if target is None else (f">= {target:.2f} " + ("met" if ratio >= target else "NOT met"))
+        met = "met" if target is not None and ratio >= target else "NOT met"
+        verdict = "" if target is None else f">= {target:.2f} {met}"
         print(f"{label:<48}{ratio:>8.2f}  {verdict}")
 
 
