@@ -50,6 +50,17 @@ from ring.core import record as rec
 from ring.core.hashring import HashRing
 from ring.core.layout import ACTOR_KEY, DATA, HINT, RING_KEY, Storage, hint_key, split_hint_key
 from ring.core.membership import Membership, MembershipConfig, Sync, SyncReply
+from ring.core.ops import (
+    ForwardOp,
+    GetOp,
+    HintOp,
+    Op,
+    Origin,
+    PutOp,
+    ScanOp,
+    get_result,
+    merge_scan,
+)
 
 if TYPE_CHECKING:
     import random
@@ -88,69 +99,6 @@ class RequestError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-# --- in-flight operations ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Who waits for an answer: a client request of this node (``peer is None``) or a node that
-    forwarded a write here (answered with a ``ForwardReply`` carrying its ``req_id``)."""
-
-    req_id: int
-    peer: str | None = None
-
-
-@dataclass(slots=True)
-class GetOp:
-    origin: Origin
-    key: bytes
-    r: int
-    versioned: bool
-    asked: tuple[str, ...]
-    replies: dict[str, bytes | None] = field(default_factory=dict)  # encoded, as stored
-    answered: bool = False
-
-
-@dataclass(slots=True)
-class PutOp:
-    origin: Origin
-    key: bytes
-    w: int
-    record: bytes  # the encoded record, as stored
-    primaries: tuple[str, ...]  # the other members of the preference list
-    fallbacks: dict[str, str] = field(default_factory=dict)  # fallback node -> primary it covers
-    acked: set[str] = field(default_factory=set)  # nodes (primaries or fallbacks) that stored it
-    expected: set[str] = field(default_factory=set)  # nodes the record was sent to
-    hinted: set[str] = field(
-        default_factory=set
-    )  # primaries the coordinator already keeps a hint for
-    answered: bool = False
-
-
-@dataclass(slots=True)
-class ForwardOp:
-    origin: Origin
-    dest: str
-
-
-@dataclass(slots=True)
-class ScanOp:
-    origin: Origin
-    args: tuple[bytes | None, bytes | None, bool, int]
-    asked: tuple[str, ...]
-    replies: dict[str, list[Any]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class HintOp:
-    skey: bytes
-    encoded: bytes
-    target: str
-
-
-Op = GetOp | PutOp | ForwardOp | ScanOp | HintOp
 
 
 class Node:
@@ -447,7 +395,7 @@ class Node:
     def _progress_get(self, op_id: int, op: GetOp, effects: list[Any], final: bool = False) -> None:
         if not op.answered and len(op.replies) >= op.r:
             op.answered = True
-            self._answer(op.origin, None, _get_result(op.replies, op.versioned), effects)
+            self._answer(op.origin, None, get_result(op.replies, op.versioned), effects)
         if len(op.replies) == len(op.asked) or final:
             del self._ops[op_id]
             if not op.answered:
@@ -620,25 +568,8 @@ class Node:
             )
             return
         _, _, reverse, limit = op.args
-        merged: dict[bytes, rec.Record] = {}
-        bound: bytes | None = None
-        for flat in op.replies.values():
-            keys = flat[0::2]
-            if len(keys) >= limit:
-                last = keys[-1]
-                if bound is None or (last > bound if reverse else last < bound):
-                    bound = last
-            for k, wire in zip(keys, flat[1::2]):
-                r = rec.decode(wire)
-                merged[k] = rec.reconcile(merged[k], r) if k in merged else r
-        out: list[Any] = []
-        for k in sorted(merged, reverse=reverse):
-            if bound is not None and (k < bound if reverse else k > bound):
-                break
-            value = rec.resolve(merged[k])
-            if value is not None:
-                out += (k, value)
-        self._answer(op.origin, None, [out, bound], effects)
+        result = merge_scan(list(op.replies.values()), reverse, limit)
+        self._answer(op.origin, None, result, effects)
 
     # --- messages from peers -------------------------------------------------------------------
 
@@ -774,17 +705,3 @@ class Node:
             "primary": self.ring.balance(1),
             "replicas": self.ring.balance(self.config.n),
         }
-
-
-def _get_result(replies: dict[str, bytes | None], versioned: bool) -> Any:
-    raws = set(replies.values())
-    if len(raws) == 1 and not versioned:
-        # The usual case: the replicas agree, so the answer is the stored resolved value.
-        raw = raws.pop()
-        return None if raw is None else rec.decode_resolved(raw)
-    merged = rec.reconcile_all(rec.decode(r) for r in raws if r is not None)
-    if not versioned:
-        return rec.resolve(merged)
-    values = [s.value for s in merged.live]
-    ctx = rec.encode_context(merged.context) if merged.context else b""
-    return [values, ctx, rec.resolve(merged)]

@@ -1,0 +1,117 @@
+"""In-flight operations of a node and the pure helpers that turn replies into answers.
+
+Each operation a node coordinates (a get, a put, a forwarded write, a scan, a hint delivery)
+is a plain mutable record kept by ``ring.core.node.Node`` until it completes or its deadline
+passes. Nothing here does IO or keeps time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ring.core import record as rec
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who waits for an answer: a client request of this node (``peer is None``) or a node that
+    forwarded a write here (answered with a ``ForwardReply`` carrying its ``req_id``)."""
+
+    req_id: int
+    peer: str | None = None
+
+
+@dataclass(slots=True)
+class GetOp:
+    origin: Origin
+    key: bytes
+    r: int
+    versioned: bool
+    asked: tuple[str, ...]
+    replies: dict[str, bytes | None] = field(default_factory=dict)  # encoded, as stored
+    answered: bool = False
+
+
+@dataclass(slots=True)
+class PutOp:
+    origin: Origin
+    key: bytes
+    w: int
+    record: bytes  # the encoded record, as stored
+    primaries: tuple[str, ...]  # the other members of the preference list
+    fallbacks: dict[str, str] = field(default_factory=dict)  # fallback node -> primary it covers
+    acked: set[str] = field(default_factory=set)  # nodes (primaries or fallbacks) that stored it
+    expected: set[str] = field(default_factory=set)  # nodes the record was sent to
+    hinted: set[str] = field(
+        default_factory=set
+    )  # primaries the coordinator already keeps a hint for
+    answered: bool = False
+
+
+@dataclass(slots=True)
+class ForwardOp:
+    origin: Origin
+    dest: str
+
+
+@dataclass(slots=True)
+class ScanOp:
+    origin: Origin
+    args: tuple[bytes | None, bytes | None, bool, int]
+    asked: tuple[str, ...]
+    replies: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HintOp:
+    skey: bytes
+    encoded: bytes
+    target: str
+
+
+Op = GetOp | PutOp | ForwardOp | ScanOp | HintOp
+
+
+def get_result(replies: dict[str, bytes | None], versioned: bool) -> Any:
+    """The answer to a get from the replicas' encoded records: the resolved value, or
+    ``[values, context, resolved]`` for ``getv``."""
+    raws = set(replies.values())
+    if len(raws) == 1 and not versioned:
+        # The usual case: the replicas agree, so the answer is the stored resolved value.
+        raw = raws.pop()
+        return None if raw is None else rec.decode_resolved(raw)
+    merged = rec.reconcile_all(rec.decode(r) for r in raws if r is not None)
+    if not versioned:
+        return rec.resolve(merged)
+    values = [s.value for s in merged.live]
+    ctx = rec.encode_context(merged.context) if merged.context else b""
+    return [values, ctx, rec.resolve(merged)]
+
+
+def merge_scan(replies: list[list[Any]], reverse: bool, limit: int) -> list[Any]:
+    """Merge the nodes' scan pages (flat ``[key, encoded, ...]``) into ``[items, bound]``.
+
+    A node that returned a full page may hold more keys past its last one, so the answer stops
+    at the nearest such last key (``bound``); the client continues after it. ``bound`` is None
+    when every node returned all it had.
+    """
+    merged: dict[bytes, rec.Record] = {}
+    bound: bytes | None = None
+    for flat in replies:
+        keys = flat[0::2]
+        if len(keys) >= limit:
+            last = keys[-1]
+            if bound is None or (last > bound if reverse else last < bound):
+                bound = last
+        for k, raw in zip(keys, flat[1::2]):
+            r = rec.decode(raw)
+            merged[k] = rec.reconcile(merged[k], r) if k in merged else r
+    out: list[Any] = []
+    for k in sorted(merged, reverse=reverse):
+        if bound is not None and (k < bound if reverse else k > bound):
+            break
+        value = rec.resolve(merged[k])
+        if value is not None:
+            out += (k, value)
+    return [out, bound]
