@@ -355,7 +355,11 @@ def versioned_parts(data: bytes) -> tuple[tuple[bytes, ...], bytes, bytes | None
 
 def decode_head(data: bytes) -> list[Any]:
     """The msgpack head ``[1, context, siblings]`` of an encoded record, shape-checked."""
-    head, _ = _split(data)
+    n = data[1] if len(data) > 2 else 255
+    if n != 255 and data[0] <= 1 and 2 + n <= len(data):
+        head: bytes | memoryview = data[2 : 2 + n]  # short head: a plain slice is cheapest
+    else:
+        head, _ = _split(data)
     try:
         obj = _unpackb(head)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -368,22 +372,25 @@ def decode_head(data: bytes) -> list[Any]:
     return obj
 
 
-def _head(data: bytes) -> tuple[dict[str, int], set[tuple[str, int]]]:
-    """The context and the sibling dots of an encoded record, without building siblings."""
+def _head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """The context and the sibling dots of an encoded record, without building siblings.
+    (Records hold a handful of siblings, so a list serves membership tests as well as a set.)"""
     _, flat, sibs = decode_head(data)
-    return dict(zip(flat[0::2], flat[1::2])), set(zip(sibs[0::4], sibs[1::4]))
+    return dict(zip(flat[0::2], flat[1::2])), list(zip(sibs[0::4], sibs[1::4]))
 
 
 def _absorbs(
     a_ctx: dict[str, int],
-    a_dots: set[tuple[str, int]],
+    a_dots: list[tuple[str, int]],
     b_ctx: dict[str, int],
-    b_dots: set[tuple[str, int]],
+    b_dots: list[tuple[str, int]],
 ) -> bool:
     """True when ``reconcile(a, b) == a``: ``a`` has seen all of ``b`` (so every sibling of
     ``b`` is in ``a`` or superseded by it), and ``b`` superseded none of ``a``'s siblings."""
-    if not vclock.descends(a_ctx, b_ctx):
-        return False
+    get = a_ctx.get
+    for actor, n in b_ctx.items():
+        if get(actor, 0) < n:
+            return False
     return all(d in b_dots or b_ctx.get(d[0], 0) < d[1] for d in a_dots)
 
 
