@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -49,7 +49,7 @@ from ring.core import messages as m
 from ring.core import record as rec
 from ring.core.hashring import HashRing
 from ring.core.layout import ACTOR_KEY, DATA, HINT, RING_KEY, Storage, hint_key, split_hint_key
-from ring.core.membership import Membership, MembershipConfig, Sync, SyncReply
+from ring.core.membership import Membership, MembershipConfig, RandomSource, Sync, SyncReply
 from ring.core.ops import (
     ForwardOp,
     GetOp,
@@ -62,8 +62,12 @@ from ring.core.ops import (
     merge_scan,
 )
 
-if TYPE_CHECKING:
-    import random
+
+class NodeRandom(RandomSource, Protocol):
+    """The part of ``random.Random`` a node uses; the shell passes a seeded ``random.Random``."""
+
+    def getrandbits(self, k: int) -> int: ...
+
 
 MAX_KEY_BYTES = 64 * 1024
 MAX_VALUE_BYTES = 16 * 1024 * 1024
@@ -108,7 +112,7 @@ class Node:
         storage: Storage,
         *,
         now_ms: int,
-        rng: random.Random,
+        rng: NodeRandom,
         incarnation: int = 0,
     ) -> None:
         self.config = config
