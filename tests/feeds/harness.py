@@ -216,3 +216,37 @@ class Stepper:
             self._local.task = None
             self._done[i] = True
             self._parked.release()
+
+
+def mixed_writes(
+    f: Any,
+    feed: str,
+    writer: int,
+    ops: int,
+    rng: random.Random,
+    added: dict[bytes, tuple[int, str, int]],
+    removed: set[bytes],
+    lock: threading.Lock,
+) -> None:
+    """One concurrent writer's share of a mixed load: adds, appends, removes of anyone's entries
+    and walks, recording what it added (``added[id] = (writer, kind, seq)``) and removed."""
+    for seq in range(ops):
+        r = rng.random()
+        if r < 0.4:
+            entry_id, kind = f.add(feed, f"{writer}:{seq}"), "add"
+        elif r < 0.7:
+            entry_id, kind = f.append(feed, f"{writer}:{seq}"), "append"
+        elif r < 0.9:
+            with lock:
+                pool = sorted(added)
+            victim = rng.choice(pool) if pool else None
+            if victim and f.remove(feed, victim):
+                with lock:
+                    removed.add(victim)
+            continue
+        else:
+            got = [e.id for e in f.entries(feed, reverse=rng.random() < 0.5)]
+            assert len(set(got)) == len(got)
+            continue
+        with lock:
+            added[entry_id] = (writer, kind, seq)

@@ -26,7 +26,7 @@ import pytest
 
 import ring
 from feeds import Feeds
-from tests.feeds.harness import CountingStore
+from tests.feeds.harness import CountingStore, mixed_writes
 from tests.integration.harness import Cluster
 
 pytestmark = pytest.mark.integration
@@ -84,26 +84,7 @@ def test_concurrent_writers_through_different_nodes(nodes: list[str]) -> None:
             f = Feeds(store)
             barrier.wait()
             try:
-                for seq in range(OPS):
-                    r = rng.random()
-                    if r < 0.4:
-                        entry_id, kind = f.add(FEED, f"{w}:{seq}"), "add"
-                    elif r < 0.7:
-                        entry_id, kind = f.append(FEED, f"{w}:{seq}"), "append"
-                    elif r < 0.9:
-                        with lock:
-                            pool = sorted(added)
-                        victim = rng.choice(pool) if pool else None
-                        if victim and f.remove(FEED, victim):
-                            with lock:
-                                removed.add(victim)
-                        continue
-                    else:
-                        got = [e.id for e in f.entries(FEED, reverse=rng.random() < 0.5)]
-                        assert len(set(got)) == len(got)
-                        continue
-                    with lock:
-                        added[entry_id] = (w, kind, seq)
+                mixed_writes(f, FEED, w, OPS, rng, added, removed, lock)
             except BaseException as exc:
                 errors.append(exc)
             siblings[w] = store.sibling_reads

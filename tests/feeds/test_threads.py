@@ -16,7 +16,7 @@ from typing import Any
 
 import ring
 from feeds import Feeds
-from tests.feeds.harness import CountingStore
+from tests.feeds.harness import CountingStore, mixed_writes
 
 THREADS = 6
 OPS = 150
@@ -62,26 +62,7 @@ def test_threads_on_one_embedded_store(tmp_path: Path) -> None:
             f = Feeds(shared)
             barrier.wait()
             try:
-                for seq in range(OPS):
-                    r = rng.random()
-                    if r < 0.4:
-                        entry_id, kind = f.add(FEED, f"{t}:{seq}"), "add"
-                    elif r < 0.7:
-                        entry_id, kind = f.append(FEED, f"{t}:{seq}"), "append"
-                    elif r < 0.9:
-                        with lock:
-                            pool = sorted(added)
-                        victim = rng.choice(pool) if pool else None
-                        if victim and f.remove(FEED, victim):
-                            with lock:
-                                removed.add(victim)
-                        continue
-                    else:
-                        got = [e.id for e in f.entries(FEED, reverse=rng.random() < 0.5)]
-                        assert len(set(got)) == len(got)
-                        continue
-                    with lock:
-                        added[entry_id] = (t, kind, seq)
+                mixed_writes(f, FEED, t, OPS, rng, added, removed, lock)
             except BaseException as exc:
                 errors.append(exc)
 
