@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import ring
 from ring.cli.output import PROG, Output
-from ring.embedded import default_path
+from ring.embedded import MAX_VALUE_BYTES, default_path
 from ring.errors import RingError
 
 # --- exit codes (the README documents this table) ---------------------------------------------
@@ -106,6 +107,32 @@ def group(name: str, help: str) -> None:
     if name in COMMANDS or name in GROUPS:
         raise ValueError(f"command group {name!r} is registered twice")
     GROUPS[name] = help
+
+
+# --- argument types ------------------------------------------------------------------------------
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(
+                "must be zero or more" if minimum == 0 else f"must be {minimum} or more"
+            )
+        return n
+
+    return parse
+
+
+def read_stdin_value() -> bytes:
+    """A value given as ``-``: stdin, read one byte past the limit so that the store refuses an
+    oversized value with its own clear message."""
+    return sys.stdin.buffer.read(MAX_VALUE_BYTES + 1)
 
 
 # --- the parser ----------------------------------------------------------------------------------

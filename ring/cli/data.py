@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from ring.cli.app import NOT_FOUND, CliError, arguments, command, open_target
+from ring.cli.app import (
+    NOT_FOUND,
+    CliError,
+    arguments,
+    command,
+    open_target,
+    read_stdin_value,
+    whole_number,
+)
 from ring.cli.output import Output, escape_text, json_bytes
-from ring.embedded import MAX_VALUE_BYTES
-
-
-def _nonnegative(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError("must be zero or more")
-    return n
 
 
 def _key_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("key", metavar="KEY", type=os.fsencode)
-
-
-def _read_stdin_value() -> bytes:
-    # One byte over the limit is enough for the store to refuse it with a clear message.
-    return sys.stdin.buffer.read(MAX_VALUE_BYTES + 1)
 
 
 def _shown(key: bytes) -> str:
@@ -50,7 +41,7 @@ def _put_args(parser: argparse.ArgumentParser) -> None:
 @command("put", "store VALUE under KEY (VALUE - reads stdin)")
 @arguments(_put_args)
 def put(args: argparse.Namespace, out: Output) -> None:
-    value = _read_stdin_value() if args.value == b"-" else args.value
+    value = read_stdin_value() if args.value == b"-" else args.value
     with open_target(args) as store:
         store.put(args.key, value)
     if out.json:
@@ -115,7 +106,7 @@ def _scan_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", metavar="K", type=os.fsencode, help="first key (inclusive)")
     parser.add_argument("--stop", metavar="K", type=os.fsencode, help="last key (exclusive)")
     parser.add_argument("--reverse", action="store_true", help="descending key order")
-    parser.add_argument("--limit", metavar="N", type=_nonnegative, help="at most N items")
+    parser.add_argument("--limit", metavar="N", type=whole_number(0), help="at most N items")
 
 
 @command(

@@ -10,24 +10,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 
 from feeds import Feeds
-from ring.cli.app import NOT_FOUND, CliError, arguments, command, group, open_target
+from ring.cli.app import (
+    NOT_FOUND,
+    CliError,
+    arguments,
+    command,
+    group,
+    open_target,
+    read_stdin_value,
+    whole_number,
+)
 from ring.cli.output import Output, escape_text, json_bytes
-from ring.embedded import MAX_VALUE_BYTES
 
 group("feed", "feeds: linked lists of entries, newest first (add, ls, rm, count, repair)")
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return n
 
 
 def _feed_arg(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +57,7 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
 )
 @arguments(_add_args)
 def add(args: argparse.Namespace, out: Output) -> None:
-    data = sys.stdin.buffer.read(MAX_VALUE_BYTES + 1) if args.entry == b"-" else args.entry
+    data = read_stdin_value() if args.entry == b"-" else args.entry
     with open_target(args) as store:
         feeds = Feeds(store)
         entry_id = (feeds.append if args.append else feeds.add)(args.feed, data)
@@ -76,7 +73,7 @@ def add(args: argparse.Namespace, out: Output) -> None:
 def _ls_args(parser: argparse.ArgumentParser) -> None:
     _feed_arg(parser)
     parser.add_argument("--reverse", action="store_true", help="oldest first")
-    parser.add_argument("--limit", metavar="N", type=_positive, help="at most N entries")
+    parser.add_argument("--limit", metavar="N", type=whole_number(1), help="at most N entries")
     parser.add_argument("--start", metavar="ID", help="begin at this entry (inclusive)")
 
 
