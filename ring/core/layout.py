@@ -8,7 +8,7 @@ One key space, one-byte prefixes:
 
 * ``d`` + user key → the encoded record (``ring.core.record``);
 * ``m`` + name → node metadata (the actor id of this data directory, the ring members it last
-  knew, ...);
+  knew, whether it is running, ...);
 * ``h`` + target node + ``\\x00`` + user key → a hinted record kept for ``target``.
 """
 
@@ -22,6 +22,9 @@ META = b"m"
 HINT = b"h"
 ACTOR_KEY = META + b"actor"
 RING_KEY = META + b"ring"
+# Present while a node runs (deleted by a clean stop); its value says whether that run fsynced
+# every write (b"1") or not (b"0"). Found at a start: the last run ended without a clean stop.
+RUNNING_KEY = META + b"running"
 
 
 class Storage(Protocol):

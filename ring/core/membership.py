@@ -87,17 +87,24 @@ from typing import Any, Protocol, TypeVar, cast, dataclass_transform
 
 from ring.core.messages import Gossip, SendDatagram, message, to_wire
 
+JOINING = "joining"
 UP = "up"
 SUSPECT = "suspect"
 DOWN = "down"
 LEFT = "left"
-STATES = (UP, SUSPECT, DOWN, LEFT)
-_RANK = {UP: 0, SUSPECT: 1, DOWN: 2, LEFT: 3}
-_ALIVE = (UP, SUSPECT)
+STATES = (JOINING, UP, SUSPECT, DOWN, LEFT)
+_RANK = {JOINING: 0, UP: 1, SUSPECT: 2, DOWN: 3, LEFT: 4}
+_ALIVE = (JOINING, UP, SUSPECT)
+_HEALTHY = (JOINING, UP)  # answering, and not suspected
+
+# Flags of a full table (``Sync``/``SyncReply``): what the sender is.
+SERVING = 1  # it serves: it knows the whole ring it belongs to
+MEMBER = 2  # it belongs to a cluster (it serves, or it remembers a ring it is rejoining)
 
 MAX_DATAGRAM_BYTES = 1400
 PAYLOAD_BUDGET = MAX_DATAGRAM_BYTES - 100  # room for the shell's framing and HMAC
 MAX_FIELD_BYTES = 128
+JOIN_FANOUT = 3  # known members a node that does not serve yet also sends its Join to
 
 _T = TypeVar("_T")
 
@@ -123,7 +130,7 @@ class MembershipConfig:
     sync_interval_ms: int = 5000  # periodic full-state push-pull with one random peer
     max_piggyback: int = 8  # records per datagram, the sender's own included
     retransmit_mult: int = 4  # an update is piggy-backed ~ retransmit_mult*log2(n+1) times
-    join_retry_ms: int = 1000  # Join is resent this often until another member is known
+    join_retry_ms: int = 1000  # Join is resent this often until we serve and know a peer
     down_probe_rounds: int = 5  # every this many rounds, also ping one down member
 
     def __post_init__(self) -> None:
@@ -204,19 +211,27 @@ class IndirectAck(Gossip):
 
 @_gossip(24)
 class Join(Gossip):
+    """Ask to be let in. ``settings`` are the ones every member must share (cluster name, N,
+    ring size, vnodes); a seed with other settings answers ``JoinRefused``."""
+
     name: str
     address: str
     incarnation: int
+    settings: dict[str, Any]
 
 
 @_gossip(25)
 class Sync(Gossip):
-    """Part ``part`` of ``parts`` of the sender's full table; part 0 asks for a ``SyncReply``."""
+    """Part ``part`` of ``parts`` of the sender's full table; part 0 asks for a ``SyncReply``.
+    ``flags`` say what the sender is (``SERVING``, ``MEMBER``); a table whose ``settings``
+    differ from ours is dropped."""
 
     src_name: str
     part: int
     parts: int
     members: list[Any]
+    flags: int
+    settings: dict[str, Any]
 
 
 @_gossip(26)
@@ -225,6 +240,17 @@ class SyncReply(Gossip):
     part: int
     parts: int
     members: list[Any]
+    flags: int
+    settings: dict[str, Any]
+
+
+@_gossip(28)
+class JoinRefused(Gossip):
+    """A seed's answer to a ``Join`` whose settings differ from its cluster's: ``reason`` names
+    both values."""
+
+    src_name: str
+    reason: str
 
 
 @_gossip(27)
@@ -239,11 +265,22 @@ _SHAPES: dict[type[Any], tuple[type[Any], ...]] = {
     Ack: (int, str, list),
     PingReq: (int, str, str, str, list),
     IndirectAck: (int, str, str, list),
-    Join: (str, str, int),
-    Sync: (str, int, int, list),
-    SyncReply: (str, int, int, list),
+    Join: (str, str, int, dict),
+    Sync: (str, int, int, list, int, dict),
+    SyncReply: (str, int, int, list, int, dict),
     Leave: (str, int, bool),
+    JoinRefused: (str, str),
 }
+
+
+def settings_mismatch(ours: dict[str, Any], theirs: dict[str, Any], us: str, them: str) -> str:
+    """Why two nodes' shared settings disagree ("" when they agree), naming both values."""
+    out = []
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key), theirs.get(key)
+        if a != b:
+            out.append(f"{key} is {a!r} on {us} but {b!r} on {them}")
+    return "; ".join(out)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -336,6 +373,9 @@ class Membership:
         incarnation: int = 0,
         config: MembershipConfig | None = None,
         now_ms: int = 0,
+        settings: dict[str, Any] | None = None,
+        serving: bool = True,
+        member: bool = True,
     ) -> None:
         if not _fits(name) or not _fits(address):
             raise ValueError(f"name and address must be 1..{MAX_FIELD_BYTES} bytes of UTF-8")
@@ -361,7 +401,12 @@ class Membership:
         self._next_probe_ms = now_ms
         self._next_sync_ms = now_ms + self.config.sync_interval_ms
         self._next_join_ms = now_ms
-        self._set(Member(name, address, incarnation, UP, now_ms))
+        # The settings every member shares; Joins and tables with others are refused.
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.serving = serving  # our own record is "joining" until we serve
+        self.member = member
+        self._refusals: list[tuple[str, str]] = []  # (sender, reason), for the node to report
+        self._set(Member(name, address, incarnation, UP if serving else JOINING, now_ms))
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -379,8 +424,14 @@ class Membership:
         m = self._members.get(name)
         return m is not None and m.state == UP
 
+    def is_healthy(self, name: str) -> bool:
+        """Up or joining: answering, and not suspected (hints are handed to such members)."""
+        m = self._members.get(name)
+        return m is not None and m.state in _HEALTHY
+
     def is_alive(self, name: str) -> bool:
-        """Up or suspect: a suspect member is still routed to until it is declared down."""
+        """Joining, up or suspect: a suspect member is still routed to until it is declared
+        down, and a joining one stores replicas although it does not coordinate yet."""
         m = self._members.get(name)
         return m is not None and m.state in _ALIVE
 
@@ -392,15 +443,36 @@ class Membership:
         out, self._changes = self._changes, []
         return out
 
+    def drain_refusals(self) -> list[tuple[str, str]]:
+        """``(sender, reason)`` of every ``JoinRefused`` received and every table dropped for
+        its settings since the last call; a reason of a refused Join starts with "refused: "."""
+        out, self._refusals = self._refusals, []
+        return out
+
+    def set_serving(self, now_ms: int) -> None:
+        """We serve from now on (a whole view of the ring): our record goes from joining to up,
+        which outranks it at the same incarnation, and is gossiped."""
+        self.serving = self.member = True
+        me = self._members[self.name]
+        if me.state == JOINING:
+            self._set(replace(me, state=UP, since_ms=now_ms))
+
+    def _own_state(self) -> str:
+        return UP if self.serving else JOINING
+
+    def flags(self) -> int:
+        return (SERVING if self.serving else 0) | (MEMBER if self.member else 0)
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     def join(self, seeds: list[str], now_ms: int) -> list[SendDatagram]:
         """Announce ourselves to ``seeds`` (addresses); ``tick`` retries until a peer is known."""
         me = self._members[self.name]
-        if not self._active or me.state != UP:
+        if not self._active or me.state not in _HEALTHY:
             # Coming back after leave(): a higher incarnation beats our own down/left record.
             self._active = True
-            self._set(Member(self.name, self.address, me.incarnation + 1, UP, now_ms))
+            state = self._own_state()
+            self._set(Member(self.name, self.address, me.incarnation + 1, state, now_ms))
         self._seeds = [s for s in dict.fromkeys(seeds) if s != self.address]
         self._next_join_ms = now_ms + self.config.join_retry_ms
         return self._joins()
@@ -446,12 +518,23 @@ class Membership:
         elif isinstance(msg, Join):
             if msg.name == self.name:
                 return []  # our own Join came back (we are our own seed), or a name clash
-            self._merge([[msg.name, msg.address, msg.incarnation, UP]], now_ms)
+            why = settings_mismatch(self.settings, msg.settings, self.name, msg.name)
+            if why:
+                self._refusals.append((msg.name, f"refused the join of {msg.name}: {why}"))
+                return [SendDatagram(src, JoinRefused(self.name, why))]
+            # A joiner is joining at its incarnation; what it says later (up) outranks that.
+            self._merge([[msg.name, msg.address, msg.incarnation, JOINING]], now_ms)
             out += self._table(src, SyncReply)
         elif isinstance(msg, Sync | SyncReply):
+            why = settings_mismatch(self.settings, msg.settings, self.name, msg.src_name)
+            if why:
+                self._refusals.append((msg.src_name, f"dropped the table of {msg.src_name}: {why}"))
+                return []
             self._merge(msg.members, now_ms)
             if isinstance(msg, Sync) and msg.part == 0:
                 out += self._table(src, SyncReply)
+        elif isinstance(msg, JoinRefused):
+            self._refusals.append((msg.src_name, f"refused: {msg.reason}"))
         elif isinstance(msg, Leave):
             known = self._members.get(msg.name)
             address = known.address if known else src
@@ -464,9 +547,9 @@ class Membership:
         if not self._active:
             return []
         out: list[SendDatagram] = []
-        if self._seeds and now_ms >= self._next_join_ms and not self._others((UP, SUSPECT, DOWN)):
+        if now_ms >= self._next_join_ms and self._still_joining():
             self._next_join_ms = now_ms + self.config.join_retry_ms
-            out += self._joins()
+            out += self._joins(rng)
         for seq in sorted(self._relays):
             if now_ms >= self._relays[seq].expires_ms:
                 del self._relays[seq]
@@ -529,7 +612,7 @@ class Membership:
             return
         if not p.indirect_sent and now_ms >= p.started_ms + self.config.ack_timeout_ms:
             p.indirect_sent = True
-            helpers = [m for m in self._others((UP,)) if m.name != p.target]
+            helpers = [m for m in self._others(_HEALTHY) if m.name != p.target]
             k = min(self.config.indirect_checks, len(helpers))
             for helper in rng.sample(helpers, k):
                 self._send(
@@ -542,7 +625,7 @@ class Membership:
             p.deadline_ms = max(p.deadline_ms, now_ms + rest)
         if now_ms >= p.deadline_ms:
             self._probe = None
-            if target.state == UP:
+            if target.state in _HEALTHY:
                 self._set(replace(target, state=SUSPECT, since_ms=now_ms))
 
     def _on_ack(self, seq: int, src_name: str, updates: list[Any], out: list[SendDatagram]) -> None:
@@ -593,13 +676,16 @@ class Membership:
 
     def _hear_about_self(self, inc: int, state: str, now_ms: int) -> None:
         me = self._members[self.name]
-        if me.state != UP or state == LEFT:
+        if me.state not in _HEALTHY or state == LEFT:
             return
-        if state == UP:
-            if inc > me.incarnation:  # we restarted below an incarnation already used
-                self._set(replace(me, incarnation=inc, since_ms=now_ms))
-        elif inc >= me.incarnation:
-            self._set(replace(me, incarnation=inc + 1, since_ms=now_ms))  # refute
+        if (inc, state) == (me.incarnation, me.state):
+            return
+        if supersedes((me.incarnation, me.state), (inc, state)):
+            return
+        if state == me.state:  # we restarted below an incarnation already used: catch up
+            self._set(replace(me, incarnation=inc, since_ms=now_ms))
+        else:  # suspected, declared down, or said to serve when we do not yet: refute
+            self._set(replace(me, incarnation=inc + 1, since_ms=now_ms))
 
     def _set(self, member: Member) -> None:
         old = self._members.get(member.name)
@@ -668,7 +754,9 @@ class Membership:
 
     def _table(self, address: str, kind: type[Sync] | type[SyncReply]) -> list[SendDatagram]:
         """Our full table for ``address``, split into datagrams that each fit the budget."""
-        overhead = packed_size(to_wire(kind(self.name, 0, 0, []))) + 2 + 8  # list head, part(s)
+        flags = self.flags()
+        empty = kind(self.name, 0, 0, [], flags, self.settings)
+        overhead = packed_size(to_wire(empty)) + 2 + 8  # list head, part(s)
         chunks: list[list[Any]] = [[]]
         size = 0
         for m in self.members():
@@ -681,10 +769,24 @@ class Membership:
             size += s
         parts = len(chunks)
         return [
-            SendDatagram(address, kind(self.name, i, parts, chunk))
+            SendDatagram(address, kind(self.name, i, parts, chunk, flags, self.settings))
             for i, chunk in enumerate(chunks)
         ]
 
-    def _joins(self) -> list[SendDatagram]:
-        msg = Join(self.name, self.address, self.incarnation)
-        return [SendDatagram(seed, msg) for seed in self._seeds]
+    def _still_joining(self) -> bool:
+        """Joins are repeated until we serve (a full table from a member makes the node serve)
+        and some other member is known."""
+        return bool(self._seeds or not self.serving) and (
+            not self.serving or not self._others((JOINING, UP, SUSPECT, DOWN))
+        )
+
+    def _joins(self, rng: RandomSource | None = None) -> list[SendDatagram]:
+        """Join to every seed; while we do not serve, also to a few members we know (a
+        restarted node whose seeds are gone asks the members it has heard of)."""
+        msg = Join(self.name, self.address, self.incarnation, self.settings)
+        targets = list(self._seeds)
+        if not self.serving and rng is not None:
+            known = [m.address for m in self._others((JOINING, UP, SUSPECT, DOWN))]
+            extra = [a for a in known if a not in targets]
+            targets += rng.sample(extra, min(JOIN_FANOUT, len(extra)))
+        return [SendDatagram(address, msg) for address in targets]

@@ -133,6 +133,23 @@ class Log:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """The node serves from now on: it knows the whole ring it belongs to (once per life)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """The node cannot go on (its settings were refused by the cluster it tries to join); the
+    shell stops it with a usage error and ``reason``."""
+
+    reason: str
+
+
+# Every effect a core returns; the shell's dispatch handles each of them.
+Effect = Send | SendDatagram | Reply | Log | Serving | Halt
+
+
 # --- node-to-node messages (TCP) ---------------------------------------------------------------
 
 
@@ -167,11 +184,15 @@ class ReplicaGetReply:
 
 @message(5)
 class Forward:
-    """A client write passed to a node of the key's preference list, which coordinates it."""
+    """A client write passed to a node of the key's preference list, which coordinates it.
+    ``hops`` counts how often it was passed on already; ``timeout_ms`` is the time the sender
+    still waits for the answer, so the coordinator gives up in time to report its outcome."""
 
     op_id: int
     op: str
     args: dict[str, Any]
+    hops: int
+    timeout_ms: int
 
 
 @message(6)
@@ -183,20 +204,26 @@ class ForwardReply:
 
 @message(7)
 class ScanRequest:
+    """Up to ``limit`` records in ``[start, stop)``, and no more than about ``max_bytes`` (at
+    least one record, however large)."""
+
     op_id: int
     start: bytes | None
     stop: bytes | None
     reverse: bool
     limit: int
+    max_bytes: int
 
 
 @message(8)
 class ScanReply:
     """``items`` is a flat list ``[key, encoded_record, key, encoded_record, ...]`` in scan
-    order."""
+    order; ``more`` is true when the page was cut (by ``limit`` or ``max_bytes``) and the node
+    may hold more records after the last one."""
 
     op_id: int
     items: list[Any]
+    more: bool
 
 
 class Gossip:

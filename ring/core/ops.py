@@ -24,12 +24,13 @@ class Origin:
 
 @dataclass(slots=True)
 class GetOp:
-    origin: Origin
+    origin: Origin | None  # None: a repair read nobody waits for
     key: bytes
     r: int
     versioned: bool
     asked: tuple[str, ...]
-    replies: dict[str, bytes | None] = field(default_factory=dict)  # encoded, as stored
+    replies: dict[str, bytes | None] = field(default_factory=dict)  # encoded, checked
+    bad: set[str] = field(default_factory=set)  # replicas whose record does not decode
     answered: bool = False
 
 
@@ -43,9 +44,10 @@ class PutOp:
     fallbacks: dict[str, str] = field(default_factory=dict)  # fallback node -> primary it covers
     acked: set[str] = field(default_factory=set)  # nodes (primaries or fallbacks) that stored it
     expected: set[str] = field(default_factory=set)  # nodes the record was sent to
-    hinted: set[str] = field(
-        default_factory=set
-    )  # primaries the coordinator already keeps a hint for
+    # Primaries the coordinator keeps a hint for: those it could not send to, and (written when
+    # the client was answered) those that had not stored the write by then.
+    hinted: set[str] = field(default_factory=set)
+    provisional: set[str] = field(default_factory=set)  # hints to drop if the ack still comes
     answered: bool = False
 
 
@@ -60,7 +62,7 @@ class ScanOp:
     origin: Origin
     args: tuple[bytes | None, bytes | None, bool, int]
     asked: tuple[str, ...]
-    replies: dict[str, list[Any]] = field(default_factory=dict)
+    replies: dict[str, tuple[list[Any], bool]] = field(default_factory=dict)  # (flat, more)
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class HintOp:
     skey: bytes
     encoded: bytes
     target: str
+    key: bytes
 
 
 Op = GetOp | PutOp | ForwardOp | ScanOp | HintOp
@@ -89,29 +92,45 @@ def get_result(replies: dict[str, bytes | None], versioned: bool) -> Any:
     return [values, ctx, rec.resolve(merged)]
 
 
-def merge_scan(replies: list[list[Any]], reverse: bool, limit: int) -> list[Any]:
-    """Merge the nodes' scan pages (flat ``[key, encoded, ...]``) into ``[items, bound]``.
+def merge_scan(
+    replies: list[tuple[list[Any], bool]], reverse: bool, limit: int, max_bytes: int
+) -> tuple[list[Any], int]:
+    """Merge the nodes' scan pages (``(flat [key, encoded, ...], more)``) into ``[items, bound]``,
+    and count the records skipped because they do not decode.
 
-    A node that returned a full page may hold more keys past its last one, so the answer stops
-    at the nearest such last key (``bound``); the client continues after it. ``bound`` is None
-    when every node returned all it had.
+    A node whose page was cut (``more``) may hold more keys past its last one, so the answer
+    stops at the nearest such last key (``bound``); the client continues after it. The answer
+    also stops once its values reach ``max_bytes`` (after at least one item), with ``bound`` its
+    last key. ``bound`` is None when every node returned all it had and nothing was cut. A
+    record that does not decode is skipped: the other replicas of its key answer for it.
     """
     merged: dict[bytes, rec.Record] = {}
     bound: bytes | None = None
-    for flat in replies:
+    corrupt = 0
+    for flat, more in replies:
         keys = flat[0::2]
-        if len(keys) >= limit:
+        if more and keys:
             last = keys[-1]
             if bound is None or (last > bound if reverse else last < bound):
                 bound = last
         for k, raw in zip(keys, flat[1::2]):
-            r = rec.decode(raw)
+            try:
+                r = rec.decode(raw)
+            except ValueError:
+                corrupt += 1
+                continue
             merged[k] = rec.reconcile(merged[k], r) if k in merged else r
     out: list[Any] = []
+    size = 0
     for k in sorted(merged, reverse=reverse):
         if bound is not None and (k < bound if reverse else k > bound):
             break
         value = rec.resolve(merged[k])
-        if value is not None:
-            out += (k, value)
-    return [out, bound]
+        if value is None:
+            continue
+        if out and size + len(k) + len(value) > max_bytes:
+            bound = out[-2]  # complete up to the last key kept
+            break
+        out += (k, value)
+        size += len(k) + len(value)
+    return [out, bound], corrupt

@@ -301,36 +301,36 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
     supersedes every sibling and so needs only the stored context: the hot path of ``put``."""
     if data is None:
         return _frame(_packb((FORMAT_VERSION, (actor, 1), (actor, 1, ts_ms, True))), value)
-    n = data[1]
+    n = data[1] if len(data) > 2 else 255
     if n != 255 and data[0] <= 1:
-        obj = _unpackb(data[2 : 2 + n])
-        flat = obj[1]
-        if len(flat) == 2 and flat[0] == actor and obj[0] == FORMAT_VERSION:
-            # The usual case: this actor is the only writer the key has seen.
+        try:
+            obj = _unpackb(data[2 : 2 + n])
+        except Exception:  # msgpack raises several types; the checked path below says why
+            obj = None
+        flat = obj[1] if isinstance(obj, list) and len(obj) == 3 else None
+        if (
+            isinstance(flat, list)
+            and obj[0] == FORMAT_VERSION
+            and len(flat) == 2
+            and flat[0] == actor
+            and type(flat[1]) is int
+            and flat[1] > 0
+        ):
+            # The usual case: this actor is the only writer the key has seen. Its siblings are
+            # all superseded, so only the context (checked here) goes into the new record.
             counter = flat[1] + 1
             return _frame(
                 _packb((FORMAT_VERSION, (actor, counter), (actor, counter, ts_ms, True))), value
             )
-    obj = decode_head(data)
-    flat = obj[1]
-    if len(flat) >= 2 * MAX_CONTEXT_ACTORS:
+    ctx, _ = _checked_head(data)  # a stored record that does not decode raises ValueError
+    if len(ctx) >= MAX_CONTEXT_ACTORS:
         return encode(write(decode(data), actor, value, ts_ms))  # may need pruning
-    # The new context is the stored one with this actor's counter one higher; the flat list is
-    # sorted by actor, so the entry is found (or inserted) in place.
-    for i in range(0, len(flat), 2):
-        a = flat[i]
-        if a == actor:
-            counter = flat[i + 1] + 1
-            flat[i + 1] = counter
-            break
-        if a > actor:
-            counter = 1
-            flat[i:i] = (actor, 1)
-            break
-    else:
-        counter = 1
-        flat += (actor, 1)
-    return _frame(_packb((FORMAT_VERSION, flat, (actor, counter, ts_ms, True))), value)
+    # The new context is the stored one with this actor's counter one higher.
+    counter = ctx.get(actor, 0) + 1
+    ctx[actor] = counter
+    return _frame(
+        _packb((FORMAT_VERSION, vclock.to_flat(ctx), (actor, counter, ts_ms, True))), value
+    )
 
 
 def versioned_parts(data: bytes) -> tuple[tuple[bytes, ...], bytes, bytes | None]:
@@ -372,11 +372,51 @@ def decode_head(data: bytes) -> list[Any]:
     return obj
 
 
-def _head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
-    """The context and the sibling dots of an encoded record, without building siblings.
-    (Records hold a handful of siblings, so a list serves membership tests as well as a set.)"""
-    _, flat, sibs = decode_head(data)
-    return dict(zip(flat[0::2], flat[1::2])), list(zip(sibs[0::4], sibs[1::4]))
+class LocalCorrupt(ValueError):
+    """The stored side of a merge does not decode (the incoming record was fine)."""
+
+
+def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """The context and the sibling dots of an encoded record, without building siblings, after
+    checking everything ``decode`` checks (and that the context is sorted by actor, as ``encode``
+    writes it). Raises ``ValueError``. (Records hold a handful of siblings, so a list serves
+    membership tests as well as a set.)"""
+    obj = decode_head(data)
+    flat, sibs = obj[1], obj[2]
+    ctx: dict[str, int] = {}
+    prev = ""
+    for i in range(0, len(flat), 2):
+        actor, n = flat[i], flat[i + 1]
+        if not isinstance(actor, str) or type(n) is not int or n <= 0 or (i and actor <= prev):
+            raise ValueError("not an encoded record (malformed context)")
+        ctx[actor] = n
+        prev = actor
+    dots: list[tuple[str, int]] = []
+    resolved = 0
+    for i in range(0, len(sibs), 4):
+        actor, counter, ts, value = sibs[i : i + 4]
+        if value is True:
+            resolved += 1
+        elif value is not None and not isinstance(value, bytes):
+            raise ValueError("not an encoded record (malformed sibling value)")
+        if not isinstance(actor, str) or type(counter) is not int or type(ts) is not int:
+            raise ValueError("not an encoded record (malformed sibling)")
+        if not 0 < counter <= ctx.get(actor, 0):
+            raise ValueError("record context does not cover one of its siblings")
+        if (actor, counter) in dots:
+            raise ValueError("record holds two siblings with the same dot")
+        dots.append((actor, counter))
+    if resolved != data[0]:  # kind 1: exactly one sibling's value is the tail; kind 0: none
+        raise ValueError("record tail value does not match its siblings")
+    return ctx, dots
+
+
+def check_encoded(data: bytes) -> None:
+    """Raise ``ValueError`` unless ``data`` is a well-formed stored record. Cheaper than
+    ``decode`` (no objects are built); a record from elsewhere is checked before it is kept."""
+    if not isinstance(data, bytes):
+        raise ValueError("a record is bytes")
+    _checked_head(data)
 
 
 def _absorbs(
@@ -398,14 +438,20 @@ def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
     """``encode(reconcile(decode(local), decode(incoming)))``, or ``None`` when that is what
     ``local`` already holds. The usual cases — nothing stored yet, a duplicate, a record that
     has seen everything stored (the replica step of a put), or an old one — are decided from
-    the two clocks and sibling dots alone, without building or re-encoding records."""
+    the two clocks and sibling dots alone, without building or re-encoding records.
+
+    ``incoming`` comes from elsewhere and is checked in full before anything of it is kept
+    (``ValueError``); a stored ``local`` that does not decode raises :class:`LocalCorrupt`, so
+    the caller can replace it with the (good) incoming record."""
+    i_ctx, i_dots = _checked_head(incoming)
     if local is None:
-        decode(incoming)  # a record from elsewhere is checked before it is stored
         return incoming
     if local == incoming:
         return None
-    l_ctx, l_dots = _head(local)
-    i_ctx, i_dots = _head(incoming)
+    try:
+        l_ctx, l_dots = _checked_head(local)
+    except ValueError as exc:
+        raise LocalCorrupt(str(exc)) from None
     if _absorbs(i_ctx, i_dots, l_ctx, l_dots):
         return incoming
     if _absorbs(l_ctx, l_dots, i_ctx, i_dots):

@@ -28,6 +28,7 @@ FAULTS = (
     "crash",
     "stop",
     "wipe",
+    "power_loss",
     "skew",
 )
 
@@ -43,7 +44,24 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ops", type=int, default=200, help="client operations per run")
     p.add_argument("--no-faults", action="store_true", help="a perfect network, no crashes")
     p.add_argument("--kv679", action="store_true", help="restarts lose their disk (W-1 per run)")
+    p.add_argument("--power", action="store_true", help="crashes are power losses (W-1 per run)")
     p.add_argument("--blind", action="store_true", help="writers never pass a context")
+    sync = p.add_mutually_exclusive_group()
+    sync.add_argument(
+        "--sync",
+        dest="sync",
+        action="store_const",
+        const=True,
+        default=None,
+        help="every node fsyncs every batch (default: drawn per seed)",
+    )
+    sync.add_argument(
+        "--no-sync",
+        dest="sync",
+        action="store_const",
+        const=False,
+        help="no node fsyncs (power losses then lose acknowledged writes)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="one line per run")
     p.add_argument("--max-shown", type=int, default=5, help="violations shown per seed")
     return p.parse_args(argv)
@@ -75,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ops=args.ops,
         faults=not args.no_faults,
         kv679=args.kv679,
+        power=args.power,
         blind=args.blind,
+        sync=args.sync,
     )
     seeds = seeds_of(args, dict(os.environ))
     totals: dict[str, int] = {}

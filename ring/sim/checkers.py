@@ -27,12 +27,18 @@ The checks (numbers of issue 4):
    final state (a check that does not use dots at all, next to the causal one of 2);
 4. after the heal all replicas of a key (its preference list, from the nodes' common ring) hold
    equal records, and the final R=N read returns exactly their values;
-5. the number of live siblings in any view is at most ``A + C``: A the distinct actors that made
-   blind writes of the key so far, C the context writes of the key so far. A blind write
-   supersedes everything its coordinator has seen, and an actor's own record holds every write
-   it made, so blind writes leave at most one sibling per actor (node epoch); only a context
-   write can add a sibling next to one of its own actor. Under blind writers alone the bound is
-   the number of coordinators, however many writes they make (the DVV bound).
+5. the number of live siblings in any view is at most ``A + S + F``: A the distinct actors that
+   made blind writes of the key so far, S the *stale* context writes of the key so far (whose
+   context misses some write coordinated before them), F one if any context write was fresh.
+   A blind write supersedes everything its coordinator has seen, and an actor's own record
+   holds every write it made, so blind writes leave at most one sibling per actor (node epoch).
+   A fresh context write supersedes every earlier write, so at most one fresh one is live, and
+   only stale ones add more. Under blind writers alone the bound is the number of coordinators,
+   however many writes they make (the DVV bound); with readers that write back what they read,
+   it stays near the number of truly concurrent writers.
+
+7. after the heal and the hinted handoff, before any read, every replica of a key holds every
+   write acknowledged since the last lost disk (``check_replicated``);
 
 6. without faults (``--no-faults``), strict quorums hold: a ``get_versioned`` sent after a
    write was acknowledged sees it (its context covers the write) whenever R + W > N. Under
@@ -115,16 +121,24 @@ def check_view(
 
 
 def _sibling_bound(writes: Iterable[Write], upto_ms: int) -> int:
+    """``A + S + F`` (check 5): A the actors of blind writes, S the *stale* context writes
+    (their context misses a write coordinated before them), F one if some context write was
+    fresh. Writes are in coordination order."""
     actors: set[str] = set()
-    context_writes = 0
+    stale = 0
+    fresh = 0
+    earlier: list[tuple[str, int]] = []
     for w in writes:
         if w.dot is None or w.at_ms > upto_ms:
             continue
         if w.blind:
             actors.add(w.actor)
+        elif any(not covers(w.seen, *dot) for dot in earlier):
+            stale += 1
         else:
-            context_writes += 1
-    return len(actors) + context_writes
+            fresh = 1
+        earlier.append(w.dot)
+    return len(actors) + stale + fresh
 
 
 def check_reads(history: History) -> list[Violation]:
@@ -289,6 +303,34 @@ def check_final(
                         f"{back!r} survived "
                         f"{w.describe()}, which was given the context of a read "
                         f"that returned {list(op.read_values)!r}",
+                    )
+                )
+    return out
+
+
+def check_replicated(
+    history: History, replicas: dict[bytes, dict[str, rec.Record]]
+) -> list[Violation]:
+    """Check 7, after the heal and the hinted handoff and *before* any read could repair: every
+    replica of a key holds every write of it acknowledged since the last lost disk. A write is
+    acknowledged after W replicas stored it, and every other replica then has a hint kept for
+    it (by a fallback, or by the coordinator before it answered), so handoff alone must bring
+    it everywhere; reads and their repair must not be needed."""
+    out: list[Violation] = []
+    for op in sorted(history.ops.values(), key=lambda o: o.id):
+        if not op.acked or op.start_ms <= history.last_wipe_ms:
+            continue
+        w = history.write_of.get(op.id)
+        if w is None or w.dot is None:
+            continue
+        for name, record in sorted(replicas.get(op.key, {}).items()):
+            if not covers(record.context, *w.dot):
+                out.append(
+                    Violation(
+                        "acknowledged-write-not-replicated",
+                        op.key,
+                        f"after hinted handoff, {name}, a replica of the key, lacks "
+                        f"{w.describe()}",
                     )
                 )
     return out

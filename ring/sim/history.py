@@ -124,6 +124,9 @@ class History:
         self.op_of_value: dict[bytes, Op] = {}
         self.violations: list[Violation] = []
         self.last_wipe_ms = -1
+        # Writes a coordinator made since its last group commit: a crash before the commit
+        # takes them back (they never left the node), so their dots were never used.
+        self._tentative: dict[str, list[Write]] = {}
         self.on_outcome: Callable[[Op], None] = lambda op: None
         self.trace: Any = None
 
@@ -182,6 +185,7 @@ class History:
             self.violation(
                 "bad-write", p.key, f"the coordinator's record lacks the new write {w.describe()}"
             )
+        self._tentative.setdefault(node.name, []).append(w)
         ident = (p.key, *dot)
         if ident in self.by_dot:
             old = self.by_dot[ident]
@@ -197,6 +201,27 @@ class History:
             if x.dot is not None and covers(w.seen, *x.dot):
                 x.superseded_by.append(w)
         same_key.append(w)
+
+    # --- Observer: commits and crashes -------------------------------------------------------
+
+    def committed(self, name: str) -> None:
+        """``name``'s buffered writes reached its log: its writes so far happened."""
+        self._tentative.pop(name, None)
+
+    def lost_uncommitted(self, name: str) -> None:
+        """``name`` died before committing: the writes it coordinated since never happened."""
+        for w in self._tentative.pop(name, []):
+            assert w.dot is not None
+            if self.by_dot.get((w.key, *w.dot)) is w:
+                del self.by_dot[(w.key, *w.dot)]
+            same_key = self.writes.get(w.key, [])
+            if w in same_key:
+                same_key.remove(w)
+            for x in same_key:
+                if w in x.superseded_by:
+                    x.superseded_by.remove(w)
+            if w.op is not None and self.write_of.get(w.op.id) is w:
+                del self.write_of[w.op.id]
 
     # --- Observer: replies ---------------------------------------------------------------------
 

@@ -10,9 +10,12 @@ long partitions, a node flapping, skewed clocks...) and the nemesis plays it:
 * crashes and graceful stops, each followed by a restart after a while. At most ``max_down``
   nodes are down at once — a minority, so a quorum of the cluster stays alive most of the time —
   and once in a while one more, so that quorums do get lost;
-* lost disks (kv679): a restart with a wiped storage. At most W-1 per run, the number of lost
-  disks a write acknowledged by W nodes is guaranteed to survive (there is no anti-entropy to
-  re-replicate it in between);
+* lost disks (kv679): a restart with a wiped storage; and power losses: a crash that also
+  loses the writes its disk had not written back (without ``sync``, acknowledged ones too). At
+  most W-1 such losses per run, the number a write acknowledged by W nodes is guaranteed to
+  survive (there is no anti-entropy to re-replicate it in between); with ``sync`` a power loss
+  loses nothing acknowledged and costs nothing. The founder ``n1`` (docker-compose's node1) is
+  among the nodes that lose their disk and restart with their usual settings;
 * clock skew: each node's clock is off by up to ``skew_ms``, drawn again at some restarts.
 
 ``stop`` ends every fault: the network heals and becomes loss-free, and every node that is down
@@ -39,19 +42,27 @@ class FaultPlan:
     wipes: int  # lost-disk budget of the run
     skew_ms: int
     wipe_chance: float = 0.3  # chance that a restart loses the disk, while the budget lasts
+    power_chance: float = 0.0  # chance that a crash is a power loss
+    sync: bool = False  # the nodes fsync every batch of writes
 
     @staticmethod
     def draw(
-        rng: random.Random, nodes: int, w: int, *, faults: bool = True, kv679: bool = False
+        rng: random.Random,
+        nodes: int,
+        w: int,
+        *,
+        faults: bool = True,
+        kv679: bool = False,
+        power: bool = False,
     ) -> FaultPlan:
         """The seed's plan. ``kv679``: crashes are frequent and the first W-1 restarts lose
-        their disk."""
+        their disk; ``power``: crashes are frequent and the first W-1 are power losses."""
         if not faults:
             # Latency still varies (replicas receive a write at different times), but a ping's
             # round trip stays within SWIM's probe period, so no node is ever suspected and
             # quorums stay strict.
             net = NetworkFaults(latency_max_ms=rng.choice((2, 10, 40)))
-            return FaultPlan(net, 0, 0, 0, 0, 0)
+            return FaultPlan(net, 0, 0, 0, 0, 0, sync=rng.random() < 0.25)
         net = NetworkFaults(
             loss=rng.choice((0.0, 0.01, 0.03, 0.08)),
             duplicate=rng.choice((0.0, 0.02, 0.05)),
@@ -63,11 +74,13 @@ class FaultPlan:
         return FaultPlan(
             network=net,
             partition_every_ms=rng.choice((0, 400, 1200)),
-            crash_every_ms=300 if kv679 else rng.choice((0, 300, 900)),
+            crash_every_ms=300 if kv679 or power else rng.choice((0, 300, 900)),
             max_down=max(0, (nodes - 1) // 2),
-            wipes=(w - 1) if kv679 or rng.random() < 0.35 else 0,
+            wipes=(w - 1) if kv679 or power or rng.random() < 0.5 else 0,
             skew_ms=rng.choice((0, 30, 2000, 20_000)),
-            wipe_chance=1.0 if kv679 else 0.3,
+            wipe_chance=1.0 if kv679 else 0.0 if power else 0.3,
+            power_chance=1.0 if power else 0.0 if kv679 else rng.choice((0.0, 0.2, 0.5)),
+            sync=False if power else rng.random() < 0.25,
         )
 
 
@@ -156,8 +169,17 @@ class Nemesis:
             return
         name = self.rng.choice(up)
         graceful = self.rng.random() < 0.2
-        self.world.stop(name, graceful=graceful)
-        self._count("stop" if graceful else "crash")
+        power = not graceful and self.rng.random() < self.plan.power_chance
+        if power and not self.plan.sync:
+            if self.wipes_left <= 0:
+                power = False  # the budget of losses is spent: a plain crash
+            else:
+                self.wipes_left -= 1
+                self.history.last_wipe_ms = self.sched.now
+        lost = self.world.stop(name, graceful=graceful, power_loss=power)
+        self._count("stop" if graceful else "power_loss" if power else "crash")
+        if lost:
+            self._count("batches_lost")
         self.sched.after(self.rng.randint(50, 2000), self._restart, name)
 
     def _restart(self, name: str) -> None:

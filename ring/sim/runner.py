@@ -5,8 +5,10 @@
 2. **Safety**: the clients issue ``ops`` operations while the nemesis injects the seed's faults.
 3. **Liveness**: faults end (heal, loss-free network, every node restarted). Within
    ``converge_ms`` of virtual time the cluster must converge: every node up in every view,
-   no request in progress, every hint handed off; then an R=N ``get_versioned`` of every key
-   (whose read repair equalises the replicas) must succeed, and the replicas must settle.
+   no request in progress, every hint handed off. Then, before any read, every replica must
+   hold every acknowledged write (check 7: hinted handoff alone brings it there); then an R=N
+   ``get_versioned`` of every key (whose read repair equalises the replicas) must succeed, and
+   the replicas must settle.
 4. **Checks** (``ring.sim.checkers``) on the history and on every replica's stored records.
 
 Everything derives from ``random.Random(seed)``; the same seed gives the same run, whose
@@ -15,6 +17,7 @@ Everything derives from ``random.Random(seed)``; the same seed gives the same ru
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ from ring.sim.nemesis import FaultPlan, Nemesis
 from ring.sim.network import new_trace
 from ring.sim.scheduler import Scheduler
 from ring.sim.workload import Workload, WorkloadConfig
-from ring.sim.world import World, address_of
+from ring.sim.world import Life, World, address_of
 
 START_MS = 1_000_000
 STEP_MS = 50
@@ -46,17 +49,30 @@ class SimConfig:
     keys: int = 4
     faults: bool = True
     kv679: bool = False  # every restart loses its disk, up to W-1 per run
+    power: bool = False  # every crash is a power loss (without sync), up to W-1 per run
     blind: bool = False  # writers never pass a context (the sibling bound is then #actors)
+    sync: bool | None = None  # nodes fsync every batch; None: drawn per seed
     boot_ms: int = 10_000
     converge_ms: int = 30_000
 
-    def node_config(self, name: str, address: str) -> NodeConfig:
+    def node_config(self, name: str, address: str, life: Life, *, sync: bool = False) -> NodeConfig:
         """The cluster's node configuration; timers are shorter than the defaults so that a few
-        virtual seconds see failures detected, hints handed off and nodes rejoining."""
+        virtual seconds see failures detected, hints handed off and nodes rejoining.
+
+        The layout is docker-compose's: ``n1`` founds the cluster (``new_cluster``) with the
+        others as its seeds, so a wiped ``n1`` restarted with the same settings must rejoin, not
+        found a second cluster; every other node has the rest as seeds — except that ``n2``
+        restarts *without* seeds (it finds its cluster through the ring it remembers) unless
+        its disk was lost (an empty node without seeds is refused, and the operator gives it
+        some)."""
+        others = tuple(address_of(f"n{i}") for i in range(1, self.nodes + 1) if f"n{i}" != name)
+        seedless = name == "n2" and life.generation > 1 and not life.wiped
         return NodeConfig(
             name=name,
             address=address,
-            seeds=tuple(address_of(f"n{i}") for i in range(1, self.nodes + 1)),
+            seeds=() if seedless else others,
+            new_cluster=name == "n1",
+            sync=sync,
             n=self.n,
             r=self.r,
             w=self.w,
@@ -81,7 +97,9 @@ class SimConfig:
             f"--ops {self.ops}"
             + ("" if self.faults else " --no-faults")
             + (" --kv679" if self.kv679 else "")
+            + (" --power" if self.power else "")
             + (" --blind" if self.blind else "")
+            + ("" if self.sync is None else " --sync" if self.sync else " --no-sync")
         )
 
 
@@ -106,10 +124,21 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     counters: dict[str, int] = {}
     names = [f"n{i}" for i in range(1, cfg.nodes + 1)]
     world: World
-    history = History(lambda: sched.now, lambda: [(n, s.storage) for n, s in world.slots.items()])
+    history = History(
+        lambda: sched.now, lambda: [(n, s.storage.committed()) for n, s in world.slots.items()]
+    )
     history.trace = trace
-    world = World(names, cfg.node_config, sched, rng, counters, trace, history)
-    plan = FaultPlan.draw(rng, cfg.nodes, cfg.w, faults=cfg.faults, kv679=cfg.kv679)
+    plan = FaultPlan.draw(
+        rng, cfg.nodes, cfg.w, faults=cfg.faults, kv679=cfg.kv679, power=cfg.power
+    )
+    if cfg.sync is not None:
+        plan = dataclasses.replace(plan, sync=cfg.sync)
+    sync = plan.sync
+
+    def make_config(name: str, address: str, life: Life) -> NodeConfig:
+        return cfg.node_config(name, address, life, sync=sync)
+
+    world = World(names, make_config, sched, rng, counters, trace, history, sync=sync)
     nemesis = Nemesis(world, sched, rng, history, plan, counters)
     wl_cfg = WorkloadConfig(
         clients=cfg.clients, keys=cfg.keys, ops=cfg.ops, use_context=0.0 if cfg.blind else 0.6
@@ -139,6 +168,8 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
         deadline = sched.now + cfg.converge_ms
         settled = lambda: world.network.drained() and world.converged() and world.quiet()  # noqa: E731
         ok = _run_until(sched, settled, cfg.converge_ms)
+        if ok:  # before any read repairs anything
+            violations += checkers.check_replicated(history, _replicas(world, workload.keys))
         ok = ok and _final_reads(sched, workload, final_reads, deadline)
         # Read repair is fire-and-forget: let it land, then the cluster must be quiet again.
         sched.run_until(sched.now + 200)
@@ -238,7 +269,7 @@ def _why_not(world: World, final_reads: dict[bytes, Op] | None = None) -> str:
             parts.append(f"{name} has requests in progress")
     if not world.network.drained():
         parts.append("packets sent before the heal are still in flight")
-    hints = sum(1 for s in world.slots.values() for _ in s.storage.scan(b"h"))
+    hints = sum(1 for s in world.slots.values() for _ in s.storage.committed().scan(b"h"))
     if hints:
         parts.append(f"{hints} hints not handed off")
     for key, op in sorted((final_reads or {}).items()):

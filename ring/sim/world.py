@@ -1,22 +1,29 @@
 """The simulated world: production node cores, their disks, their clocks and their lives.
 
-Each node is a real ``ring.core.node.Node`` over a ``MemoryStorage``. The world feeds it events
-(``Tick`` every ``tick_ms``, peer messages, datagrams, client requests) and carries out its
-effects (``Send``/``SendDatagram`` through the simulated network, ``Reply`` back to the client).
+Each node is a real ``ring.core.node.Node`` over a ``SimDisk`` (``ring.sim.disk``). The world
+feeds it events (``Tick`` every ``tick_ms``, peer messages, datagrams, client requests) and
+carries out its effects (``Send``/``SendDatagram`` through the simulated network, ``Reply`` back
+to the client) the way ``ringd``'s runtime does: the effects of the events a node handles are
+held until its **flush**, which comes 0-1 ms later (the end of a loop iteration), commits the
+node's buffered writes to its disk's log (group commit) and only then sends them on.
 
 Invariants:
 
 * **time**: a node reads the virtual clock plus its own skew (``offset_ms``), never real time;
 * **randomness**: each node gets a ``random.Random`` seeded from the run's one generator;
-* **crash**: the ``Node`` object and all its in-flight state are dropped; its storage persists,
-  because a write that returned is durable by the store's rules. Its messages still in flight
-  are lost or not (a coin per message: the process died with data in its socket buffers or
-  not). TCP messages addressed to an earlier life of a node are dropped (the connection broke);
+* **crash**: the ``Node`` object and all its in-flight state are dropped, with its uncommitted
+  writes and unsent effects; what its disk committed persists. Its messages still in flight are
+  lost or not (a coin per message: the process died with data in its socket buffers or not).
+  TCP messages addressed to an earlier life of a node are dropped (the connection broke);
   datagrams reach whoever listens on the address;
-* **graceful stop**: ``Node.stop`` runs and its effects are sent, then the node is dropped;
-* **restart**: a new ``Node`` over the same storage with an incarnation above every one its
-  previous life used, then ``start``; with **wipe** the storage is replaced by an empty one (a
-  lost data directory — the node must then take a fresh actor epoch, kv679);
+* **power loss**: a crash that also loses the writes the disk had not written back yet;
+* **graceful stop**: ``Node.stop`` runs, its writes are committed and its effects sent, then the
+  node is dropped;
+* **restart**: a new ``Node`` over the same disk with an incarnation above every one its
+  previous life used, then ``start``; with **wipe** the disk is replaced by an empty one (a
+  lost data directory — the node must then take a fresh actor epoch, kv679). The configuration
+  of each life comes from ``make_config(name, address, life)``, so a layout can start a node
+  differently after a restart (without seeds, as docker-compose's node1 once was);
 * **observation**: put/delete coordination and replies are reported to an ``Observer`` (the
   history), which may read any node's storage: the world is ours to inspect.
 """
@@ -35,10 +42,19 @@ from ring.core.layout import HINT
 from ring.core.node import Node, NodeConfig
 from ring.sim.network import Network, Packet, from_bytes
 from ring.sim.scheduler import Scheduler
-from ring.storage.memory import MemoryStorage
+from ring.sim.disk import SimDisk
 
 PORT = 7000
 CLIENT_LATENCY_MS = (1, 3)
+WRITE_BACK_MS = (500, 5000)  # how often the operating system writes a node's log back to disk
+
+
+@dataclass(frozen=True, slots=True)
+class Life:
+    """What a (re)start of a node is like: which life it is and whether its disk was lost."""
+
+    generation: int
+    wiped: bool
 
 
 def address_of(name: str) -> str:
@@ -53,6 +69,12 @@ class Observer(Protocol):
 
     def after_write(self, token: Any, node: Node) -> None: ...
 
+    def committed(self, name: str) -> None:
+        """``name`` committed its buffered writes (its group commit)."""
+
+    def lost_uncommitted(self, name: str) -> None:
+        """``name`` died with writes it had not committed: they never happened."""
+
     def reply_emitted(self, name: str, reply: m.Reply) -> None:
         """``name`` answered a client; called at once, before the reply travels."""
 
@@ -65,24 +87,28 @@ class Slot:
 
     name: str
     address: str
-    storage: MemoryStorage
+    storage: SimDisk
     node: Node | None = None
     generation: int = 0  # lives so far; a life ends with a crash or a stop
     incarnation: int = 0  # the next life starts above every incarnation used before
     offset_ms: int = 0  # clock skew
     crashed: set[int] = field(default_factory=set)  # generations that ended in a crash
+    outbox: list[tuple[Any, Any]] = field(default_factory=list)  # (effect, cause) until flush
+    flush_due: bool = False
 
 
 class World:
     def __init__(
         self,
         names: list[str],
-        make_config: Callable[[str, str], NodeConfig],
+        make_config: Callable[[str, str, Life], NodeConfig],
         sched: Scheduler,
         rng: random.Random,
         counters: dict[str, int],
         trace: Any,
         observer: Observer,
+        *,
+        sync: bool = False,
     ) -> None:
         self.sched = sched
         self.rng = rng
@@ -90,7 +116,8 @@ class World:
         self.trace = trace
         self.observer = observer
         self.make_config = make_config
-        self.slots = {n: Slot(n, address_of(n), MemoryStorage()) for n in names}
+        self.sync = sync
+        self.slots = {n: Slot(n, address_of(n), self._new_disk(n)) for n in names}
         self.names = list(names)
         self._by_address = {s.address: s.name for s in self.slots.values()}
         self.network = Network(sched.after, rng, self._arrive, counters, trace)
@@ -129,7 +156,7 @@ class World:
         for slot in self.slots.values():
             if slot.node is not None and not slot.node.idle():
                 return False
-            if any(True for _ in slot.storage.scan(HINT)):
+            if any(True for _ in slot.storage.committed().scan(HINT)):
                 return False
         return True
 
@@ -139,27 +166,44 @@ class World:
         slot = self.slots[name]
         assert slot.node is None, f"{name} is already running"
         if wipe:
-            slot.storage = MemoryStorage()
+            slot.storage = self._new_disk(name)
         slot.generation += 1
         now = self.now(name)
-        cfg = self.make_config(name, slot.address)
+        cfg = self.make_config(name, slot.address, Life(slot.generation, wipe))
         node_rng = random.Random(self.rng.getrandbits(64))
         node = Node(cfg, slot.storage, now_ms=now, rng=node_rng, incarnation=slot.incarnation)
         slot.node = node
-        self._route(name, node.start(now), None)
+        self._hold(slot, node.start(now), None)
         # Ticks start at a random phase, so nodes do not tick in lock step.
         self.sched.after(self.rng.randrange(1, cfg.tick_ms + 1), self._tick, name, slot.generation)
+        self.sched.after(self.rng.randint(*WRITE_BACK_MS), self._write_back, name, slot.generation)
 
-    def stop(self, name: str, *, graceful: bool) -> None:
+    def stop(self, name: str, *, graceful: bool, power_loss: bool = False) -> int:
+        """End the node's life; returns how many committed batches a power loss took."""
         slot = self.slots[name]
         node = slot.node
         assert node is not None, f"{name} is not running"
+        lost = 0
         if graceful:
-            self._route(name, node.stop(self.now(name)), None)
+            self._hold(slot, node.stop(self.now(name)), None)
+            self._flush(name, slot.generation)
         else:
             slot.crashed.add(slot.generation)
+            slot.outbox = []
+            self.observer.lost_uncommitted(name)
+            if power_loss:
+                lost = slot.storage.power_loss(self.rng)
+            else:
+                slot.storage.crash()
         slot.incarnation = node.membership.incarnation + 1
         slot.node = None
+        slot.flush_due = False
+        return lost
+
+    def _new_disk(self, name: str) -> SimDisk:
+        disk = SimDisk(sync=self.sync)
+        disk.on_commit = lambda: self.observer.committed(name)
+        return disk
 
     def set_skew(self, name: str, offset_ms: int) -> None:
         self.slots[name].offset_ms = offset_ms
@@ -187,13 +231,40 @@ class World:
             self._handle(packet.dst, m.Datagram(src.address, msg))
 
     def _handle(self, name: str, event: Any) -> None:
-        node = self.slots[name].node
+        slot = self.slots[name]
+        node = slot.node
         assert node is not None
         token = self._observe_write(node, event)
         effects = node.handle(event, self.now(name))
         if token is not None:
             self.observer.after_write(token, node)
-        self._route(name, effects, event)
+        self._hold(slot, effects, event)
+
+    def _hold(self, slot: Slot, effects: list[Any], cause: Any) -> None:
+        """Keep the effects until the node's flush (the end of its loop iteration)."""
+        slot.outbox += [(e, cause) for e in effects]
+        if slot.outbox and not slot.flush_due:
+            slot.flush_due = True
+            self.sched.after(self.rng.randint(0, 1), self._flush, slot.name, slot.generation)
+
+    def _flush(self, name: str, generation: int) -> None:
+        """Group commit, then the effects: no acknowledgement leaves before its write is in
+        the log (``ringd``'s runtime keeps the same order)."""
+        slot = self.slots[name]
+        if slot.node is None or slot.generation != generation:
+            return
+        slot.flush_due = False
+        slot.storage.commit()
+        outbox, slot.outbox = slot.outbox, []
+        for effect, cause in outbox:
+            self._route(name, [effect], cause)
+
+    def _write_back(self, name: str, generation: int) -> None:
+        slot = self.slots[name]
+        if slot.node is None or slot.generation != generation:
+            return
+        slot.storage.write_back()
+        self.sched.after(self.rng.randint(*WRITE_BACK_MS), self._write_back, name, generation)
 
     def _observe_write(self, node: Node, event: Any) -> Any:
         if isinstance(event, m.ClientRequest) and event.op in ("put", "del"):
@@ -207,8 +278,8 @@ class World:
         key = args.get("key") if isinstance(args, dict) else None
         if not isinstance(key, bytes):
             return None  # rejected
-        if isinstance(event, m.ClientRequest) and node.name not in node.preference_list(key):
-            return None  # not a replica: it forwards the write (a Forward is always coordinated)
+        if node.name not in node.preference_list(key):
+            return None  # not a replica: it forwards the write (or refuses it)
         return self.observer.before_write(node, req_id, op, args)
 
     def _route(self, name: str, effects: list[Any], cause: Any) -> None:
@@ -220,8 +291,14 @@ class World:
                 if dst.node is None:
                     self._count("refused")  # connection refused: nobody listens
                     continue
-                if isinstance(e.msg, m.Forward) and isinstance(cause, m.ClientRequest):
-                    self._forwards[(name, e.msg.op_id)] = cause.req_id
+                if isinstance(e.msg, m.Forward):
+                    # Which client request a forward carries (passed on again, it still does).
+                    if isinstance(cause, m.ClientRequest):
+                        self._forwards[(name, e.msg.op_id)] = cause.req_id
+                    elif isinstance(cause, m.PeerMessage) and isinstance(cause.msg, m.Forward):
+                        req = self._forwards.get((cause.src, cause.msg.op_id))
+                        if req is not None:
+                            self._forwards[(name, e.msg.op_id)] = req
                 self.network.send(True, name, e.dest, e.msg, slot.generation, dst.generation)
             elif isinstance(e, m.SendDatagram):
                 dest = self._by_address.get(e.address)
@@ -231,7 +308,9 @@ class World:
                 self.observer.reply_emitted(name, e)
                 wire = msgpack.packb([e.req_id, e.error, e.result], use_bin_type=True)
                 self.sched.after(self._client_latency(), self._reply, name, slot.generation, wire)
-            elif not isinstance(e, m.Log):
+            elif isinstance(e, m.Halt):
+                raise AssertionError(f"{name} halted: {e.reason}")  # one config for all nodes
+            elif not isinstance(e, m.Log | m.Serving):
                 raise TypeError(f"{name} returned an unknown effect {e!r}")
 
     # --- clients -------------------------------------------------------------------------------

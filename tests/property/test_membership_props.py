@@ -24,7 +24,7 @@ STEP_MS = 10
 # Two sync intervals and a suspicion. Measured worst case over 1,000 schedules: 5.2 s, when a
 # crashed node's latest record reaches the last node only by push-pull sync.
 HEAL_BOUND_MS = 2 * CFG.sync_interval_ms + CFG.suspect_timeout_ms
-STATES = ["up", "suspect", "down", "left"]
+STATES = ["joining", "up", "suspect", "down", "left"]
 
 
 def addr(i: int) -> str:

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from ring.core import node as node_mod
+from ring.core.coordinator import Coordinator
 from ring.core import record as rec
-from ring.core.layout import DATA
+from ring.core.layout import DATA, RUNNING_KEY
 from ring.sim import SimConfig, run_seed
 from ring.sim.__main__ import main
+from ring.sim.world import World
 from ring.storage.memory import MemoryStorage
 
 MAX_SEEDS = 50
@@ -32,13 +34,13 @@ def first_caught(config: SimConfig | None = None) -> tuple[int, set[str]]:
 
 def test_ack_before_w_replicas_stored(monkeypatch: pytest.MonkeyPatch) -> None:
     """A coordinator that answers the client as soon as it stored the write itself (W=1)."""
-    original = node_mod.Node._progress_put
+    original = Coordinator.progress_put
 
     def hasty(self: Any, op_id: int, op: Any, effects: list[Any], final: bool = False) -> None:
         op.w = 1
         original(self, op_id, op, effects, final)
 
-    monkeypatch.setattr(node_mod.Node, "_progress_put", hasty)
+    monkeypatch.setattr(Coordinator, "progress_put", hasty)
     _, kinds = first_caught()
     assert "ack-before-quorum" in kinds
 
@@ -94,6 +96,44 @@ def test_command_line_names_the_seed_and_fails(
     assert "--kv679" in out and f"violations: 1 seed(s): [{seed}]" in out
 
 
+def test_unclean_restart_that_keeps_its_actor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that keeps its actor after a power loss (it ignores the missing clean-stop mark):
+    the writes the loss took come back as new writes with the same dots (kv679, partial loss)."""
+    load_actor = node_mod.Node._load_actor
+
+    def careless(self: Any) -> str:
+        self.storage.write((), [RUNNING_KEY], sync=True)
+        return load_actor(self)
+
+    monkeypatch.setattr(node_mod.Node, "_load_actor", careless)
+    _, kinds = first_caught(SimConfig(power=True, w=3))
+    assert "dot-reused" in kinds
+
+
+def test_coordinator_that_keeps_no_hints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator that keeps no hint for the replicas that did not store a write (down, or
+    not acknowledged by the time the client was answered): they never get it by handoff."""
+    monkeypatch.setattr(Coordinator, "_store_hint", lambda self, target, key, record: None)
+    _, kinds = first_caught()
+    assert "acknowledged-write-not-replicated" in kinds
+
+
+def test_acknowledgement_sent_before_the_group_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shell that sends a node's effects as soon as the core returns them, and commits the
+    writes later: an acknowledgement leaves while the write is only in memory."""
+
+    def hasty(self: World, slot: Any, effects: list[Any], cause: Any) -> None:
+        for effect in effects:
+            self._route(slot.name, [effect], cause)
+        if not slot.flush_due:
+            slot.flush_due = True
+            self.sched.after(self.rng.randint(0, 1), self._flush, slot.name, slot.generation)
+
+    monkeypatch.setattr(World, "_hold", hasty)
+    _, kinds = first_caught()
+    assert "ack-before-quorum" in kinds
+
+
 def test_blind_write_that_supersedes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A put without a context that keeps every sibling: siblings pile up with every write."""
     write = rec.write
@@ -109,17 +149,20 @@ def test_blind_write_that_supersedes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(rec, "blind_write_encoded", hoarding_encoded)  # the put fast path
     _, kinds = first_caught(SimConfig(blind=True))
     assert "too-many-siblings" in kinds
+    # The bound is tight with context writers too (stale context writes only add to it).
+    _, kinds = first_caught()
+    assert "too-many-siblings" in kinds
 
 
 def test_read_that_answers_after_one_reply(monkeypatch: pytest.MonkeyPatch) -> None:
     """A coordinator that answers a read after the first replica, whatever R: without faults,
     R + W > N no longer guarantees that a read sees the last acknowledged write."""
-    original = node_mod.Node._progress_get
+    original = Coordinator.progress_get
 
     def hasty(self: Any, op_id: int, op: Any, effects: list[Any], final: bool = False) -> None:
         op.r = 1
         original(self, op_id, op, effects, final)
 
-    monkeypatch.setattr(node_mod.Node, "_progress_get", hasty)
+    monkeypatch.setattr(Coordinator, "progress_get", hasty)
     _, kinds = first_caught(SimConfig(faults=False))
     assert "stale-quorum-read" in kinds

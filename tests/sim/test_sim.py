@@ -58,9 +58,28 @@ def test_200_seeds_of_a_5_node_cluster_under_faults() -> None:
         "crash",
         "stop",
         "wipe",
+        "power_loss",
         "skew",
     ):
         assert faults.get(kind, 0) > 0, f"no {kind} fault injected"
+
+
+def test_a_3_node_cluster_with_n_3_like_docker_compose() -> None:
+    """Three nodes, N=3: there is never a fallback, so every replica that misses a write gets it
+    from a hint its coordinator keeps; the founder loses its disk and rejoins."""
+    config = SimConfig(nodes=3, n=3, r=2, w=2)
+    failed, faults = _sweep(range(_runs(200) // 4), config)
+    assert not failed, _explain(failed, config)
+    assert faults.get("wipe", 0) > 0 and faults.get("crash", 0) > 0
+
+
+def test_power_losses_lose_no_acknowledged_write_and_reuse_no_dot() -> None:
+    """Crashes are power losses that also lose the writes not yet written back (acknowledged
+    ones among them, W-1 per run): the node takes a fresh actor epoch after the unclean stop."""
+    config = SimConfig(power=True)
+    failed, faults = _sweep(range(_runs(200) // 4), config)
+    assert not failed, _explain(failed, config)
+    assert faults.get("power_loss", 0) >= _runs(200) // 8 and faults.get("batches_lost", 0) > 0
 
 
 def test_kv679_restarts_with_a_wiped_disk_lose_no_acknowledged_write() -> None:

@@ -31,8 +31,9 @@ class Cluster:
             self.start(name)
 
     def start(self, name: str, incarnation: int = 0) -> None:
-        seeds = () if name == self.names[0] else (f"{self.names[0]}:1",)
-        cfg = NodeConfig(name=name, address=f"{name}:1", seeds=seeds, **self.cfg)
+        first = name == self.names[0]
+        seeds = () if first else (f"{self.names[0]}:1",)
+        cfg = NodeConfig(name=name, address=f"{name}:1", seeds=seeds, new_cluster=first, **self.cfg)
         node = Node(cfg, self.storage[name], now_ms=self.now, rng=self.rng, incarnation=incarnation)
         self.nodes[name] = node
         self.down.discard(name)

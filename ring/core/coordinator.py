@@ -1,0 +1,645 @@
+"""Coordinating requests and serving as a replica: quorums, read repair, hinted handoff — pure.
+
+The rules (Dynamo, DeCandia et al. 2007; Riak KV):
+
+* **Who coordinates a write.** Only a member of the key's preference list: a dot's counter must be
+  one more than every dot that actor issued for the key, and only a replica keeps every dot it
+  issued. Any other node forwards the write to the first live member of the list (``Forward``).
+  A forwarded write that reaches a node which, in *its* view, is not a replica either (views
+  disagree while membership changes) is passed on once more, then refused; it is never
+  coordinated by a non-replica, so W counts replicas only. Each forward carries the time its
+  sender still waits, and the coordinator gives up earlier, so the real outcome gets back.
+* **Writes.** The coordinator applies ``record.write`` to its local record, stores the result,
+  and sends it to the other N-1 replicas, which merge it with ``reconcile``. It acknowledges the
+  client after W replicas stored it (itself included). A replica that is down is replaced by the
+  next live node outside the preference list, which keeps a **hint**; when there is none, the
+  coordinator keeps the hint itself. When the client is answered, every replica that has not
+  stored the write yet gets a hint kept by the coordinator, written before the answer leaves
+  (group commit), and dropped if that replica's acknowledgement still comes. Hints kept by the
+  coordinator do not count towards W.
+* **Hinted handoff.** Hints are delivered to their node when it is up, a few at a time
+  (``HINT_WINDOW`` in flight), and dropped once that node acknowledged them — unless the hint
+  changed in the meantime (``ring.core.hints``).
+* **Reads.** The coordinator (any node) asks the live members of the preference list, answers
+  after R replies with the ``reconcile`` of what it got, keeps collecting until every asked
+  replica answered or the timeout, then sends the merged record to every replica whose copy
+  differs (**read repair**).
+* **One failure, one operation.** A replica record that does not decode counts as no answer
+  (logged once, counted) and is rewritten by the read repair; a stored record that does not
+  decode under a write fails that write and starts a repair read of the key. Nothing here lets a
+  bad record reach another request.
+* **Scans** ask every live member for a page of at most ``limit`` records and about
+  ``SCAN_PAGE_BYTES``; the answer is cut at the nearest page that was cut, and at
+  ``SCAN_ANSWER_BYTES``, so a page of large values never exceeds a frame.
+* **Deletes** are writes of a tombstone. Tombstones are never reaped by this version.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ring.core import messages as m
+from ring.core import record as rec
+from ring.core import validate
+from ring.core.hints import HintStore
+from ring.core.layout import DATA, Storage, hint_key
+from ring.core.ops import (
+    ForwardOp,
+    GetOp,
+    HintOp,
+    Op,
+    Origin,
+    PutOp,
+    ScanOp,
+    get_result,
+    merge_scan,
+)
+from ring.core.validate import RequestError
+from ring.core.view import View
+
+if TYPE_CHECKING:
+    from ring.core.node import NodeConfig
+
+HINT_WINDOW = 256  # hint deliveries in flight per node at most
+MAX_FORWARD_HOPS = 1  # a forwarded write may be passed on this many more times
+SCAN_PAGE_BYTES = 4 * 1024 * 1024  # a node's scan page holds about this much (one record more)
+SCAN_ANSWER_BYTES = 8 * 1024 * 1024  # a scan answer holds about this much of keys and values
+
+Report = Callable[[str, str, list[m.Effect]], None]
+
+
+def forward_budget(timeout_ms: int) -> int:
+    """The time a node that received a forward may take, when its sender waits ``timeout_ms``:
+    a fifth less (at least 50 ms less), so the answer travels back before the sender gives up."""
+    return max(1, timeout_ms - max(50, timeout_ms // 5))
+
+
+class Coordinator:
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        view: View,
+        *,
+        actor: str,
+        first_op_id: int,
+        stats: dict[str, int],
+        report: Report,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.storage = storage
+        self.view = view
+        self.actor = actor
+        self.stats = stats
+        self.report = report
+        self.hints = HintStore(storage)
+        self._next_op = first_op_id
+        self.ops: dict[int, Op] = {}
+        self._deadlines: list[tuple[int, int]] = []
+        self._hint_retry_at: dict[str, int] = {}  # target -> no delivery before this time
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def new_op(self, op: Op, now_ms: int, timeout_ms: int | None = None) -> int:
+        self._next_op += 1
+        op_id = self._next_op
+        self.ops[op_id] = op
+        timeout = self.config.request_timeout_ms if timeout_ms is None else timeout_ms
+        heapq.heappush(self._deadlines, (now_ms + timeout, op_id))
+        return op_id
+
+    @property
+    def last_op_id(self) -> int:
+        return self._next_op
+
+    def drop_op(self, op_id: int) -> Op | None:
+        op = self.ops.pop(op_id, None)
+        if isinstance(op, HintOp):
+            self.hints.inflight.discard(op.skey)
+        elif isinstance(op, PutOp):
+            self._release(op)
+        return op
+
+    def fail_op(self, op_id: int, op: Op, effects: list[m.Effect]) -> None:
+        """An exception while handling ``op``: drop it and tell whoever waits (once)."""
+        self.drop_op(op_id)
+        origin = getattr(op, "origin", None)
+        if isinstance(origin, Origin) and not getattr(op, "answered", False):
+            self.answer(origin, "internal", "internal error; see the node log", effects)
+
+    def idle(self) -> bool:
+        return not any(
+            isinstance(op, PutOp | GetOp | ForwardOp | ScanOp) for op in self.ops.values()
+        )
+
+    def send(self, dest: str, msg: Any, effects: list[m.Effect]) -> None:
+        address = self.view.address_of(dest)
+        if address is not None:
+            effects.append(m.Send(dest, address, msg))
+
+    def answer(
+        self, origin: Origin | None, error: str | None, result: Any, effects: list[m.Effect]
+    ) -> None:
+        if origin is None:
+            return  # a repair read: nobody waits
+        if origin.peer is None:
+            effects.append(m.Reply(origin.req_id, error, result))
+        else:
+            self.send(origin.peer, m.ForwardReply(origin.req_id, error, result), effects)
+
+    def fail_quorum(
+        self, origin: Origin | None, replied: int, needed: int, what: str, effects: list[m.Effect]
+    ) -> None:
+        result = {
+            "message": f"only {replied} {what}, {needed} needed",
+            "replied": replied,
+            "needed": needed,
+        }
+        self.answer(origin, "quorum", result, effects)
+
+    def preference_list(self, key: bytes) -> tuple[str, ...]:
+        return self.view.preference_list(key, self.config.n)
+
+    def _checked(self, node: str, key: bytes, raw: bytes | None, effects: list[m.Effect]) -> bool:
+        """Whether ``raw`` (a replica's record of ``key``, or None) is usable; a bad one is
+        reported once per replica and counted."""
+        if raw is None:
+            return True
+        try:
+            rec.check_encoded(raw)
+        except ValueError as exc:
+            self.stats["corrupt_records"] = self.stats.get("corrupt_records", 0) + 1
+            self.report(
+                f"corrupt:{node}",
+                f"record of key {key!r} on {node} does not decode "
+                f"({exc}); it counts as no answer and is repaired",
+                effects,
+            )
+            return False
+        return True
+
+    # --- get -----------------------------------------------------------------------------------
+
+    def start_get(
+        self,
+        origin: Origin | None,
+        key: bytes,
+        r: int,
+        versioned: bool,
+        now_ms: int,
+        effects: list[m.Effect],
+    ) -> None:
+        pl = self.preference_list(key)
+        asked = tuple(n for n in pl if self.view.alive(n))
+        if len(asked) < r:
+            self.fail_quorum(origin, len(asked), r, "replicas are reachable", effects)
+            return
+        op = GetOp(origin, key, r, versioned, asked)
+        op_id = self.new_op(op, now_ms)
+        for node in asked:
+            if node == self.name:
+                raw = self.storage.get(DATA + key)
+                if self._checked(node, key, raw, effects):
+                    op.replies[node] = raw
+                else:
+                    op.bad.add(node)
+            else:
+                self.send(node, m.ReplicaGet(op_id, key), effects)
+        self.progress_get(op_id, op, effects)
+
+    def repair(self, key: bytes, now_ms: int, effects: list[m.Effect]) -> None:
+        """Read ``key`` from every live replica only to repair them (nobody waits)."""
+        self.start_get(None, key, 1, False, now_ms, effects)
+
+    def progress_get(
+        self, op_id: int, op: GetOp, effects: list[m.Effect], final: bool = False
+    ) -> None:
+        if not op.answered and len(op.replies) >= op.r:
+            op.answered = True
+            self.answer(op.origin, None, get_result(op.replies, op.versioned), effects)
+        if len(op.replies) + len(op.bad) == len(op.asked) or final:
+            del self.ops[op_id]
+            if not op.answered:
+                op.answered = True
+                self.fail_quorum(
+                    op.origin, len(op.replies), op.r, "replicas replied in time", effects
+                )
+            self._read_repair(op, effects)
+
+    def _read_repair(self, op: GetOp, effects: list[m.Effect]) -> None:
+        raws = set(op.replies.values())
+        if len(raws) == 1 and not op.bad:
+            return  # every replica that answered holds the same bytes: nothing to repair
+        decoded = {n: rec.EMPTY if r is None else rec.decode(r) for n, r in op.replies.items()}
+        merged = rec.reconcile_all(decoded.values())
+        if merged.is_empty:
+            return
+        encoded = rec.encode(merged)
+        stale = [n for n, got in sorted(decoded.items()) if got != merged] + sorted(op.bad)
+        for node in stale:
+            self.stats["read_repairs"] += 1
+            if node == self.name:
+                self.merge_local(DATA + op.key, encoded, effects)
+            else:
+                self.send(node, m.ReplicaPut(0, op.key, encoded, None), effects)
+
+    # --- put / delete --------------------------------------------------------------------------
+
+    def route_write(
+        self,
+        origin: Origin,
+        op: str,
+        args: dict[str, Any],
+        now_ms: int,
+        effects: list[m.Effect],
+        *,
+        hops: int = 0,
+        timeout_ms: int | None = None,
+    ) -> None:
+        """Coordinate a write if this node is a replica of its key, else pass it on."""
+        timeout = self.config.request_timeout_ms if timeout_ms is None else timeout_ms
+        key = validate.key(args, self.config.max_key_bytes)
+        pl = self.preference_list(key)
+        if self.name in pl:
+            self._coordinate_write(origin, op, key, args, pl, now_ms, effects, timeout)
+            return
+        if hops > MAX_FORWARD_HOPS:
+            raise RequestError(
+                "unavailable",
+                f"node {self.name} is not a replica of this key in its view of the ring (the "
+                "nodes' views differ while membership changes); retry",
+            )
+        for node in pl:
+            if node != origin.peer and self.view.membership.is_alive(node):
+                op_id = self.new_op(ForwardOp(origin, node), now_ms, timeout)
+                self.send(node, m.Forward(op_id, op, args, hops, timeout), effects)
+                self.stats["forwards"] = self.stats.get("forwards", 0) + 1
+                return
+        raise RequestError("unavailable", f"all {len(pl)} replicas of this key are down")
+
+    def forwarded(self, src: str, msg: m.Forward, now_ms: int, effects: list[m.Effect]) -> None:
+        """A write another node passed on; it gets a ForwardReply in its time budget."""
+        origin = Origin(msg.op_id, src)
+        args = msg.args if isinstance(msg.args, dict) else {}
+        try:
+            if msg.op not in ("put", "del"):
+                raise RequestError("invalid", f"cannot forward {msg.op!r}")
+            if not isinstance(msg.hops, int) or not isinstance(msg.timeout_ms, int):
+                raise RequestError("invalid", "a forward carries integer hops and timeout_ms")
+            self.check_serving()
+            budget = forward_budget(msg.timeout_ms)
+            self.route_write(
+                origin, msg.op, args, now_ms, effects, hops=msg.hops + 1, timeout_ms=budget
+            )
+        except RequestError as exc:
+            self.answer(origin, exc.kind, str(exc), effects)
+
+    def check_serving(self) -> None:
+        if not self.view.serving:
+            raise RequestError(
+                "unavailable",
+                f"node {self.name} does not serve yet (it waits for {self.view.waiting_for()}); "
+                "retry shortly or ask another node",
+            )
+
+    def _coordinate_write(
+        self,
+        origin: Origin,
+        op: str,
+        key: bytes,
+        args: dict[str, Any],
+        pl: tuple[str, ...],
+        now_ms: int,
+        effects: list[m.Effect],
+        timeout_ms: int,
+    ) -> None:
+        assert self.name in pl, "only a replica coordinates a write"
+        cfg = self.config
+        value = validate.value(args, cfg.max_value_bytes) if op == "put" else None
+        # The cluster's default W is capped by the replicas that exist (a cluster of one node
+        # works with the defaults); a W asked for explicitly is never weakened.
+        w = validate.quorum(args, "w", min(cfg.w, len(pl)), cfg.n)
+        ctx = validate.context(args)
+        if w > len(pl):
+            self.fail_quorum(origin, len(pl), w, "replicas exist in this cluster", effects)
+            return
+        raw = self.storage.get(DATA + key)
+        try:
+            if ctx is None and value is not None:
+                new = rec.blind_write_encoded(raw, self.actor, value, now_ms)
+            else:
+                local = rec.EMPTY if raw is None else rec.decode(raw)
+                new = rec.encode(rec.write(local, self.actor, value, now_ms, ctx))
+        except ValueError as exc:
+            self._checked(self.name, key, raw, effects)
+            self.repair(key, now_ms, effects)
+            raise RequestError(
+                "corrupt",
+                f"the record of this key on {self.name} does not decode ({exc}); it is being "
+                "repaired from the other replicas: retry",
+            ) from None
+        self.storage.put(DATA + key, new)
+        others = tuple(n for n in pl if n != self.name)
+        put = PutOp(origin, key, w, new, others, acked={self.name})
+        op_id = self.new_op(put, now_ms, timeout_ms)
+        replica_put = m.ReplicaPut(op_id, key, new, None)  # one object: the shell encodes it once
+        spare: list[str] | None = None  # live nodes outside the preference list, when needed
+        for node in others:
+            if self.view.membership.is_alive(node):
+                put.expected.add(node)
+                self.send(node, replica_put, effects)
+                continue
+            if spare is None:
+                walk = self.view.ring.walk(self.view.ring.partition_of(key))
+                spare = [n for n in walk[len(pl) :] if self.view.alive(n)]
+            if spare:
+                fallback = spare.pop(0)
+                put.fallbacks[fallback] = node
+                put.expected.add(fallback)
+                self.send(fallback, m.ReplicaPut(op_id, key, new, node), effects)
+            else:
+                put.hinted.add(node)
+                self._store_hint(node, key, new)
+        self.progress_put(op_id, put, effects)
+
+    def _covered(self, op: PutOp) -> set[str]:
+        """The primaries that hold the write, or whose fallback holds it for them."""
+        return {op.fallbacks.get(n, n) for n in op.acked}
+
+    def progress_put(
+        self, op_id: int, op: PutOp, effects: list[m.Effect], final: bool = False
+    ) -> None:
+        if not op.answered and len(op.acked) >= op.w:
+            op.answered = True
+            # Every replica that has not stored the write yet gets a hint now, in the batch
+            # the answer waits for: a coordinator that dies after answering loses no replica.
+            covered = self._covered(op)
+            for node in op.primaries:
+                if node not in covered and node not in op.hinted:
+                    op.hinted.add(node)
+                    op.provisional.add(node)
+                    self._store_hint(node, op.key, op.record)
+                    self.hints.held.add(hint_key(node, op.key))
+            self.answer(op.origin, None, None, effects)
+        if not (final or op.expected <= op.acked):
+            return
+        del self.ops[op_id]
+        self._release(op)
+        # Every replica that did not store the write gets it later through a hint we keep.
+        covered = self._covered(op)
+        for node in op.primaries:
+            if node not in covered and node not in op.hinted:
+                self._store_hint(node, op.key, op.record)
+        if not op.answered:
+            op.answered = True
+            self.fail_quorum(
+                op.origin, len(op.acked), op.w, "replicas stored the write in time", effects
+            )
+
+    def _put_acked(self, op: PutOp, src: str) -> None:
+        op.acked.add(src)
+        primary = op.fallbacks.get(src, src)
+        if primary in op.provisional:
+            # The replica stored it after all: the hint written for it is not needed.
+            op.provisional.discard(primary)
+            if self.hints.matches(primary, op.key, op.record):
+                self.hints.drop(primary, op.key)
+            else:
+                self.hints.held.discard(hint_key(primary, op.key))
+
+    def _release(self, op: PutOp) -> None:
+        """The write's request ended: its remaining provisional hints are ordinary hints."""
+        for node in op.provisional:
+            self.hints.held.discard(hint_key(node, op.key))
+        op.provisional.clear()
+
+    def _store_hint(self, target: str, key: bytes, record: bytes) -> None:
+        """A hint the coordinator keeps for a replica of a write it coordinates."""
+        self.hints.store(target, key, record)
+        self.stats["hints_stored"] += 1
+
+    # --- scan ----------------------------------------------------------------------------------
+
+    def start_scan(
+        self, origin: Origin, args: dict[str, Any], now_ms: int, effects: list[m.Effect]
+    ) -> None:
+        start, stop, reverse, limit = validate.scan(args)
+        members = self.view.ring.members
+        asked = tuple(n for n in members if self.view.alive(n))
+        needed = self._scan_quorum()
+        if len(asked) < needed:
+            self.fail_quorum(
+                origin, len(asked), needed, "nodes are reachable to cover every key", effects
+            )
+            return
+        op = ScanOp(origin, (start, stop, reverse, limit), asked)
+        op_id = self.new_op(op, now_ms)
+        for node in asked:
+            if node == self.name:
+                op.replies[node] = self.local_scan(start, stop, reverse, limit, SCAN_PAGE_BYTES)
+            else:
+                msg = m.ScanRequest(op_id, start, stop, reverse, limit, SCAN_PAGE_BYTES)
+                self.send(node, msg, effects)
+        self.progress_scan(op_id, op, effects)
+
+    def _scan_quorum(self) -> int:
+        """Nodes that must answer a scan so that every key has a replica among them."""
+        return max(1, len(self.view.ring.members) - self.config.n + 1)
+
+    def local_scan(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, limit: int, max_bytes: int
+    ) -> tuple[list[Any], bool]:
+        """Up to ``limit`` records and about ``max_bytes`` (one record at least) from this node,
+        flat ``[key, encoded, ...]``, and whether the page was cut."""
+        flat: list[Any] = []
+        size = count = 0
+        items = self.storage.scan(
+            DATA,
+            None if start is None else DATA + start,
+            None if stop is None else DATA + stop,
+            reverse,
+            limit,
+        )
+        for skey, raw in items:
+            if count and size + len(skey) + len(raw) > max_bytes:
+                return flat, True
+            flat += (skey[1:], raw)
+            size += len(skey) + len(raw)
+            count += 1
+        return flat, count >= limit
+
+    def progress_scan(
+        self, op_id: int, op: ScanOp, effects: list[m.Effect], final: bool = False
+    ) -> None:
+        if len(op.replies) < len(op.asked) and not final:
+            return
+        del self.ops[op_id]
+        needed = self._scan_quorum()
+        if len(op.replies) < needed:
+            self.fail_quorum(
+                op.origin, len(op.replies), needed, "nodes answered the scan in time", effects
+            )
+            return
+        _, _, reverse, limit = op.args
+        result, corrupt = merge_scan(list(op.replies.values()), reverse, limit, SCAN_ANSWER_BYTES)
+        if corrupt:
+            self.stats["corrupt_records"] = self.stats.get("corrupt_records", 0) + corrupt
+            self.report(
+                "corrupt:scan",
+                f"a scan skipped {corrupt} record(s) that do not decode "
+                "(the other replicas of their keys answered)",
+                effects,
+            )
+        self.answer(op.origin, None, result, effects)
+
+    # --- the replica side ----------------------------------------------------------------------
+
+    def merge_local(self, skey: bytes, incoming: bytes, effects: list[m.Effect]) -> None:
+        """Reconcile ``incoming`` (checked: ``ValueError``) into the stored record ``skey``. A
+        stored record that does not decode is replaced by the good incoming one."""
+        local = self.storage.get(skey)
+        try:
+            merged = rec.merge_encoded(local, incoming)
+        except rec.LocalCorrupt:
+            self.stats["corrupt_replaced"] = self.stats.get("corrupt_replaced", 0) + 1
+            self.report(
+                f"replaced:{self.name}",
+                f"replaced the record of key {skey[1:]!r}, "
+                "which did not decode, with a good copy from a replica",
+                effects,
+            )
+            merged = incoming
+        if merged is not None:
+            self.storage.put(skey, merged)
+
+    def replica_put(self, src: str, msg: m.ReplicaPut, effects: list[m.Effect]) -> None:
+        ok = True
+        try:
+            if not isinstance(msg.record, bytes) or not isinstance(msg.key, bytes):
+                raise ValueError("a replicated record and its key are bytes")
+            if msg.hint_for is not None and msg.hint_for != self.name:
+                if not isinstance(msg.hint_for, str):
+                    raise ValueError("hint_for is a node name")
+                self.hints.store(msg.hint_for, msg.key, msg.record)  # kept as a fallback
+                self.stats["hints_stored"] += 1
+            else:
+                self.merge_local(DATA + msg.key, msg.record, effects)
+        except ValueError as exc:
+            ok = False
+            self.stats["replica_refused"] = self.stats.get("replica_refused", 0) + 1
+            self.report(f"refused:{src}", f"refused a record from {src}: {exc}", effects)
+        if msg.op_id:
+            self.send(src, m.ReplicaPutAck(msg.op_id, ok), effects)
+
+    def replica_get(self, src: str, msg: m.ReplicaGet, effects: list[m.Effect]) -> None:
+        if not isinstance(msg.key, bytes):
+            raise ValueError("a key is bytes")
+        self.send(src, m.ReplicaGetReply(msg.op_id, self.storage.get(DATA + msg.key)), effects)
+
+    def scan_request(self, src: str, msg: m.ScanRequest, effects: list[m.Effect]) -> None:
+        validate.scan({"start": msg.start, "stop": msg.stop, "limit": msg.limit})
+        budget = msg.max_bytes if isinstance(msg.max_bytes, int) else SCAN_PAGE_BYTES
+        budget = min(max(1, budget), SCAN_PAGE_BYTES)
+        flat, more = self.local_scan(msg.start, msg.stop, bool(msg.reverse), msg.limit, budget)
+        self.send(src, m.ScanReply(msg.op_id, flat, more), effects)
+
+    # --- replies -------------------------------------------------------------------------------
+
+    def reply(self, src: str, msg: Any, now_ms: int, effects: list[m.Effect]) -> None:
+        """An answer from a peer to one of our operations (late or duplicate ones are dropped)."""
+        op_id = getattr(msg, "op_id", None)
+        op = self.ops.get(op_id) if isinstance(op_id, int) else None
+        if op is None:
+            return
+        assert isinstance(op_id, int)
+        if isinstance(msg, m.ReplicaPutAck) and isinstance(op, PutOp):
+            if msg.ok is True and (src in op.primaries or src in op.fallbacks):
+                self._put_acked(op, src)
+            self.progress_put(op_id, op, effects)
+        elif isinstance(msg, m.ReplicaPutAck) and isinstance(op, HintOp):
+            if src != op.target:
+                return  # an ack for a hint counts only from the node the hint is for
+            self.drop_op(op_id)
+            if msg.ok is True and self.hints.matches(op.target, op.key, op.encoded):
+                self.hints.drop(op.target, op.key)
+                self.stats["hints_delivered"] += 1
+            elif msg.ok is not True:
+                self._hint_retry_at[op.target] = now_ms + self.config.hint_retry_ms
+        elif isinstance(msg, m.ReplicaGetReply) and isinstance(op, GetOp):
+            if src in op.asked and src not in op.replies and src not in op.bad:
+                if msg.record is not None and not isinstance(msg.record, bytes):
+                    op.bad.add(src)
+                elif self._checked(src, op.key, msg.record, effects):
+                    op.replies[src] = msg.record
+                else:
+                    op.bad.add(src)
+                self.progress_get(op_id, op, effects)
+        elif isinstance(msg, m.ScanReply) and isinstance(op, ScanOp):
+            if src in op.asked and src not in op.replies and isinstance(msg.items, list):
+                op.replies[src] = (msg.items, msg.more is not False)
+                self.progress_scan(op_id, op, effects)
+        elif isinstance(msg, m.ForwardReply) and isinstance(op, ForwardOp):
+            if src != op.dest:
+                return
+            del self.ops[op_id]
+            self.answer(op.origin, msg.error, msg.result, effects)
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def due(self, now_ms: int) -> list[tuple[int, Op]]:
+        """The operations whose deadline has passed (each to be expired on its own)."""
+        out: list[tuple[int, Op]] = []
+        while self._deadlines and self._deadlines[0][0] <= now_ms:
+            _, op_id = heapq.heappop(self._deadlines)
+            op = self.ops.get(op_id)
+            if op is not None:
+                out.append((op_id, op))
+        return out
+
+    def expire(self, op_id: int, op: Op, now_ms: int, effects: list[m.Effect]) -> None:
+        if isinstance(op, GetOp):
+            self.progress_get(op_id, op, effects, final=True)
+        elif isinstance(op, PutOp):
+            self.progress_put(op_id, op, effects, final=True)
+        elif isinstance(op, ScanOp):
+            self.progress_scan(op_id, op, effects, final=True)
+        elif isinstance(op, ForwardOp):
+            del self.ops[op_id]
+            self.answer(
+                op.origin, "timeout", f"node {op.dest} did not answer the forwarded write", effects
+            )
+        else:
+            self.drop_op(op_id)
+            self._hint_retry_at[op.target] = now_ms + self.config.hint_retry_ms
+
+    def hint_targets(self, now_ms: int) -> list[str]:
+        """Targets to hand hints to now: up (or joining), and not waiting out a retry pause."""
+        if len(self.hints.inflight) >= HINT_WINDOW:
+            return []
+        healthy = self.view.membership.is_healthy
+        return [
+            t
+            for t in self.hints.targets()
+            if t != self.name and healthy(t) and now_ms >= self._hint_retry_at.get(t, 0)
+        ]
+
+    def deliver_hints(self, target: str, now_ms: int, effects: list[m.Effect]) -> None:
+        """Send the next hints of ``target``, as many as the window allows. A target whose hints
+        were all sent rests for ``hint_retry_ms`` (what is left is waiting to be acknowledged, or
+        will be retried)."""
+        room = HINT_WINDOW - len(self.hints.inflight)
+        if room <= 0:
+            return
+        batch = self.hints.batch(target, room)
+        for skey, key, raw in batch:
+            op_id = self.new_op(HintOp(skey, raw, target, key), now_ms)
+            self.hints.inflight.add(skey)
+            self.send(target, m.ReplicaPut(op_id, key, raw, None), effects)
+        if len(batch) < room:
+            self._hint_retry_at[target] = now_ms + self.config.hint_retry_ms
+
+    def target_is_back(self, target: str) -> None:
+        self._hint_retry_at.pop(target, None)

@@ -1,0 +1,87 @@
+"""Hints a node keeps for other nodes, indexed by target — pure (storage is handed in).
+
+A hint is a record a node holds for a member that should have it and does not yet: a fallback
+keeps one for the down primary it stood in for, and a coordinator keeps one for every replica
+that had not stored a write when the client was answered (Dynamo's hinted handoff). On disk a
+hint is ``h`` + target + ``\\x00`` + key → encoded record (``ring.core.layout``); several writes
+of one key for one target merge into one hint with ``reconcile``.
+
+The store keeps an in-memory index, target → keys (built by one scan when the node starts, then
+kept up to date), so that delivery never rescans the hint space: each delivery step takes the
+next few keys of a target that is up, skipping those already in flight or **held** (a hint a
+coordinator wrote for a replica whose acknowledgement may still arrive; it is dropped if the
+acknowledgement comes, released for delivery when the write's request ends). Iteration follows
+insertion order, so a run replays exactly.
+
+Invariants: ``counts()`` equals the number of hint keys per target on disk; a hint is deleted only
+when its target acknowledged exactly the bytes still stored (a hint that changed in the meantime
+is delivered again).
+"""
+
+from __future__ import annotations
+
+from ring.core import record as rec
+from ring.core.layout import HINT, Storage, hint_key, split_hint_key
+
+
+class HintStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._index: dict[str, dict[bytes, None]] = {}
+        for skey, _ in storage.scan(HINT):
+            target, key = split_hint_key(skey)
+            self._index.setdefault(target, {})[key] = None
+        self.inflight: set[bytes] = set()  # hint keys (skey) being delivered
+        self.held: set[bytes] = set()  # hint keys whose write may still be acknowledged
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Hints held per target (only targets with at least one)."""
+        return {t: len(keys) for t, keys in sorted(self._index.items()) if keys}
+
+    def targets(self) -> list[str]:
+        return sorted(t for t, keys in self._index.items() if keys)
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._index.values())
+
+    def matches(self, target: str, key: bytes, record: bytes) -> bool:
+        return self.storage.get(hint_key(target, key)) == record
+
+    def batch(self, target: str, limit: int) -> list[tuple[bytes, bytes, bytes]]:
+        """Up to ``limit`` hints of ``target`` to deliver now: ``(skey, key, record)``."""
+        out: list[tuple[bytes, bytes, bytes]] = []
+        for key in self._index.get(target, ()):
+            if len(out) >= limit:
+                break
+            skey = hint_key(target, key)
+            if skey in self.inflight or skey in self.held:
+                continue
+            raw = self.storage.get(skey)
+            if raw is not None:
+                out.append((skey, key, raw))
+        return out
+
+    # --- changes -------------------------------------------------------------------------------
+
+    def store(self, target: str, key: bytes, record: bytes) -> None:
+        """Merge ``record`` into the hint for ``target`` (``record`` is checked; ``ValueError``).
+        A stored hint that does not decode is replaced: it cannot be delivered anyway."""
+        skey = hint_key(target, key)
+        local = self.storage.get(skey)
+        try:
+            merged = rec.merge_encoded(local, record)
+        except rec.LocalCorrupt:
+            merged = record
+        if merged is not None:
+            self.storage.put(skey, merged)
+        self._index.setdefault(target, {})[key] = None
+
+    def drop(self, target: str, key: bytes) -> None:
+        skey = hint_key(target, key)
+        self.storage.write((), [skey])
+        keys = self._index.get(target)
+        if keys is not None:
+            keys.pop(key, None)
+        self.held.discard(skey)

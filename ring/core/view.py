@@ -1,0 +1,302 @@
+"""A node's view of its cluster: membership, the ring it implies, and whether it may serve — pure.
+
+A node coordinates requests only from a **whole** view of the ring it belongs to: a write
+coordinated from a partial or made-up ring is stored on nodes that are not its replicas and
+acknowledged, and its real replicas never see it. So a node starts in one of four modes and
+serves only when its mode's condition holds:
+
+==============  ============================================  =================================
+mode            starts when the data directory ...            serves after
+==============  ============================================  =================================
+``serving``     holds a ring of this node alone, or is empty   at once (alone by its own
+                and ``new_cluster`` is set without seeds       founding)
+``rejoining``   holds a ring with other members                a full table from a *member* and
+                                                               hearing of every remembered member
+``joining``     is empty and seeds are given                   a full table from a *serving*
+                                                               member
+``founding``    is empty, ``new_cluster`` and seeds given      every seed answered and none is a
+                                                               member: it founds; if a member
+                                                               answers, it joins (``joining``)
+==============  ============================================  =================================
+
+An empty data directory with neither seeds nor ``new_cluster`` is refused (:class:`StartupError`):
+a node never founds a cluster it was not told to found. A **member** is a node that belongs to a
+cluster: it serves, or it remembers a ring it is rejoining; a fresh joiner is not one. A full table
+is a ``Sync``/``SyncReply`` (all its parts) whose flags say what its sender is. So:
+
+* a wiped founder restarted with its usual command (``new_cluster`` plus seeds) hears from its
+  old peers, which are members, and rejoins them instead of founding a second cluster;
+* a fresh joiner trusts only a serving member's table, which is whole by that member's rule; a
+  rejoining node also checks the table against the ring it remembers, so a whole cluster that
+  restarts at once comes back without any node serving first.
+
+Until it serves, the node's own membership record is ``joining`` (so ``status`` shows it), it
+keeps sending ``Join`` to its seeds and to members it has heard of, and it still stores the
+replicas it is sent. The ring of a serving node is remembered in its storage (``RING_KEY``, names
+with addresses) whenever it changes; the addresses double as seeds after a restart. A ``Join``
+refused for its settings ends a node that does not serve yet (``Halt``): its settings disagree
+with the cluster's, which no retry can fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ring.core import messages as m
+from ring.core.hashring import HashRing
+from ring.core.layout import RING_KEY, Storage
+from ring.core.membership import (
+    MEMBER,
+    SERVING,
+    Membership,
+    MembershipConfig,
+    RandomSource,
+    Sync,
+    SyncReply,
+)
+
+WAIT_LOG_MS = 10_000  # how often a node that does not serve yet says what it waits for
+
+
+class StartupError(ValueError):
+    """The node cannot start from what it was given (an empty data directory, no seeds, and no
+    instruction to found a cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ViewConfig:
+    name: str
+    address: str
+    cluster: str
+    seeds: tuple[str, ...]
+    new_cluster: bool
+    n: int
+    partitions: int
+    vnodes: int
+    membership: MembershipConfig
+
+    def settings(self) -> dict[str, Any]:
+        """What every member of a cluster must agree on; carried by Join and full tables."""
+        return {
+            "cluster": self.cluster,
+            "n": self.n,
+            "partitions": self.partitions,
+            "vnodes": self.vnodes,
+        }
+
+
+def load_ring(storage: Storage) -> dict[str, str]:
+    """The ring a node last knew whole: member name -> address ('' when unknown)."""
+    raw = storage.get(RING_KEY)
+    if raw is None:
+        return {}
+    out: dict[str, str] = {}
+    for item in msgpack.unpackb(raw):
+        if isinstance(item, list) and len(item) == 2:
+            out[str(item[0])] = str(item[1])
+        elif isinstance(item, str):
+            out[item] = ""
+    return out
+
+
+class View:
+    """Membership, ring and readiness of one node (see the module docstring)."""
+
+    def __init__(
+        self, config: ViewConfig, storage: Storage, *, now_ms: int, incarnation: int
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.storage = storage
+        self.remembered = load_ring(storage)
+        self.seeds = [s for s in dict.fromkeys(config.seeds) if s != config.address]
+        others = [n for n in self.remembered if n != config.name]
+        if self.remembered:
+            self.mode = "rejoining" if others else "serving"
+        elif config.new_cluster:
+            self.mode = "founding" if self.seeds else "serving"
+        elif self.seeds:
+            self.mode = "joining"
+        else:
+            raise StartupError(
+                "the data directory holds no cluster: give --seeds to join a cluster or "
+                "--new-cluster to found one"
+            )
+        self._expected = others
+        self.membership = Membership(
+            config.name,
+            config.address,
+            incarnation=incarnation,
+            config=config.membership,
+            now_ms=now_ms,
+            settings=config.settings(),
+            serving=self.mode == "serving",
+            member=self.mode in ("serving", "rejoining"),
+        )
+        self.ring = HashRing([config.name], partitions=config.partitions, vnodes=config.vnodes)
+        self._table_parts: dict[str, set[int]] = {}  # full-table parts received, per sender
+        self._synced = False  # a full table from a sender good enough for our mode
+        self._answers: dict[str, int] = {}  # founding: the flags each answering node sent
+        self._halted = False
+        self._reported: set[tuple[str, str]] = set()
+        self._next_wait_log = now_ms + WAIT_LOG_MS
+        self._changes: list[tuple[str, str | None, str]] = []  # for the node, see drain_changes
+
+    # --- queries -------------------------------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        return self.mode == "serving"
+
+    def alive(self, name: str) -> bool:
+        return name == self.name or self.membership.is_alive(name)
+
+    def preference_list(self, key: bytes, n: int) -> tuple[str, ...]:
+        return self.ring.preference_list_for(key, n)
+
+    def drain_changes(self) -> list[tuple[str, str | None, str]]:
+        """Membership changes ``(name, old state or None, new state)`` since the last call."""
+        out, self._changes = self._changes, []
+        return out
+
+    def address_of(self, name: str) -> str | None:
+        member = self.membership.get(name)
+        return None if member is None else member.address
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, now_ms: int) -> list[m.Effect]:
+        # The members remembered from the last run are seeds too, so a node restarted without
+        # seeds finds its cluster again.
+        seeds = list(self.seeds)
+        for name, address in sorted(self.remembered.items()):
+            if name != self.name and address and address not in seeds:
+                seeds.append(address)
+        effects: list[m.Effect] = list(self.membership.join(seeds, now_ms))
+        if self.serving:
+            effects += self._begin_serving(now_ms, "founded" if not self.remembered else "alone")
+        self._sync_ring()
+        return effects
+
+    def stop(self, now_ms: int) -> list[m.Effect]:
+        return list(self.membership.leave(now_ms))
+
+    # --- events --------------------------------------------------------------------------------
+
+    def datagram(self, src: str, msg: Any, now_ms: int, rng: RandomSource) -> list[m.Effect]:
+        effects: list[m.Effect] = list(self.membership.handle(src, msg, now_ms, rng))
+        self._sync_ring()
+        self._report_refusals(effects)
+        if not self.serving:
+            if isinstance(msg, Sync | SyncReply) and msg.src_name != self.name:
+                self._note_table(msg)
+            effects += self._progress(now_ms)  # a ping may bring the last member it waits for
+        return effects
+
+    def tick(self, now_ms: int, rng: RandomSource) -> list[m.Effect]:
+        effects: list[m.Effect] = list(self.membership.tick(now_ms, rng))
+        self._sync_ring()
+        self._report_refusals(effects)
+        if not self.serving:
+            effects += self._progress(now_ms)
+            if now_ms >= self._next_wait_log and not self.serving:
+                self._next_wait_log = now_ms + WAIT_LOG_MS
+                effects.append(m.Log("info", f"not serving yet: {self.waiting_for()}"))
+        return effects
+
+    def waiting_for(self) -> str:
+        """What a node that does not serve yet waits for, in words (logs and status)."""
+        if self.mode == "founding":
+            missing = len(self.seeds) - len(self._answers)
+            return (
+                f"founding a cluster once its {len(self.seeds)} seeds answered and none is a "
+                f"member of a cluster ({missing} not answered yet)"
+            )
+        if self.mode == "joining":
+            return "a full membership table from a serving member (is a node of the cluster up?)"
+        unknown = [n for n in self._expected if self.membership.get(n) is None]
+        if not self._synced:
+            return "a full membership table from a member of the ring it remembers"
+        return f"news of the members it remembers: {', '.join(unknown)}"
+
+    # --- readiness -----------------------------------------------------------------------------
+
+    def _note_table(self, msg: Sync | SyncReply) -> None:
+        if self.mode == "founding":
+            self._answers[msg.src_name] = msg.flags
+            return
+        wanted = SERVING if self.mode == "joining" else MEMBER
+        if not msg.flags & wanted:
+            return
+        parts = self._table_parts.setdefault(msg.src_name, set())
+        parts.add(msg.part)
+        self._synced = self._synced or len(parts) >= msg.parts
+
+    def _progress(self, now_ms: int) -> list[m.Effect]:
+        if self.mode == "founding":
+            members = sorted(n for n, flags in self._answers.items() if flags & MEMBER)
+            if members:
+                self.mode = "joining"
+                return [
+                    m.Log(
+                        "info",
+                        f"seed {members[0]} belongs to a cluster: joining it instead of founding "
+                        "a new one",
+                    )
+                ]
+            if len(self._answers) >= len(self.seeds):
+                return self._begin_serving(now_ms, "founded")
+            return []
+        if not self._synced:
+            return []
+        known = self.membership.get
+        if self.mode == "rejoining" and not all(known(n) for n in self._expected):
+            return []
+        return self._begin_serving(now_ms, "joined" if self.mode == "joining" else "rejoined")
+
+    def _begin_serving(self, now_ms: int, how: str) -> list[m.Effect]:
+        self.mode = "serving"
+        self.membership.set_serving(now_ms)
+        self._sync_ring()
+        self._save_ring()
+        members = ", ".join(self.ring.members)
+        text = f"serving: {how} cluster {self.config.cluster!r}, ring of {members}"
+        return [m.Log("info", text), m.Serving()]
+
+    # --- the ring ------------------------------------------------------------------------------
+
+    def _sync_ring(self) -> None:
+        changes = self.membership.drain_changes()
+        if not changes:
+            return
+        self._changes += changes
+        members = self.membership.ring_members()
+        if tuple(members) != self.ring.members:
+            cfg = self.config
+            self.ring = HashRing(members, partitions=cfg.partitions, vnodes=cfg.vnodes)
+            self._save_ring()
+
+    def _save_ring(self) -> None:
+        # Only a whole view is kept: a partial one would let the next start serve too early.
+        if not self.serving:
+            return
+        ring: dict[str, str] = {}
+        for name in self.ring.members:
+            member = self.membership.get(name)
+            ring[name] = member.address if member is not None else ""
+        if ring != self.remembered:
+            packed = msgpack.packb([[n, a] for n, a in sorted(ring.items())])
+            self.storage.write([(RING_KEY, packed)], sync=True)
+            self.remembered = ring
+
+    def _report_refusals(self, effects: list[m.Effect]) -> None:
+        for sender, reason in self.membership.drain_refusals():
+            if reason.startswith("refused: ") and not self.serving and not self._halted:
+                self._halted = True
+                effects.append(m.Halt(f"{sender} refused to let {self.name} join: {reason[9:]}"))
+            elif (sender, reason) not in self._reported:
+                self._reported.add((sender, reason))
+                effects.append(m.Log("warning", reason))
