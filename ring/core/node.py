@@ -366,6 +366,7 @@ class Node:
                 for x in self.view.membership.members()
             ],
             "hints": self.coordinator.hints.counts(),
+            "waiting_for": None if self.view.serving else self.view.waiting_for(),
         }
 
     def ring_info(self) -> dict[str, Any]:

@@ -1,99 +1,12 @@
-"""Node cores wired together through an in-memory list of messages (h11's ConnectionPair idea):
-no loop, no sockets, virtual time."""
+"""A cluster of node cores through an in-memory list of messages (``tests.unit.corecluster``)."""
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import pytest
 
-from ring.core import messages as m
 from ring.core import record as rec
 from ring.core.layout import DATA, HINT
-from ring.core.node import Node, NodeConfig
-from ring.storage import MemoryStorage
-
-
-class Cluster:
-    def __init__(self, names: list[str], *, n: int = 3, r: int = 2, w: int = 2, seed: int = 1):
-        self.rng = random.Random(seed)
-        self.now = 1_000_000
-        self.storage = {name: MemoryStorage() for name in names}
-        self.down: set[str] = set()
-        self.queue: list[Any] = []
-        self.replies: dict[int, m.Reply] = {}
-        self.next_req = 0
-        self.nodes: dict[str, Node] = {}
-        self.names = names
-        self.cfg = dict(n=n, r=r, w=w, partitions=64, vnodes=16, request_timeout_ms=500)
-        for name in names:
-            self.start(name)
-
-    def start(self, name: str, incarnation: int = 0) -> None:
-        first = name == self.names[0]
-        seeds = () if first else (f"{self.names[0]}:1",)
-        cfg = NodeConfig(name=name, address=f"{name}:1", seeds=seeds, new_cluster=first, **self.cfg)
-        node = Node(cfg, self.storage[name], now_ms=self.now, rng=self.rng, incarnation=incarnation)
-        self.nodes[name] = node
-        self.down.discard(name)
-        self.queue += [(name, e) for e in node.start(self.now)]
-
-    def crash(self, name: str) -> None:
-        self.down.add(name)
-
-    def _deliver(self) -> None:
-        while self.queue:
-            src, eff = self.queue.pop(0)
-            if isinstance(eff, m.Reply):
-                self.replies[eff.req_id] = eff
-            elif isinstance(eff, m.Send):
-                if eff.dest not in self.down and src not in self.down:
-                    msg = m.from_wire(m.to_wire(eff.msg))  # through the wire form, as the shell
-                    out = self.nodes[eff.dest].handle(m.PeerMessage(src, msg), self.now)
-                    self.queue += [(eff.dest, e) for e in out]
-            elif isinstance(eff, m.SendDatagram):
-                dest = eff.address.split(":")[0]
-                if dest not in self.down and src not in self.down:
-                    msg = m.from_wire(m.to_wire(eff.msg))
-                    out = self.nodes[dest].handle(m.Datagram(f"{src}:1", msg), self.now)
-                    self.queue += [(dest, e) for e in out]
-
-    def run(self, ms: int) -> None:
-        end = self.now + ms
-        while self.now < end:
-            self.now += 20
-            for name, node in self.nodes.items():
-                if name not in self.down:
-                    self.queue += [(name, e) for e in node.handle(m.Tick(), self.now)]
-            self._deliver()
-
-    def request(self, via: str, op: str, **args: Any) -> m.Reply:
-        self.next_req += 1
-        req = self.next_req
-        out = self.nodes[via].handle(m.ClientRequest(req, op, args), self.now)
-        self.queue += [(via, e) for e in out]
-        self._deliver()
-        for _ in range(200):
-            if req in self.replies:
-                return self.replies.pop(req)
-            self.run(20)
-        raise AssertionError(f"no reply to {op} {args}")
-
-    def converged(self) -> bool:
-        return all(
-            {x.name: x.state for x in node.membership.members()}
-            == {n: ("down" if n in self.down else "up") for n in self.names}
-            for name, node in self.nodes.items()
-            if name not in self.down
-        )
-
-    def settle(self, limit_ms: int = 20_000) -> None:
-        waited = 0
-        while not self.converged():
-            assert waited < limit_ms, "membership did not converge"
-            self.run(100)
-            waited += 100
+from tests.unit.corecluster import Cluster
 
 
 @pytest.fixture
