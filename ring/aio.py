@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from ring.client import NodeUnavailable, describe
-from ring.embedded import Versioned
+from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
 from ring.net import clientops as ops
 from ring.net.codec import (

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from ring.embedded import Versioned
+from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
 from ring.net import clientops as ops
 from ring.net.codec import (

@@ -14,17 +14,15 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES, Versioned, to_bytes
 from ring.core import record as rec
 from ring.core.layout import ACTOR_KEY, DATA
 from ring.errors import CorruptData, InvalidInput, StoreClosed
 from ring.storage import Storage, open_storage
 
 DEFAULT_DATA_DIR = "ringkv-data"
-MAX_KEY_BYTES = 64 * 1024
-MAX_VALUE_BYTES = 16 * 1024 * 1024
 
 _SETTINGS = {
     "backend": "rocksdb",
@@ -38,39 +36,6 @@ _SETTINGS = {
 def default_path() -> str:
     """``$RINGKV_DATA``, else ``./ringkv-data``: the directory ``ring.open()`` and ringctl use."""
     return os.environ.get("RINGKV_DATA") or DEFAULT_DATA_DIR
-
-
-@dataclass(frozen=True, slots=True)
-class Versioned:
-    """Every live sibling of a key plus the opaque causal context to write back with.
-
-    ``values`` is empty when the key is absent or deleted. Pass ``context`` to ``put`` or
-    ``delete`` to supersede exactly the versions seen here.
-    """
-
-    values: tuple[bytes, ...]
-    context: bytes
-    value: bytes | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.values)
-
-
-def to_bytes(data: Any, what: str, limit: int) -> bytes:
-    if isinstance(data, bytes):
-        out = data
-    elif isinstance(data, str):
-        try:
-            out = data.encode("utf-8")
-        except UnicodeEncodeError as exc:  # lone surrogates have no UTF-8 form
-            raise InvalidInput(f"{what} is not valid text: {exc.reason}") from None
-    elif isinstance(data, bytearray | memoryview):
-        out = bytes(data)
-    else:
-        raise InvalidInput(f"{what} must be bytes or str, not {type(data).__name__}")
-    if len(out) > limit:
-        raise InvalidInput(f"{what} is {len(out)} bytes; the limit is {limit} bytes")
-    return out
 
 
 def versioned_of(record: rec.Record) -> Versioned:
@@ -129,11 +94,14 @@ class Store:
         self._bind_fast_paths()
 
     def _bind_fast_paths(self) -> None:
-        """Bind the backend's get and put directly: one Python call less on every operation."""
+        """Bind the backend's get and put directly: one Python call less on every operation.
+
+        A backend may offer ``fast_paths()`` (RocksDB does): its engine's own get and put, without
+        the closed check, which ``close`` makes unreachable by rebinding both to ``_closed``."""
         storage = self.storage
-        raw_db = getattr(storage, "_db", None)
-        if raw_db is not None and not self._sync:
-            self._get, self._put = raw_db.get, raw_db.put
+        fast_paths = getattr(storage, "fast_paths", None)
+        if fast_paths is not None and not self._sync:
+            self._get, self._put = fast_paths()
         elif self._sync:
             self._get = storage.get
             self._put = lambda k, v: storage.write([(k, v)], sync=True)
@@ -209,12 +177,12 @@ class Store:
         raw = self._get(DATA + key)
         if raw is None:
             return None
-        n = raw[1]
-        if raw[0] == 1 and n != 255:  # the common case of rec.decode_resolved, inlined
-            return raw[n + 2 :]  # type: ignore[no-any-return]
         try:
+            n = raw[1]
+            if raw[0] == 1 and n != 255:  # the common case of rec.decode_resolved, inlined
+                return raw[n + 2 :]  # type: ignore[no-any-return]
             return rec.decode_resolved(raw)
-        except Exception as exc:
+        except Exception as exc:  # a record too short to index fails here too: IndexError
             raise CorruptData(f"stored record for {key!r} cannot be decoded: {exc}") from None
 
     def get_versioned(self, key: Any) -> Versioned:
@@ -289,7 +257,8 @@ class Store:
         reverse: bool = False,
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        """``(key, value)`` pairs in key order; deleted keys are skipped."""
+        """``(key, value)`` pairs in key order; deleted keys are skipped. A stored record that
+        cannot be decoded raises :class:`ring.CorruptData` naming its key."""
         if limit is not None and limit < 0:
             raise InvalidInput("limit must be zero or more")
         items = self.storage.scan(
@@ -302,7 +271,12 @@ class Store:
         for skey, raw in items:
             if limit is not None and n >= limit:
                 return
-            value = rec.decode_resolved(raw)
+            try:
+                value = rec.decode_resolved(raw)
+            except Exception as exc:
+                raise CorruptData(
+                    f"stored record for {skey[1:]!r} cannot be decoded: {exc}"
+                ) from None
             if value is None:
                 continue
             n += 1

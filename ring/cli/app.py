@@ -19,7 +19,8 @@ from typing import Any
 
 import ring
 from ring.cli.output import PROG, Output
-from ring.embedded import MAX_VALUE_BYTES, default_path
+from ring.common import MAX_VALUE_BYTES
+from ring.embedded import default_path
 from ring.errors import RingError
 
 # --- exit codes (the README documents this table) ---------------------------------------------
@@ -68,6 +69,8 @@ class Command:
     run: Handler
     configure: Configure | None = None
     description: str | None = None
+    # "resolve" lets the command's own arguments replace global options of the same name.
+    conflict_handler: str = "error"
 
 
 COMMANDS: dict[str, Command] = {}
@@ -75,10 +78,18 @@ GROUPS: dict[str, str] = {}
 
 
 def command(
-    name: str, help: str, *, description: str | None = None
+    name: str,
+    help: str,
+    *,
+    description: str | None = None,
+    conflict_handler: str = "error",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``run(args, out)`` as command ``name``. Arguments are declared on the function
-    with :func:`arguments` (applied first, so written below this decorator)."""
+    with :func:`arguments` (applied first, so written below this decorator).
+
+    ``conflict_handler`` is argparse's, for the command's parser: ``"resolve"`` lets an argument
+    of the command take over a global option of the same name (``cluster local --nodes 3`` is a
+    count, not the global ``--nodes`` list of addresses)."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         parent = name.rpartition(" ")[0]
@@ -86,7 +97,9 @@ def command(
             raise ValueError(f"register the group {parent!r} before the command {name!r}")
         if name in COMMANDS or name in GROUPS:
             raise ValueError(f"command {name!r} is registered twice")
-        COMMANDS[name] = Command(name, help, fn, getattr(fn, "_configure", None), description)
+        COMMANDS[name] = Command(
+            name, help, fn, getattr(fn, "_configure", None), description, conflict_handler
+        )
         return fn
 
     return register
@@ -185,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = COMMANDS.get(name)
         text = cmd.help if cmd else GROUPS[name]
         sub = subparsers[parent].add_parser(
-            leaf, help=text, description=(cmd.description if cmd else None) or text
+            leaf,
+            help=text,
+            description=(cmd.description if cmd else None) or text,
+            conflict_handler=cmd.conflict_handler if cmd else "error",
         )
         add_global_options(sub, top=False)
         if cmd is None:

@@ -82,8 +82,8 @@ group("cluster", "run a local cluster of ringd processes")
 
 
 def _local_args(parser: argparse.ArgumentParser) -> None:
-    # Here --nodes is a count, not the global --nodes list of addresses: let it take over.
-    parser.conflict_handler = parser._optionals.conflict_handler = "resolve"
+    # Here --nodes is a count, not the global --nodes list of addresses: the command is
+    # registered with conflict_handler="resolve" so that this one takes over.
     parser.add_argument("--nodes", dest="count", type=int, default=3, help="how many (default 3)")
     parser.add_argument("--dir", required=True, help="directory for the nodes' data and state")
     parser.add_argument("--detach", action="store_true", help="return once the nodes serve")
@@ -207,7 +207,11 @@ def stop_nodes(nodes: list[dict[str, Any]], timeout: float = 15.0) -> None:
             os.kill(x["pid"], signal.SIGKILL)
 
 
-@command("cluster local", "start N ringd nodes on 127.0.0.1 (Ctrl-C stops them)")
+@command(
+    "cluster local",
+    "start N ringd nodes on 127.0.0.1 (Ctrl-C stops them)",
+    conflict_handler="resolve",
+)
 @arguments(_local_args)
 def cluster_local(args: argparse.Namespace, out: Output) -> None:
     if args.count < 1:

@@ -1,7 +1,9 @@
 """Consistent hashing with virtual nodes and fixed partitions.
 
-Karger et al., "Consistent Hashing and Random Trees" (1997), with the fixed-partition scheme of
-Dynamo (DeCandia et al. 2007, strategy 3) and riak_core's ``chash``:
+Karger et al., "Consistent Hashing and Random Trees" (1997), with Dynamo's strategy 2
+(DeCandia et al. 2007, section 6.2): T random tokens per member (``vnodes``, placed by hash) and
+Q fixed, equal partitions (``partitions``), each stored on the first N distinct members clockwise
+from its start. In detail (the partitions are fixed and equal, as in riak_core's ``chash``):
 
 * a key hashes (MurmurHash3, 64 bits) to one of ``partitions`` equal slices of the hash space;
   the mapping ``hash * partitions >> 64`` uses every partition, whatever the count;

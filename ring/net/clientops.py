@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ring.embedded import MAX_KEY_BYTES, MAX_VALUE_BYTES, Versioned, to_bytes
+from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES, Versioned, scan_bounds, to_bytes
 from ring.errors import InvalidInput, ProtocolError
-from ring.storage.base import scan_bounds
 
 DEFAULT_PAGE = 1000
 DEFAULT_TIMEOUT_S = 5.0

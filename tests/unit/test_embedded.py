@@ -14,6 +14,7 @@ import pytest
 
 import ring
 from ring import embedded
+from ring.core.layout import DATA
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -159,6 +160,29 @@ def test_scan_returns_the_resolved_value_of_siblings(store: ring.Store) -> None:
     store.put(b"k", b"x", context=b"")
     store.put(b"k", b"y", context=b"")
     assert list(store.scan()) == [(b"k", store.get(b"k"))]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"\x01", b"\x07\x00", b"\x07" + bytes(20)],
+    ids=["empty", "one-byte", "bad-kind", "bad-kind-long"],
+)
+def test_a_record_that_does_not_decode_is_corrupt_data(store: ring.Store, raw: bytes) -> None:
+    store.put(b"a", b"1")
+    store.put(b"c", b"3")
+    store.storage.put(DATA + b"b-bad", raw)  # as a damaged disk or a foreign writer might
+    with pytest.raises(ring.CorruptData, match=r"b'b-bad'"):
+        list(store.scan())
+    with pytest.raises(ring.CorruptData, match=r"b'b-bad'"):
+        list(store.scan(reverse=True))
+    with pytest.raises(ring.CorruptData, match=r"b'b-bad'"):
+        store.get(b"b-bad")
+    # One bad record fails the operations that read it, not the store.
+    assert store.get(b"a") == b"1"
+    store.put(b"c", b"33")
+    assert store.get(b"c") == b"33"
+    assert list(store.scan(prefix=b"c")) == [(b"c", b"33")]
+    assert list(store.scan(stop=b"b")) == [(b"a", b"1")]
 
 
 # --- siblings and contexts --------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""What the embedded store and the network clients share: the ``Versioned`` answer, input
+conversion with its size limits, and the folding of scan bounds.
+
+This module sits below both ``ring.embedded`` (with its storage engine) and the cluster clients
+(``ring.client``, ``ring.aio``, ``ring.net.clientops``), so that a client imports neither the
+embedded store nor rocksdict. It is pure: no IO, no clock, nothing but ``ring.errors``.
+``tests/unit/test_layers.py`` keeps it so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ring.errors import InvalidInput
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_VALUE_BYTES",
+    "Versioned",
+    "prefix_end",
+    "scan_bounds",
+    "to_bytes",
+]
+
+# The default limits of ``ring.open`` and the limits every cluster client checks before sending.
+MAX_KEY_BYTES = 64 * 1024
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """Every live sibling of a key plus the opaque causal context to write back with.
+
+    ``values`` is empty when the key is absent or deleted. Pass ``context`` to ``put`` or
+    ``delete`` to supersede exactly the versions seen here.
+    """
+
+    values: tuple[bytes, ...]
+    context: bytes
+    value: bytes | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+
+def to_bytes(data: Any, what: str, limit: int) -> bytes:
+    """``data`` (bytes, str as UTF-8, or bytes-like) as bytes of at most ``limit`` bytes; anything
+    else raises :class:`ring.InvalidInput` naming ``what`` ("key", "value")."""
+    if isinstance(data, bytes):
+        out = data
+    elif isinstance(data, str):
+        try:
+            out = data.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates have no UTF-8 form
+            raise InvalidInput(f"{what} is not valid text: {exc.reason}") from None
+    elif isinstance(data, bytearray | memoryview):
+        out = bytes(data)
+    else:
+        raise InvalidInput(f"{what} must be bytes or str, not {type(data).__name__}")
+    if len(out) > limit:
+        raise InvalidInput(f"{what} is {len(out)} bytes; the limit is {limit} bytes")
+    return out
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key that starts with ``prefix`` (None: no bound)."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return None
+    p[-1] += 1
+    return bytes(p)
+
+
+def scan_bounds(
+    prefix: bytes | None, start: bytes | None, stop: bytes | None
+) -> tuple[bytes | None, bytes | None]:
+    """Fold a prefix and start/stop into one ``[lower, upper)`` range."""
+    lower, upper = start, stop
+    if prefix:
+        if lower is None or lower < prefix:
+            lower = prefix
+        end = prefix_end(prefix)
+        if end is not None and (upper is None or upper > end):
+            upper = end
+    return lower, upper
