@@ -179,7 +179,7 @@ class Store:
             return None
         try:
             n = raw[1]
-            if raw[0] == 1 and n != 255:  # the common case of rec.decode_resolved, inlined
+            if raw[0] == 1 and n != 255 and len(raw) > n + 1:  # rec.decode_resolved, inlined
                 return raw[n + 2 :]  # type: ignore[no-any-return]
             return rec.decode_resolved(raw)
         except Exception as exc:  # a record too short to index fails here too: IndexError

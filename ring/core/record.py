@@ -290,7 +290,10 @@ def decode_resolved(data: bytes) -> bytes | None:
     kind = data[0]
     if kind == 1:
         n = data[1]
-        return data[n + 2 :] if n != 255 else data[6 + int.from_bytes(data[2:6], "big") :]
+        start = n + 2 if n != 255 else 6 + int.from_bytes(data[2:6], "big")
+        if start > len(data) or (n == 255 and len(data) < 6):
+            raise ValueError("not an encoded record (shorter than its head)")
+        return data[start:]
     if kind == 0:
         return None
     raise ValueError("not an encoded record (bad kind byte)")

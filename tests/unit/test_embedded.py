@@ -164,8 +164,8 @@ def test_scan_returns_the_resolved_value_of_siblings(store: ring.Store) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"\x01", b"\x07\x00", b"\x07" + bytes(20)],
-    ids=["empty", "one-byte", "bad-kind", "bad-kind-long"],
+    [b"", b"\x01", b"\x07\x00", b"\x07" + bytes(20), b"\x01\x05", b"\x01\xff\x00\x00\x01"],
+    ids=["empty", "one-byte", "bad-kind", "bad-kind-long", "truncated", "truncated-long-head"],
 )
 def test_a_record_that_does_not_decode_is_corrupt_data(store: ring.Store, raw: bytes) -> None:
     store.put(b"a", b"1")
