@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from ring.core import messages as m
 from ring.core import validate
 from ring.core.coordinator import Coordinator
@@ -49,9 +50,6 @@ from ring.core.validate import RequestError
 from ring.core.view import StartupError, View, ViewConfig
 
 __all__ = ["Node", "NodeConfig", "NodeRandom", "RequestError", "StartupError"]
-
-MAX_KEY_BYTES = 64 * 1024
-MAX_VALUE_BYTES = 16 * 1024 * 1024
 
 
 class NodeRandom(RandomSource, Protocol):
