@@ -13,14 +13,17 @@ replays exactly from its seed.
 
 **Records.** Every node keeps one ``Member`` per name, itself included: ``(address, incarnation,
 state, since_ms)``. ``since_ms`` is when the current ``(incarnation, state)`` was adopted here.
-Records travel as flat lists ``[name, address, incarnation, state]``.
+Records travel as flat lists ``[name, address, incarnation, state]``. A member that is alive but
+does not serve yet (it is joining or rejoining its cluster, ``ring.core.view``) is ``joining``:
+it answers gossip and stores replicas, and it says ``up`` once it serves.
 
 **Precedence** (``supersedes``), the only way a record changes on news from outside:
 
 * ``left`` is final: nothing replaces it, and it replaces anything;
-* otherwise the higher ``(incarnation, rank)`` wins, rank being ``up < suspect < down``. So at one
-  incarnation, down beats suspect beats up; and a node that restarts (or refutes) with a higher
-  incarnation is up again, whatever was said of its older incarnations.
+* otherwise the higher ``(incarnation, rank)`` wins, rank being
+  ``joining < up < suspect < down``. So at one incarnation, down beats suspect beats up beats
+  joining; and a node that restarts (or refutes) with a higher incarnation is alive again,
+  whatever was said of its older incarnations.
 
 **State transitions** of a peer's record, as seen by one node:
 
@@ -28,7 +31,8 @@ Records travel as flat lists ``[name, address, incarnation, state]``.
 from        event                               to          incarnation
 ==========  ==================================  ==========  =============================
 (unknown)   any record about it                 as heard    as heard
-up          our probe and ping-reqs got no ack  suspect     same
+joining     it serves (its own news)            up          same
+up/joining  our probe and ping-reqs got no ack  suspect     same
 suspect     ``suspect_timeout_ms`` passed       down        same
 any         its ``Leave`` (graceful)            down        its own
 any         its ``Leave`` (permanent)           left        its own
@@ -36,10 +40,11 @@ any         a record that ``supersedes`` ours   as heard    as heard
 left        anything                            left        unchanged
 ==========  ==================================  ==========  =============================
 
-Only the node itself raises its incarnation. When it hears itself suspected or declared down at
-an incarnation >= its own, it **refutes**: incarnation = heard + 1, state up, and that record is
-gossiped. A "left" heard about oneself is ignored (left is final, it cannot be refuted). After
-``leave()`` the node neither probes nor refutes; ``join()`` brings it back one incarnation higher.
+Only the node itself raises its incarnation. When it hears a record of itself that its own does
+not supersede (suspected or declared down, or said to serve when it does not), it **refutes**:
+incarnation = heard + 1, its own state (joining or up), and that record is gossiped. A "left"
+heard about oneself is ignored (left is final, it cannot be refuted). After ``leave()`` the node
+neither probes nor refutes; ``join()`` brings it back one incarnation higher.
 
 **Failure detection.** Each ``probe_interval_ms`` the node pings the next member of a
 round-robin list of the other up/suspect members, shuffled with ``rng`` at the start of every
@@ -59,23 +64,30 @@ from the broadcast queue (fewest transmissions first, then newest), each update 
 its sender learned from the record it carries.
 
 **Join.** ``join(seeds)`` sends ``Join`` to every seed but our own address, and ``tick`` repeats
-it every ``join_retry_ms`` until some member other than us is known. A seed adds the joiner (up
-at its incarnation) and answers with its full state in ``SyncReply`` datagrams.
+it every ``join_retry_ms`` while the node does not serve (then also to ``JOIN_FANOUT`` members it
+has heard of), or while no member other than it is known. A ``Join`` carries the settings every
+member of a cluster shares (cluster name, N, ring size, vnodes); a seed with other settings
+answers ``JoinRefused`` with a reason that names both values and lets nothing in. Otherwise the
+seed adds the joiner (joining, at its incarnation) and answers with its full state in
+``SyncReply`` datagrams.
 
 **Sync** (push-pull). Every ``sync_interval_ms`` the full table goes to one random live peer in
 ``Sync`` datagrams; the receiver merges them and answers part 0 with its own table in
 ``SyncReply`` datagrams. A table too big for one datagram is split into several (``part`` of
 ``parts``); each part is merged on its own, so a lost part loses only its records until the next
-sync. ``left`` records are kept as tombstones and synced like any other.
+sync. ``left`` records are kept as tombstones and synced like any other. Every part carries
+the sender's settings (a table with other settings is dropped, and reported through
+``drain_refusals``) and its flags: ``SERVING`` (it serves) and ``MEMBER`` (it belongs to a
+cluster), which ``ring.core.view`` uses to decide when a node may serve.
 
 **Size.** Every datagram packs (msgpack) to at most ``PAYLOAD_BUDGET`` bytes, leaving room under
 ``MAX_DATAGRAM_BYTES`` for the shell's framing and HMAC. Names and addresses are limited to
 ``MAX_FIELD_BYTES`` UTF-8 bytes each so one record always fits.
 
-Invariants: our own record is never suspect (only up, or down/left after ``leave``); a record
-only moves forward in ``supersedes`` order, except the node's own, which the node alone writes;
-``members()`` and ``ring_members()`` are sorted; ``ring_members()`` changes only when a member
-appears or leaves for good, never on up/down.
+Invariants: our own record is never suspect (only joining or up, or down/left after
+``leave``); a record only moves forward in ``supersedes`` order, except the node's own, which the
+node alone writes; ``members()`` and ``ring_members()`` are sorted; ``ring_members()`` changes
+only when a member appears or leaves for good, never on up/down.
 """
 
 from __future__ import annotations

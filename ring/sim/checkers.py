@@ -329,8 +329,7 @@ def check_replicated(
                     Violation(
                         "acknowledged-write-not-replicated",
                         op.key,
-                        f"after hinted handoff, {name}, a replica of the key, lacks "
-                        f"{w.describe()}",
+                        f"after hinted handoff, {name}, a replica of the key, lacks {w.describe()}",
                     )
                 )
     return out

@@ -40,9 +40,9 @@ import msgpack
 from ring.core import messages as m
 from ring.core.layout import HINT
 from ring.core.node import Node, NodeConfig
+from ring.sim.disk import SimDisk
 from ring.sim.network import Network, Packet, from_bytes
 from ring.sim.scheduler import Scheduler
-from ring.sim.disk import SimDisk
 
 PORT = 7000
 CLIENT_LATENCY_MS = (1, 3)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ring.core import node as node_mod
-from ring.core.coordinator import Coordinator
 from ring.core import record as rec
+from ring.core.coordinator import Coordinator
 from ring.core.layout import DATA, RUNNING_KEY
 from ring.sim import SimConfig, run_seed
 from ring.sim.__main__ import main

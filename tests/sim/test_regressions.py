@@ -25,8 +25,8 @@ import msgpack
 import pytest
 
 from ring.core import messages as m
-from ring.core.layout import RING_KEY
 from ring.core.coordinator import Coordinator
+from ring.core.layout import RING_KEY
 from ring.core.membership import MEMBER, SERVING, Ping, SyncReply
 from ring.core.node import Node, NodeConfig
 from ring.core.view import StartupError
