@@ -18,8 +18,9 @@ SIGTERM or SIGINT: stop accepting, let the requests it coordinates finish (up to
 ``drain_s``), tell the peers it is going down, close the data directory, exit 0. A second signal
 skips the wait.
 
-Exit codes: 0 clean stop; 2 bad settings; 4 data directory locked or unusable; 5 cannot listen
-on the address; 70 internal error.
+Exit codes: 0 clean stop; 2 bad settings; 4 data directory locked or unusable (also when a write
+to it fails while serving: the node acknowledges nothing more and stops); 5 cannot listen on the
+address; 70 internal error.
 """
 
 from __future__ import annotations
@@ -228,15 +229,18 @@ def advertised(settings: Settings, host: str, port: int) -> str:
 
 async def serve(settings: Settings, storage: RocksStorage) -> int:
     loop = asyncio.get_running_loop()
-    # The writes of one loop iteration share one write-ahead-log append (group commit); the
-    # runtime commits them before it writes any frame, so acknowledgements stay behind them.
+    # The writes of one loop iteration share one write-ahead-log append (group commit; with
+    # --sync one fsync, in a worker thread); the runtime holds every frame until they are
+    # durable, so acknowledgements stay behind them. A failed commit stops the node.
     grouped = GroupCommitStorage(storage, sync=settings.sync)
+    stop = asyncio.Event()
     runtime = Runtime(
         settings.name,
         cluster=settings.cluster,
         tick_ms=settings.tick_ms,
         max_frame_bytes=settings.max_frame_bytes,
-        commit=grouped.commit,
+        commit=grouped.start_commit,
+        on_commit_error=lambda _error: stop.set(),
     )
     host, port = parse_address(settings.listen)
     try:
@@ -271,7 +275,6 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         incarnation=time.time_ns() // 1_000_000_000,
     )
     signals: list[int] = []
-    stop = asyncio.Event()
 
     def on_signal(signum: int) -> None:
         signals.append(signum)
@@ -295,9 +298,17 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     )
     print(f"ringd {settings.name} listening on {address}", flush=True)
     await stop.wait()
-    log.info("%s: stopping", signal.Signals(signals[0]).name)
+    if signals:
+        log.info("%s: stopping", signal.Signals(signals[0]).name)
     await runtime.shutdown(settings.drain_s)
-    grouped.commit()
+    error = runtime.commit_error
+    try:
+        grouped.close()  # waits for the commit worker, writes what the stop itself wrote
+    except Exception as exc:
+        error = error or exc
+    if error is not None:
+        log.error("stopped: the data directory %s is unusable (%s)", settings.data, error)
+        return STORE
     log.info("stopped")
     return OK
 

@@ -7,6 +7,28 @@ turns into ``core.handle(event, now_ms)``; the effects it returns are applied at
 ``SendDatagram`` goes out on the UDP socket. Queued frames are joined into one
 ``transport.write`` per connection by a single ``call_soon`` flush per loop iteration.
 
+Group commit (``ring.storage.group``). The core's storage writes only gather in memory; the flush
+step first calls ``commit`` (``GroupCommitStorage.start_commit``) for the writes of this
+iteration, then takes every dirty connection's frames as one *wave*. Invariants:
+
+* no frame leaves before the writes of its iteration, and of every earlier iteration, are
+  durable: without ``--sync`` the commit is done on return (a log append on the loop thread)
+  and the wave is written at once; with ``--sync`` it returns a future that the storage's
+  worker thread completes once the batch is fsynced, and the wave waits for it (the iterations
+  during one fsync all wait for the next batch, which covers all their writes);
+* waves are written in the order they were produced: a wave waits behind every wave still held,
+  even one whose iteration wrote nothing — a read reply must not show a write that is not yet
+  durable ahead of that write's acknowledgement. The worker reports completion with
+  ``call_soon_threadsafe``; the loop itself (``_release``) writes the waves that are due;
+* a failed commit acknowledges nothing: the wave held for it and every later frame are dropped,
+  ``commit_errors`` is counted, the error logged, and the node stops serving (``stopped``);
+  ``on_commit_error`` tells the process (``ringd`` exits with 4).
+
+Datagrams (gossip) do not wait: they acknowledge no write, and a slow disk must not make the
+node look dead to its peers' failure detectors. The loop itself only waits for the disk when the
+core asks for a write that is durable on return (``write(..., sync=True)``: node identity, the
+ring it knows, start and stop), which are rare.
+
 ``now_ms`` is wall-clock milliseconds, because the core stamps values with it (latest-timestamp
 resolution across nodes needs a shared clock), read through :class:`SteadyWallClock` so that a
 clock stepped back cannot stall the core's timers; ``clock`` is a parameter so tests can pass
@@ -24,7 +46,9 @@ import errno
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from ring.core import messages
@@ -43,6 +67,9 @@ from ring.net.udp import GossipEndpoint
 log = logging.getLogger("ringd")
 
 _WILDCARDS = ("", "*", "0.0.0.0", "::")
+
+
+Wave = tuple[FramedConnection, bytes, bool]  # one connection's frames of a flush, close after
 
 
 class Core(Protocol):
@@ -97,11 +124,15 @@ class Runtime:
         tick_ms: int = 20,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         clock: Callable[[], int] | None = None,
-        commit: Callable[[], None] | None = None,
+        commit: Callable[[], Future[None] | None] | None = None,
+        on_commit_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.name = name
-        # Group commit: makes the core's pending storage writes durable before frames go out.
-        self.commit: Callable[[], None] = commit if commit is not None else (lambda: None)
+        # Group commit (see the module docstring): starts making the core's storage writes
+        # durable; None when they are on return, else a future completed from another thread.
+        self.commit: Callable[[], Future[None] | None] = commit or (lambda: None)
+        self.on_commit_error = on_commit_error
+        self.commit_error: BaseException | None = None
         self.cluster = cluster
         self.tick_s = tick_ms / 1000
         self.max_frame_bytes = max_frame_bytes
@@ -118,6 +149,12 @@ class Runtime:
         self._last_msg: Any = None  # the last peer message encoded, and its frame
         self._last_frame = b""
         self._dirty: list[FramedConnection] = []
+        # Waves of frames held until their commit is durable, oldest first: (the future of the
+        # iteration's batch, or None if it sealed none; [(connection, frames, close after)]).
+        self._waves: deque[tuple[Future[None] | None, list[Wave]]] = deque()
+        self._watched: Future[None] | None = None  # the last commit future seen
+        self._released = asyncio.Event()  # set whenever no wave is held
+        self._released.set()
         self._flush_handle: asyncio.Handle | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._server: asyncio.Server | None = None
@@ -164,20 +201,28 @@ class Runtime:
         await self._server.start_serving()
 
     async def shutdown(self, drain_s: float = 5.0) -> None:
-        """Stop accepting, let coordinated requests finish, tell peers, close everything."""
+        """Stop accepting, let coordinated requests finish, tell peers, write every frame held
+        for a commit once it is durable (however long the disk takes: they acknowledge writes),
+        close everything. After a failed commit nothing is left to finish: it does not wait."""
         core, loop = self.core, self._loop
         assert core is not None and loop is not None
         self.draining = True
         if self._server is not None:
             self._server.close()
         deadline = loop.time() + drain_s
-        while not core.idle() and loop.time() < deadline and not self._cut_drain:
+        while (
+            not core.idle()
+            and loop.time() < deadline
+            and not self._cut_drain
+            and self.commit_error is None
+        ):
             await asyncio.sleep(self.tick_s)
         if not core.idle():
             log.warning("stopping with %d client requests unanswered", len(self.pending))
-        self._apply(core.stop(self.clock()))
+        self._stop_core(core)
         self.stopped = True
         self._flush()
+        await self._released.wait()
         assert self.peers is not None
         flush_deadline = loop.time() + 1.0
         while self.peers.write_buffer_size() and loop.time() < flush_deadline:
@@ -191,6 +236,17 @@ class Runtime:
             self.udp.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+    def _stop_core(self, core: Core) -> None:
+        """Tell the core it stops; if that fails (its storage write, after a failed commit),
+        close the rest all the same."""
+        try:
+            self._apply(core.stop(self.clock()))
+        except Exception as exc:
+            if self.commit_error is None:
+                log.exception("the core failed to stop")
+            else:
+                log.warning("the node could not record its stop: %s", exc)
 
     def cut_drain(self) -> None:
         """Make a running ``shutdown`` stop waiting for requests in flight."""
@@ -317,11 +373,79 @@ class Runtime:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        """The flush step, once per loop iteration: commit this iteration's writes, then write
+        its frames — at once if that commit is done and no wave is held, else as a wave held
+        behind the others until its commit is durable (see the module docstring)."""
         self._flush_handle = None
-        self.commit()
         dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            conn.flush()
+        if self.commit_error is not None:
+            self._drop(dirty)
+            return
+        try:
+            durable = self.commit()
+        except Exception as exc:
+            self._commit_failed(exc)
+            self._drop(dirty)
+            return
+        wave = [(conn, *chunk) for conn in dirty if (chunk := conn.take()) is not None]
+        if durable is None and not self._waves:
+            _write_wave(wave)
+            return
+        self._waves.append((durable, wave))
+        self._released.clear()
+        if durable is not None and durable is not self._watched:
+            # The iterations during one fsync all wait for the same next batch: one callback.
+            self._watched = durable
+            durable.add_done_callback(self._durable)
+
+    def _durable(self, future: Future[None]) -> None:
+        # Runs in the storage's worker thread (or here, if already done): hop to the loop.
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._release)
+        except RuntimeError:  # the loop is closed: nobody is left to answer
+            pass
+
+    def _release(self) -> None:
+        """Write the held waves whose commits are durable, in order, up to the first that is
+        not (a wave of an iteration that wrote nothing is due once the waves before it are)."""
+        waves = self._waves
+        while waves:
+            durable, wave = waves[0]
+            if durable is not None:
+                if not durable.done():
+                    return
+                error = durable.exception()
+                if error is not None:
+                    self._commit_failed(error)
+                    return
+            waves.popleft()
+            _write_wave(wave)
+        self._released.set()
+
+    def _commit_failed(self, error: BaseException) -> None:
+        """Acknowledge nothing more and stop serving: the data directory is unusable."""
+        if self.commit_error is not None:
+            return
+        self.commit_error = error
+        self.count("commit_errors")
+        log.error(
+            "cannot write to the data directory: %s: %s; stopping, and acknowledging nothing "
+            "written since the last successful commit",
+            type(error).__name__,
+            error,
+        )
+        self.stopped = self.draining = True
+        # Counted per connection buffer (the frames of one connection in one flush step).
+        self.count("buffers_unsent", sum(len(wave) for _, wave in self._waves))
+        self._waves.clear()
+        self._released.set()
+        if self.on_commit_error is not None:
+            self.on_commit_error(error)
+
+    def _drop(self, dirty: list[FramedConnection]) -> None:
+        """After a failed commit: discard the frames queued (nothing may leave any more)."""
+        self.count("buffers_unsent", sum(1 for conn in dirty if conn.take() is not None))
 
     def count(self, counter: str, n: int = 1) -> None:
         self.counters[counter] = self.counters.get(counter, 0) + n
@@ -346,3 +470,8 @@ class Runtime:
             "peer_links": len(peers.links) if peers is not None else 0,
             "requests_in_flight": len(self.pending),
         }
+
+
+def _write_wave(wave: list[Wave]) -> None:
+    for conn, data, last in wave:
+        conn.write_out(data, last)

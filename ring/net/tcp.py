@@ -1,13 +1,20 @@
 """TCP connections of a node: inbound (clients and peers) and outbound (links to peers).
 
 Both are ``asyncio.Protocol`` objects driven by callbacks — no task per request. Frames produced
-while handling events are queued on the connection; the runtime joins each connection's queue
-into a single ``transport.write`` once per loop iteration (``Dispatcher.mark_dirty``).
+while handling events are queued on the connection; once per loop iteration the runtime takes
+each connection's queue as one buffer (``Dispatcher.mark_dirty``, ``take``) and writes it with a
+single ``transport.write`` (``write_out``) once the storage writes of that iteration, and of
+every earlier one, are durable (group commit, see ``ring.net.runtime``).
 
 Invariants:
 
+* frames leave only through the dispatcher's ``write_out``, in the order they were taken, so no
+  reply overtakes the commit of a write it acknowledges or shows (the one frame written here,
+  ``PeerLink``'s hello, acknowledges nothing);
+
 * an inbound connection says nothing but its hello answer until it has received a valid hello,
-  and answers a broken frame with ``[None, "protocol", why]`` and closes — only itself;
+  and answers a broken frame with ``[None, "protocol", why]`` — behind the frames it still owes
+  — and closes, only itself;
 * inbound *node* connections are one-way: a peer sends over its own outbound link and we answer
   over ours, so a message's reply never depends on which side opened a connection;
 * an outbound link queues frames until the peer's hello answer proves it is the node we meant,
@@ -50,11 +57,9 @@ class Dispatcher(Protocol):
     cluster: str
     max_frame_bytes: int
 
-    def mark_dirty(self, conn: FramedConnection) -> None: ...
-
-    def commit(self) -> None:
-        """Make the node's pending storage writes durable; called before any frame is written,
-        so no acknowledgement leaves ahead of the write it acknowledges (group commit)."""
+    def mark_dirty(self, conn: FramedConnection) -> None:
+        """``conn`` has frames queued: ``take`` them in this iteration's flush step and
+        ``write_out`` them once the writes they acknowledge are durable."""
 
     def count(self, counter: str, n: int = 1) -> None: ...
 
@@ -105,34 +110,47 @@ class FramedConnection(asyncio.Protocol):
             self.dispatcher.mark_dirty(self)
         self.out.append(frame)
 
-    def flush(self) -> None:
+    def take(self) -> tuple[bytes, bool] | None:
+        """Detach the queued frames as one buffer, for the dispatcher to ``write_out`` once
+        they may leave; and whether the connection closes after them (it failed: they end
+        with its error frame)."""
         out = self.out
         if not out:
-            return
+            return None
         self.out = []
-        if self.transport is not None and not self.closed:
-            self.dispatcher.commit()
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        return (out[0] if len(out) == 1 else b"".join(out)), self.closed
+
+    def write_out(self, data: bytes, last: bool) -> None:
+        """Write frames taken before (the dispatcher's job, in the order it took them)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if last:
+            transport.close()
 
     def fail(self, why: str) -> None:
-        """Answer a protocol violation and close this connection only."""
+        """Answer a protocol violation and close this connection only.
+
+        It is closed to anything new at once (no more reads, no more replies); the error frame
+        joins the frames it still owes, behind them, and the transport closes once the
+        dispatcher has written it (``take`` says so)."""
         if self.closed:
             return
         self.dispatcher.count("protocol_errors")
         log.info("closing connection from %s: %s", self.peername, why)
         frame = encode_frame(new_packer(), protocol_error(why), 1 << 31)
-        self.flush()
-        if self.transport is not None:
-            self.dispatcher.commit()
-            self.transport.write(frame)
-        self.close()
+        self.queue(frame)
+        self.closed = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.out = []
-            if self.transport is not None:
-                self.transport.close()
+        """Close now, dropping the frames not yet written (also those of a failed one)."""
+        self.closed = True
+        self.out = []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
