@@ -13,5 +13,5 @@ ENV RINGKV_DATA=/data \
 VOLUME /data
 # TCP (clients and replication) and UDP (gossip) on the same port number.
 EXPOSE 7070/tcp 7070/udp
-HEALTHCHECK --interval=5s --timeout=3s --retries=5 CMD ["ringctl", "--nodes", "127.0.0.1:7070", "status"]
+HEALTHCHECK --interval=5s --timeout=3s --retries=5 CMD ["ringctl", "--nodes", "127.0.0.1:7070", "status", "--check"]
 ENTRYPOINT ["ringd"]

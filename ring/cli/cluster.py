@@ -21,10 +21,11 @@ import sys
 import time
 from typing import Any
 
-from ring.cli.app import UNAVAILABLE, USAGE, CliError, arguments, command, group
+from ring.cli.app import UNAVAILABLE, UNREACHABLE, USAGE, CliError, arguments, command, group
 from ring.cli.output import Output
 
 READY = re.compile(r"ringd (\S+) listening on (\S+)")
+SERVING = re.compile(r"ringd (\S+) serving")
 STATE_FILE = "cluster.json"
 
 
@@ -44,20 +45,43 @@ def _client(args: argparse.Namespace) -> Any:
 # --- status / ring -----------------------------------------------------------------------------
 
 
+def _status_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 5 unless the contacted node serves (a health check)",
+    )
+
+
 @command("status", "members of the cluster as the contacted node sees them")
+@arguments(_status_args)
 def status(args: argparse.Namespace, out: Output) -> None:
     with _client(args) as client:
         info = client.status()
+    if args.check and info.get("serving") is False:
+        raise CliError(
+            f"node {info.get('node')} does not serve yet: it waits for {info.get('waiting_for')}",
+            UNREACHABLE,
+        )
     members = [
         {"name": m["name"], "address": m["address"], "state": m["state"]} for m in info["members"]
     ]
+    hints = {str(k): int(v) for k, v in (info.get("hints") or {}).items()}
     if out.json:
-        out.emit({"node": info.get("node"), "members": members})
+        out.emit(
+            {
+                "node": info.get("node"),
+                "serving": info.get("serving"),
+                "members": members,
+                "hints": hints,
+            }
+        )
         return
     width = max([len(m["name"]) for m in members] + [4])
-    out.line(f"{'NAME':<{width}}  {'ADDRESS':<21}  STATE")
+    out.line(f"{'NAME':<{width}}  {'ADDRESS':<21}  {'STATE':<8}  HINTS")
     for m in members:
-        out.line(f"{m['name']:<{width}}  {m['address']:<21}  {m['state']}")
+        held = hints.get(m["name"], 0)
+        out.line(f"{m['name']:<{width}}  {m['address']:<21}  {m['state']:<8}  {held}")
 
 
 @command("ring", "partitions owned per node and the balance of the ring")
@@ -128,18 +152,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], log_path: str, deadline: float) -> str:
+def _wait_for(
+    pattern: re.Pattern[str],
+    proc: subprocess.Popen[bytes],
+    log_path: str,
+    deadline: float,
+    offset: int = 0,
+) -> str:
+    """Wait until ringd's log (from ``offset``: this run) has a line ``pattern`` matches; fail
+    if ringd exits first."""
     while time.monotonic() < deadline:
         with open(log_path, encoding="utf-8", errors="replace") as f:
-            match = READY.search(f.read())
+            f.seek(offset)
+            match = pattern.search(f.read())
         if match:
-            return match.group(2)
+            return match.group(match.lastindex or 0)
         if proc.poll() is not None:
             with open(log_path, encoding="utf-8", errors="replace") as f:
                 tail = f.read()[-600:]
             raise CliError(f"ringd exited with code {proc.returncode}:\n{tail}", UNAVAILABLE)
         time.sleep(0.05)
-    raise CliError(f"ringd did not become ready in time (see {log_path})", UNAVAILABLE)
+    what = "listen" if pattern is READY else "serve"
+    raise CliError(f"ringd did not {what} in time (see {log_path})", UNAVAILABLE)
 
 
 def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
@@ -155,34 +189,45 @@ def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
         )
     ports = state.get("ports") or [_free_port() for _ in range(count)]
     ports = (ports + [_free_port() for _ in range(count)])[:count]
+    addresses = [f"127.0.0.1:{port}" for port in ports]
     nodes: list[dict[str, Any]] = []
-    seed = f"127.0.0.1:{ports[0]}"
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        for i, port in enumerate(ports, start=1):
+        # docker-compose's layout: node1 founds the cluster (the flag is ignored once its data
+        # directory holds one), every node has the others as seeds.
+        for i, address in enumerate(addresses, start=1):
             name = f"node{i}"
             log_path = os.path.join(root, f"{name}.log")
-            cmd = [
-                sys.executable,
-                "-m",
-                "ring.cli.ringd",
-                "--name",
-                name,
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--data",
-                os.path.join(root, name),
-            ]
-            if i > 1:
-                cmd += ["--seeds", seed]
+            with open(log_path, "ab"):
+                offset = os.path.getsize(log_path)
+            cmd = [sys.executable, "-m", "ring.cli.ringd", "--name", name, "--listen", address]
+            cmd += ["--data", os.path.join(root, name)]
+            seeds = [a for a in addresses if a != address]
+            if seeds:
+                cmd += ["--seeds", ",".join(seeds)]
+            if i == 1:
+                cmd += ["--new-cluster"]
             if count > 1 or n is not None:
                 r = n if n is not None else min(3, count)
                 cmd += ["--n", str(r), "--r", str(r // 2 + 1), "--w", str(r // 2 + 1)]
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+            procs.append(proc)
             nodes.append(
-                {"name": name, "pid": proc.pid, "address": f"127.0.0.1:{port}", "log": log_path}
+                {
+                    "name": name,
+                    "pid": proc.pid,
+                    "address": address,
+                    "log": log_path,
+                    "offset": offset,
+                }
             )
-            _wait_ready(proc, log_path, time.monotonic() + 30)
+        deadline = time.monotonic() + 30
+        for proc, x in zip(procs, nodes):
+            _wait_for(READY, proc, x["log"], deadline, x["offset"])
+        for proc, x in zip(procs, nodes):
+            _wait_for(SERVING, proc, x["log"], deadline, x["offset"])
+            del x["offset"]
     except BaseException:
         stop_nodes(nodes)
         raise

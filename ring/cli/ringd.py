@@ -1,26 +1,34 @@
 """``ringd``: one ringkv cluster node.
 
-    ringd --name NAME --listen HOST:PORT --data DIR [--seeds HOST:PORT,...]
+    ringd --name NAME --listen HOST:PORT --data DIR [--seeds HOST:PORT,...] [--new-cluster]
           [--n 3] [--r 2] [--w 2] [--cluster NAME] [--advertise HOST:PORT] [--config FILE.toml]
 
 Every setting also comes from the environment (``RINGKV_NAME``, ``RINGKV_LISTEN``, ...: the
 setting's name in capitals) and from a TOML file of the same keys (``--config`` or
-``RINGKV_CONFIG``); a flag wins over the environment, which wins over the file. A node without
-seeds defaults to N=R=W=1 (a cluster of one); with seeds to N=3, R=W=2. R and W default to a
-majority of N when only N is set.
+``RINGKV_CONFIG``); a flag wins over the environment, which wins over the file. N defaults to 3
+on every node (it is a cluster-wide setting); R and W default to a majority of N. While the
+cluster has fewer than N members, the node caps the *default* R and W by the replicas that exist.
+
+Starting: a data directory that holds a cluster rejoins it (through ``--seeds`` and the members
+it remembers). An empty one joins through ``--seeds``, or founds a cluster with
+``--new-cluster`` (with seeds too, it founds only if none of them belongs to a cluster — so a
+founder whose data was wiped rejoins its cluster); with neither, ringd refuses to start (exit
+2). See ``ring.core.view``.
 
 TCP (clients, replication) and UDP (gossip) share the port; ``--listen HOST:0`` picks a free
-one. Once serving, ringd prints ``ringd NAME listening on ADDRESS`` on stdout, ADDRESS being the
-address the node announces to its peers (``--advertise``, else the listen address; for a
-wildcard listen address, the host name). Logs go to stderr, one line per event.
+one. Once listening, ringd prints ``ringd NAME listening on ADDRESS`` on stdout, ADDRESS being
+the address the node announces to its peers (``--advertise``, else the listen address; for a
+wildcard listen address, the host name); once it serves (it knows its whole cluster), it prints
+``ringd NAME serving``. Logs go to stderr, one line per event.
 
 SIGTERM or SIGINT: stop accepting, let the requests it coordinates finish (up to
 ``drain_s``), tell the peers it is going down, close the data directory, exit 0. A second signal
 skips the wait.
 
-Exit codes: 0 clean stop; 2 bad settings; 4 data directory locked or unusable (also when a write
-to it fails while serving: the node acknowledges nothing more and stops); 5 cannot listen on the
-address; 70 internal error.
+Exit codes: 0 clean stop; 2 bad settings (also: an empty data directory with neither seeds nor
+``--new-cluster``, or a cluster that refused this node's settings); 4 data directory locked or
+unusable (also when a write to it fails while serving: the node acknowledges nothing more and
+stops); 5 cannot listen on the address; 70 internal error.
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ from typing import Any
 
 import uvloop
 
-from ring.core.membership import MembershipConfig
-from ring.core.node import Node, NodeConfig
+from ring.core.membership import MAX_FIELD_BYTES, MembershipConfig
+from ring.core.node import Node, NodeConfig, StartupError
 from ring.errors import InvalidInput, StoreLocked
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
 from ring.net.runtime import Runtime
@@ -60,6 +68,11 @@ SETTINGS: dict[str, tuple[type, str]] = {
     "listen": (str, "HOST:PORT for TCP and UDP (default 127.0.0.1:7070; port 0 = any free)"),
     "data": (str, "data directory (required)"),
     "seeds": (list, "comma-separated HOST:PORT of nodes to join through"),
+    "new_cluster": (
+        bool,
+        "found a new cluster if the data directory holds none and no seed belongs to one "
+        "(ignored once the directory holds a cluster)",
+    ),
     "n": (int, "replicas per key, the same on every node (default 3)"),
     "r": (int, "default read quorum (default a majority of N)"),
     "w": (int, "default write quorum (default a majority of N)"),
@@ -90,6 +103,7 @@ class Settings:
     listen: str
     data: str
     seeds: tuple[str, ...]
+    new_cluster: bool
     n: int
     r: int
     w: int
@@ -189,6 +203,10 @@ def _settle(values: dict[str, Any]) -> Settings:
     w = values.get("w", n // 2 + 1)
     if not (1 <= r <= n and 1 <= w <= n):
         raise ConfigError(f"need 1 <= R, W <= N; got N={n} R={r} W={w} (set --n as well)")
+    cluster = values.get("cluster") or DEFAULT_CLUSTER
+    for what, text in (("name", values["name"]), ("cluster", cluster)):
+        if not 0 < len(str(text).encode()) <= MAX_FIELD_BYTES:
+            raise ConfigError(f"--{what} must be 1 to {MAX_FIELD_BYTES} bytes of UTF-8")
     level = str(values.get("log_level", "info")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {level.lower()}")
@@ -200,10 +218,11 @@ def _settle(values: dict[str, Any]) -> Settings:
         listen=listen,
         data=values["data"],
         seeds=seeds,
+        new_cluster=bool(values.get("new_cluster", False)),
         n=n,
         r=r,
         w=w,
-        cluster=values.get("cluster") or DEFAULT_CLUSTER,
+        cluster=cluster,
         advertise=values.get("advertise"),
         **tuning,
         sync=bool(values.get("sync", False)),
@@ -234,6 +253,12 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     # durable, so acknowledgements stay behind them. A failed commit stops the node.
     grouped = GroupCommitStorage(storage, sync=settings.sync)
     stop = asyncio.Event()
+    halted: list[str] = []
+
+    def on_halt(reason: str) -> None:
+        halted.append(reason)
+        stop.set()
+
     runtime = Runtime(
         settings.name,
         cluster=settings.cluster,
@@ -241,6 +266,9 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         max_frame_bytes=settings.max_frame_bytes,
         commit=grouped.start_commit,
         on_commit_error=lambda _error: stop.set(),
+        settings={"n": settings.n, "partitions": settings.partitions, "vnodes": settings.vnodes},
+        on_serving=lambda: print(f"ringd {settings.name} serving", flush=True),
+        on_halt=on_halt,
     )
     host, port = parse_address(settings.listen)
     try:
@@ -254,6 +282,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         address=address,
         cluster=settings.cluster,
         seeds=settings.seeds,
+        new_cluster=settings.new_cluster,
         n=settings.n,
         r=settings.r,
         w=settings.w,
@@ -261,19 +290,25 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         vnodes=settings.vnodes,
         request_timeout_ms=settings.request_timeout_ms,
         tick_ms=settings.tick_ms,
+        sync=settings.sync,
         # A busy event loop answers pings late; a longer ack timeout than the simulator's keeps
         # a loaded node from being suspected by its peers (down is still detected in ~3 s).
         membership=MembershipConfig(ack_timeout_ms=300, probe_interval_ms=400),
     )
     # A restarted node announces a higher incarnation than any it used before, so peers take it
     # as up at once (wall-clock seconds; the core also refutes older claims about itself).
-    node = Node(
-        config,
-        grouped,
-        now_ms=runtime.clock(),
-        rng=random.Random(os.urandom(16)),
-        incarnation=time.time_ns() // 1_000_000_000,
-    )
+    try:
+        node = Node(
+            config,
+            grouped,
+            now_ms=runtime.clock(),
+            rng=random.Random(os.urandom(16)),
+            incarnation=time.time_ns() // 1_000_000_000,
+        )
+    except StartupError as exc:
+        log.error("%s", exc)
+        await runtime.close_sockets()
+        return USAGE
     signals: list[int] = []
 
     def on_signal(signum: int) -> None:
@@ -300,7 +335,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     await stop.wait()
     if signals:
         log.info("%s: stopping", signal.Signals(signals[0]).name)
-    await runtime.shutdown(settings.drain_s)
+    await runtime.shutdown(0 if halted else settings.drain_s)
     error = runtime.commit_error
     try:
         grouped.close()  # waits for the commit worker, writes what the stop itself wrote
@@ -309,14 +344,33 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     if error is not None:
         log.error("stopped: the data directory %s is unusable (%s)", settings.data, error)
         return STORE
+    if halted:
+        log.error("stopped: fix the settings to match the cluster's, or join another cluster")
+        return USAGE
     log.info("stopped")
     return OK
+
+
+def _empty(path: str) -> bool:
+    try:
+        return not os.listdir(path)
+    except FileNotFoundError:
+        return True
 
 
 def run(
     settings: Settings,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop,
 ) -> int:
+    if _empty(settings.data) and not settings.seeds and not settings.new_cluster:
+        # Refused before anything is created (the core refuses too, for a directory that holds
+        # data but no cluster).
+        log.error(
+            "the data directory %s holds no cluster: give --seeds to join a cluster or "
+            "--new-cluster to found one",
+            settings.data,
+        )
+        return USAGE
     try:
         storage = RocksStorage(settings.data, sync=settings.sync)
     except StoreLocked as exc:

@@ -9,8 +9,9 @@ exactly that many bytes. Rules this module keeps:
   which the connection answers with ``[None, "protocol", why]`` before closing;
 * msgpack is used with ``use_bin_type=True`` / ``raw=False``: bytes stay bytes, str stays str.
 
-A connection opens with a hello. A client or peer sends ``{"hello": 1, "cluster": str,
-"role": "client"|"node", "name": str|None}``; the node answers ``{"hello": 1, "cluster": str,
+A connection opens with a hello. A client or peer sends ``{"hello": 2, "cluster": str,
+"role": "client"|"node", "name": str|None}`` (a peer adds ``"settings"``: N, ring size and
+vnodes, which must equal the node's); the node answers ``{"hello": 2, "cluster": str,
 "name": node_name}``. After that a client sends ``[req_id, op, args]`` and receives
 ``[req_id, error_or_None, result]``; a peer sends ``messages.to_wire(msg)`` lists.
 """
@@ -22,9 +23,18 @@ from typing import Any
 
 import msgpack
 
-from ring.errors import InvalidInput, ProtocolError, QuorumError, RingError, Unavailable
+from ring.core.membership import settings_mismatch
+from ring.errors import (
+    CorruptData,
+    InvalidInput,
+    ProtocolError,
+    QuorumError,
+    RingError,
+    Unavailable,
+)
 
-PROTOCOL_VERSION = 1
+# 2: forwards carry hops and a time budget, scans a byte limit, node hellos the settings.
+PROTOCOL_VERSION = 2
 DEFAULT_CLUSTER = "ringkv"
 # Must exceed the 16 MiB value limit plus a 64 KiB key plus the envelope.
 MAX_FRAME_BYTES = 32 * 1024 * 1024
@@ -125,18 +135,35 @@ class FrameDecoder:
 # --- hello -----------------------------------------------------------------------------------
 
 
-def client_hello(cluster: str, role: str = "client", name: str | None = None) -> dict[str, Any]:
-    return {"hello": PROTOCOL_VERSION, "cluster": cluster, "role": role, "name": name}
+def client_hello(
+    cluster: str,
+    role: str = "client",
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A client's or a peer's hello; a peer also sends the settings every member shares."""
+    hello: dict[str, Any] = {"hello": PROTOCOL_VERSION, "cluster": cluster, "role": role}
+    hello["name"] = name
+    if settings is not None:
+        hello["settings"] = settings
+    return hello
 
 
 def server_hello(cluster: str, name: str) -> dict[str, Any]:
     return {"hello": PROTOCOL_VERSION, "cluster": cluster, "name": name}
 
 
-def check_client_hello(obj: Any, cluster: str) -> tuple[str, str | None]:
-    """Validate a hello sent to a node; return ``(role, name)`` or raise FrameError."""
+def check_client_hello(
+    obj: Any, cluster: str, settings: dict[str, Any] | None = None, us: str = "this node"
+) -> tuple[str, str | None]:
+    """Validate a hello sent to a node; return ``(role, name)`` or raise FrameError. A peer's
+    hello must carry ``settings`` equal to ours (N, ring size, vnodes: what every member of a
+    cluster shares); the error names both values."""
     if not isinstance(obj, dict) or "hello" not in obj:
-        raise FrameError("expected a hello map {'hello': 1, 'cluster': ..., 'role': ...} first")
+        raise FrameError(
+            f"expected a hello map {{'hello': {PROTOCOL_VERSION}, 'cluster': ..., 'role': ...}} "
+            "first"
+        )
     if obj["hello"] != PROTOCOL_VERSION:
         raise FrameError(
             f"protocol version {obj['hello']!r} is not supported (this node speaks "
@@ -152,6 +179,13 @@ def check_client_hello(obj: Any, cluster: str) -> tuple[str, str | None]:
         raise FrameError("a node hello must carry the node's name")
     if name is not None and not isinstance(name, str):
         raise FrameError("hello name must be a string or nil")
+    if role == "node" and settings is not None:
+        theirs = obj.get("settings")
+        if not isinstance(theirs, dict):
+            raise FrameError("a node hello must carry the cluster settings")
+        why = settings_mismatch(settings, theirs, us, str(name))
+        if why:
+            raise FrameError(f"refused node {name}: {why}")
     return role, name
 
 
@@ -193,6 +227,8 @@ def error_of(error: str, result: Any) -> RingError:
         return ProtocolError(text)
     if error == "too_large":
         return ReplyTooLarge(text)
+    if error == "corrupt":
+        return CorruptData(text)
     return RingError(f"{error}: {text}" if text != error else text)
 
 

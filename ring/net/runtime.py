@@ -49,10 +49,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from ring.core import messages
-from ring.core.messages import ClientRequest, Datagram, Log, PeerMessage, Reply, Send, SendDatagram
+from ring.core.messages import (
+    ClientRequest,
+    Datagram,
+    Effect,
+    Halt,
+    Log,
+    PeerMessage,
+    Reply,
+    Send,
+    SendDatagram,
+    Serving,
+)
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -75,11 +86,11 @@ Wave = tuple[FramedConnection, bytes, bool]  # one connection's frames of a flus
 class Core(Protocol):
     """The pure node (``ring.core.node.Node``) as the runtime sees it."""
 
-    def start(self, now_ms: int) -> list[Any]: ...
+    def start(self, now_ms: int) -> list[Effect]: ...
 
-    def handle(self, event: Any, now_ms: int) -> list[Any]: ...
+    def handle(self, event: Any, now_ms: int) -> list[Effect]: ...
 
-    def stop(self, now_ms: int) -> list[Any]: ...
+    def stop(self, now_ms: int) -> list[Effect]: ...
 
     def idle(self) -> bool: ...
 
@@ -126,8 +137,16 @@ class Runtime:
         clock: Callable[[], int] | None = None,
         commit: Callable[[], Future[None] | None] | None = None,
         on_commit_error: Callable[[BaseException], None] | None = None,
+        settings: dict[str, Any] | None = None,
+        on_serving: Callable[[], None] | None = None,
+        on_halt: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
+        # What every peer must share with this node (checked at its hello), and what the
+        # process does when the core starts serving or cannot go on.
+        self.settings = settings
+        self.on_serving: Callable[[], None] = on_serving or (lambda: None)
+        self.on_halt: Callable[[str], None] = on_halt or (lambda reason: None)
         # Group commit (see the module docstring): starts making the core's storage writes
         # durable; None when they are on return, else a future completed from another thread.
         self.commit: Callable[[], Future[None] | None] = commit or (lambda: None)
@@ -237,6 +256,16 @@ class Runtime:
         if self._server is not None:
             await self._server.wait_closed()
 
+    async def close_sockets(self) -> None:
+        """Close what ``listen`` opened, when the node will not ``start`` after all."""
+        if self.udp is not None:
+            self.udp.close()
+        if self.peers is not None:
+            await self.peers.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
     def _stop_core(self, core: Core) -> None:
         """Tell the core it stops; if that fails (its storage write, after a failed commit),
         close the rest all the same."""
@@ -294,20 +323,24 @@ class Runtime:
 
     # --- effects out -------------------------------------------------------------------------
 
-    def _apply(self, effects: list[Any]) -> None:
+    def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
-            kind = type(effect)
-            if kind is Send:
+            if isinstance(effect, Send):
                 self._send(effect)
-            elif kind is Reply:
+            elif isinstance(effect, Reply):
                 self._reply(effect)
-            elif kind is SendDatagram:
+            elif isinstance(effect, SendDatagram):
                 self._send_datagram(effect)
-            elif kind is Log:
+            elif isinstance(effect, Log):
                 level = logging.getLevelName(effect.level.upper())
                 log.log(level if isinstance(level, int) else logging.INFO, "%s", effect.text)
+            elif isinstance(effect, Serving):
+                self.on_serving()
+            elif isinstance(effect, Halt):
+                log.error("%s", effect.reason)
+                self.on_halt(effect.reason)
             else:
-                log.error("the core returned an unknown effect %r", effect)
+                assert_never(effect)  # mypy checks that every kind of effect is handled
 
     def _send(self, effect: Send) -> None:
         if effect.dest == self.name:

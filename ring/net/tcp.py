@@ -56,6 +56,7 @@ class Dispatcher(Protocol):
     name: str
     cluster: str
     max_frame_bytes: int
+    settings: dict[str, Any] | None  # what peers must share with us (checked at their hello)
 
     def mark_dirty(self, conn: FramedConnection) -> None:
         """``conn`` has frames queued: ``take`` them in this iteration's flush step and
@@ -232,7 +233,8 @@ class ServerConnection(FramedConnection):
 
     def _hello(self, obj: Any) -> None:
         try:
-            self.role, self.peer_name = check_client_hello(obj, self.dispatcher.cluster)
+            d = self.dispatcher
+            self.role, self.peer_name = check_client_hello(obj, d.cluster, d.settings, d.name)
         except FrameError as exc:
             self.fail(str(exc))
             return
@@ -288,7 +290,7 @@ class PeerLink(FramedConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         d = self.dispatcher
-        hello = client_hello(d.cluster, role="node", name=d.name)
+        hello = client_hello(d.cluster, role="node", name=d.name, settings=d.settings)
         assert self.transport is not None
         self.transport.write(encode_frame(new_packer(), hello))
         loop = asyncio.get_running_loop()

@@ -18,9 +18,12 @@ Options for the fault tests:
 * ``command`` replaces ``python -m ring.cli.ringd`` (a test can launch a patched node), and
   ``extra`` adds flags to every node.
 
-A node is started with every other node it knows of as its seeds (the first node of a cluster
-with none), so any node, the first one included, rejoins through its peers after a restart;
-``spawn``/``restart`` take ``seeds=`` to start a node otherwise.
+A node is started with every other node it knows of as its seeds, so any node rejoins through
+its peers after a restart; the first node of a cluster is its founder and always gets
+``--new-cluster`` as well (docker-compose's node1: with the others as seeds it rejoins them after
+a restart, even with its data directory wiped). ``spawn``/``restart`` take ``seeds=`` to start a
+node otherwise. ``wait_ready`` waits for a node to listen; a node serves only once it knows its
+cluster (``wait_serving``, or ``converge`` on every member up).
 
 Also here: ``Load`` (client threads writing and reading a small key space, recording every call
 in a ``History``), ``History.check`` (what quorum reads may return, given only the clients'
@@ -52,6 +55,7 @@ from ring.core.layout import DATA
 from ring.storage import RocksStorage
 
 READY = re.compile(r"ringd (\S+) listening on (\S+)")
+SERVING = re.compile(r"ringd (\S+) serving")
 PROBE_KEY = b"\x00harness-probe"
 
 T = TypeVar("T")
@@ -97,6 +101,7 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.addresses: dict[str, str] = {}
         self.seed: str | None = None
+        self.founder: str | None = None
         self.quorum = ["--n", str(n), "--r", str(r), "--w", str(w)]
         self.hosts = hosts or {}
         self.netns = netns or {}
@@ -115,6 +120,9 @@ class Cluster:
             seeds = [a for n, a in sorted(self.addresses.items()) if n != name]
         if seeds:
             cmd += ["--seeds", ",".join(seeds)]
+        self.founder = self.founder or name
+        if name == self.founder:
+            cmd += ["--new-cluster"]
         if name in self.netns:
             cmd = ["ip", "netns", "exec", self.netns[name], *cmd]
         with (
@@ -138,6 +146,12 @@ class Cluster:
         self.addresses[name] = address
         self.seed = self.seed or address
         return address
+
+    def wait_serving(self, name: str, timeout: float = 15.0) -> None:
+        out = self.root / f"{name}.out"
+        wait_until(
+            lambda: SERVING.search(out.read_text()), timeout, what=f"{name} to serve"
+        )
 
     def start(self, *names: str) -> None:
         """Start nodes in parallel (the first node ever started is everyone's seed)."""

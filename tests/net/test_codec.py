@@ -108,7 +108,7 @@ def test_hello_checks() -> None:
     assert check_server_hello(server_hello("c", "n1"), "c") == "n1"
     bad = [
         ([1, "get", {}], "hello"),
-        ({**client_hello("c"), "hello": 2}, "version"),
+        ({**client_hello("c"), "hello": 1}, "version"),
         (client_hello("other"), "cluster"),
         (client_hello("c", "node", None), "name"),
         ({**client_hello("c"), "role": "admin"}, "role"),
@@ -118,6 +118,15 @@ def test_hello_checks() -> None:
             check_client_hello(obj, "c")
     with pytest.raises(ring.ProtocolError, match="cluster"):
         check_server_hello(server_hello("other", "n1"), "c")
+    # A peer must share N, the ring size and the vnode count; the refusal names both values.
+    ours = {"n": 3, "partitions": 1024, "vnodes": 128}
+    peer = client_hello("c", "node", "n2", settings={**ours, "partitions": 64})
+    with pytest.raises(FrameError, match="partitions is 1024 on n1 but 64 on n2"):
+        check_client_hello(peer, "c", ours, "n1")
+    with pytest.raises(FrameError, match="settings"):
+        check_client_hello(client_hello("c", "node", "n2"), "c", ours, "n1")
+    same = client_hello("c", "node", "n2", settings=dict(ours))
+    assert check_client_hello(same, "c", ours, "n1") == ("node", "n2")
     with pytest.raises(ring.ProtocolError, match=r"refused.*wrong cluster"):
         check_server_hello([None, "protocol", "wrong cluster"], "c")
 

@@ -89,6 +89,7 @@ def test_ringd_serves_stops_on_sigterm_and_reports_startup_errors(tmp_path: Path
             "127.0.0.1:0",
             "--data",
             str(tmp_path / "d"),
+            "--new-cluster",
             out=tmp_path / "solo.out",
         )
         procs.append(first)
@@ -119,6 +120,7 @@ def test_ringd_serves_stops_on_sigterm_and_reports_startup_errors(tmp_path: Path
             address,
             "--data",
             str(tmp_path / "e"),
+            "--new-cluster",
             out=tmp_path / "taken.out",
         )
         procs.append(taken)
@@ -132,3 +134,110 @@ def test_ringd_serves_stops_on_sigterm_and_reports_startup_errors(tmp_path: Path
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def _wait_for(proc: subprocess.Popen[bytes], out: Path, text: str) -> str:
+    deadline = time.monotonic() + 15
+    while text not in (got := out.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, got
+        time.sleep(0.02)
+    return got
+
+
+def test_an_empty_node_with_neither_seeds_nor_new_cluster_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    proc = _ringd(
+        "--name",
+        "x",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        str(tmp_path / "d"),
+        out=tmp_path / "x.out",
+    )
+    assert proc.wait(15) == 2
+    assert (
+        "give --seeds to join a cluster or --new-cluster to found one"
+        in (tmp_path / "x.out").read_text()
+    )
+    assert not (tmp_path / "d").exists()  # nothing was created
+
+
+def test_a_node_with_other_settings_is_refused_and_stops(tmp_path: Path) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        seed = _ringd(
+            "--name",
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            str(tmp_path / "s"),
+            "--new-cluster",
+            out=tmp_path / "s.out",
+        )
+        procs.append(seed)
+        text = _wait_for(seed, tmp_path / "s.out", "ringd s serving")
+        address = text.split("listening on ")[1].split()[0]
+        other = _ringd(
+            "--name",
+            "o",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            str(tmp_path / "o"),
+            "--seeds",
+            address,
+            "--n",
+            "5",
+            out=tmp_path / "o.out",
+        )
+        procs.append(other)
+        assert other.wait(15) == 2
+        log = (tmp_path / "o.out").read_text()
+        assert "s refused to let o join: n is 3 on s but 5 on o" in log
+        with ring.connect(address) as client:  # the cluster did not let it in
+            assert [m["name"] for m in client.status()["members"]] == ["s"]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_node_that_cannot_reach_its_cluster_says_it_is_joining(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nobody:  # a seed that never answers
+        nobody.bind(("127.0.0.1", 0))
+        seed = f"127.0.0.1:{nobody.getsockname()[1]}"
+        proc = _ringd(
+            "--name",
+            "j",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            str(tmp_path / "j"),
+            "--seeds",
+            seed,
+            out=tmp_path / "j.out",
+        )
+        try:
+            text = _wait_for(proc, tmp_path / "j.out", "listening on")
+            address = text.split("listening on ")[1].split()[0]
+            with ring.connect(address) as client:
+                status = client.status()
+                assert status["serving"] is False and "serving member" in status["waiting_for"]
+                assert status["members"][0]["state"] == "joining"
+                with pytest.raises(ring.Unavailable, match="does not serve yet"):
+                    client.put("k", "v")
+            check = subprocess.run(
+                [sys.executable, "-m", "ring.cli.ringctl", "--nodes", address, "status", "--check"],
+                capture_output=True,
+                text=True,
+            )
+            assert check.returncode == 5 and "does not serve yet" in check.stderr
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
