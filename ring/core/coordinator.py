@@ -525,6 +525,7 @@ class Coordinator:
                     raise ValueError("hint_for is a node name")
                 self.hints.store(msg.hint_for, msg.key, msg.record)  # kept as a fallback
                 self.stats["hints_stored"] += 1
+                self.stats["fallback_hints"] = self.stats.get("fallback_hints", 0) + 1
             else:
                 self.merge_local(DATA + msg.key, msg.record, effects)
         except ValueError as exc:
