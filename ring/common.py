@@ -26,6 +26,7 @@ __all__ = [
 # The default limits of ``ring.open`` and the limits every cluster client checks before sending.
 MAX_KEY_BYTES = 64 * 1024
 MAX_VALUE_BYTES = 16 * 1024 * 1024
+MAX_SCAN_PAGE = 10_000  # items a cluster scan page may ask for (nodes refuse more)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ring.common import MAX_SCAN_PAGE
 from ring.core import record as rec
 
 # A scan page holds at most this many items; larger limits are refused, not silently cut.
-MAX_SCAN_LIMIT = 10_000
+MAX_SCAN_LIMIT = MAX_SCAN_PAGE
 
 
 class RequestError(Exception):

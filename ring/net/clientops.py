@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES, Versioned, scan_bounds, to_bytes
+from ring.common import (
+    MAX_KEY_BYTES,
+    MAX_SCAN_PAGE,
+    MAX_VALUE_BYTES,
+    Versioned,
+    scan_bounds,
+    to_bytes,
+)
 from ring.errors import InvalidInput, ProtocolError
 
 DEFAULT_PAGE = 1000
@@ -99,8 +106,8 @@ class ScanCursor:
     ) -> None:
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise InvalidInput("limit must be zero or more")
-        if not isinstance(page, int) or page < 1:
-            raise InvalidInput("page must be a positive integer")
+        if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= MAX_SCAN_PAGE:
+            raise InvalidInput(f"page must be a whole number from 1 to {MAX_SCAN_PAGE}")
         self.lower, self.upper = scan_bounds(
             None if prefix is None else key_of(prefix),
             None if start is None else key_of(start),

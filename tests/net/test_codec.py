@@ -227,3 +227,13 @@ def test_client_arguments_are_checked_like_the_embedded_store() -> None:
     assert clientops.versioned_of([[b"a", b"b"], b"c", b"b"]) == ring.Versioned(
         (b"a", b"b"), b"c", b"b"
     )
+
+
+def test_a_scan_page_larger_than_nodes_accept_is_refused_by_the_client() -> None:
+    from ring.common import MAX_SCAN_PAGE
+    from ring.net.clientops import ScanCursor
+
+    assert ScanCursor(page=MAX_SCAN_PAGE).next_args()["limit"] == MAX_SCAN_PAGE
+    for bad in (0, MAX_SCAN_PAGE + 1, True, 2.5):
+        with pytest.raises(ring.InvalidInput, match="page must be"):
+            ScanCursor(page=bad)  # type: ignore[arg-type]
