@@ -75,7 +75,8 @@ def ringd_command(explicit: str | None) -> list[str]:
 
 
 def start_ringd(ringd: list[str], work: Path, children: list[Child], nodes: int = 3) -> list[Child]:
-    """node1 first; the others seeded with its address. Each one's data lives under ``work``."""
+    """node1 first, founding the cluster; the others seeded with its address. Each one's data
+    lives under ``work``."""
     started: list[Child] = []
     seeds: list[str] = []
     for i in range(1, nodes + 1):
@@ -83,8 +84,7 @@ def start_ringd(ringd: list[str], work: Path, children: list[Child], nodes: int 
         data = work / f"{name}-data"
         argv = [*ringd, "--name", name, "--listen", "127.0.0.1:0", "--data", str(data)]
         argv += ["--n", "3", "--r", "2", "--w", "2"]
-        if seeds:
-            argv += ["--seeds", ",".join(seeds)]
+        argv += ["--seeds", ",".join(seeds)] if seeds else ["--new-cluster"]
         child = spawn(name, argv, work)
         children.append(child)
         child.address = wait_ready(child, RINGD_READY).group(2)

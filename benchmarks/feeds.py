@@ -196,15 +196,15 @@ READY = re.compile(r"ringd (\S+) listening on (\S+)")
 
 
 def start_local_cluster(work: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
-    """Three ringd on port 0 (node2 and node3 seeded with node1); returns their addresses."""
+    """Three ringd on port 0 (node1 founds, node2 and node3 seeded with it); returns their
+    addresses."""
     procs: list[subprocess.Popen[bytes]] = []
     addresses: list[str] = []
     for i in range(3):
         name = f"node{i + 1}"
         cmd = [sys.executable, "-m", "ring.cli.ringd", "--name", name, "--listen", "127.0.0.1:0"]
         cmd += ["--data", str(work / name), "--n", "3", "--r", "2", "--w", "2"]
-        if addresses:
-            cmd += ["--seeds", addresses[0]]
+        cmd += ["--seeds", addresses[0]] if addresses else ["--new-cluster"]
         log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
         procs.append(proc)

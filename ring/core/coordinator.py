@@ -418,7 +418,7 @@ class Coordinator:
 
     def _store_hint(self, target: str, key: bytes, record: bytes) -> None:
         """A hint the coordinator keeps for a replica of a write it coordinates."""
-        self.hints.store(target, key, record)
+        self.hints.store_own(target, key, record)
         self.stats["hints_stored"] += 1
 
     # --- scan ----------------------------------------------------------------------------------

@@ -78,6 +78,17 @@ class HintStore:
             self.storage.put(skey, merged)
         self._index.setdefault(target, {})[key] = None
 
+    def store_own(self, target: str, key: bytes, record: bytes) -> None:
+        """``store`` for a record this node just made (a write it coordinates): when no hint of
+        ``key`` is kept for ``target`` (the index knows), it is written as is, without reading
+        or checking anything — the common case, on the path of every write."""
+        keys = self._index.setdefault(target, {})
+        if key in keys:
+            self.store(target, key, record)
+            return
+        self.storage.put(hint_key(target, key), record)
+        keys[key] = None
+
     def drop(self, target: str, key: bytes) -> None:
         skey = hint_key(target, key)
         self.storage.write((), [skey])

@@ -315,3 +315,18 @@ def test_an_unclean_stop_without_sync_takes_a_new_actor_epoch() -> None:
     synced = _start(storage, sync=True)
     assert synced.actor == again.actor
     assert _start(storage).actor == again.actor  # the synced run ended uncleanly too
+
+
+def test_a_hint_for_a_key_already_hinted_merges_with_it() -> None:
+    from ring.core.hints import HintStore
+
+    store = HintStore(MemoryStorage())
+    one = rec.encode(rec.write(rec.EMPTY, "x@1", b"1", 1))
+    two = rec.encode(rec.write(rec.EMPTY, "y@1", b"2", 2))  # concurrent with one
+    store.store_own("t", b"k", one)
+    store.store_own("t", b"k", two)
+    kept = store.storage.get(hint_key("t", b"k"))
+    assert kept is not None and sorted(s.value for s in rec.decode(kept).live) == [b"1", b"2"]
+    assert store.counts() == {"t": 1}
+    store.drop("t", b"k")
+    assert store.counts() == {} and store.storage.get(hint_key("t", b"k")) is None
