@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -103,7 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[int] = []
     started, cpu = time.perf_counter(), time.process_time()
     for seed in seeds:
-        result = run_seed(seed, config)
+        try:
+            result = run_seed(seed, config)
+        except Exception as exc:  # a crash of the run is a finding like any other: name the seed
+            failed.append(seed)
+            print(f"\nRINGKV_SIM_SEED={seed}: the run raised", file=sys.stdout)
+            print("".join(traceback.format_exception(exc)), file=sys.stdout)
+            print(f"  replay: RINGKV_SIM_SEED={seed} {config.command()}", file=sys.stdout)
+            continue
         result.history = None  # free it: a long soak keeps only the numbers
         runs += 1
         ops += result.ops

@@ -62,11 +62,11 @@ class SimConfig:
         The layout is docker-compose's: ``n1`` founds the cluster (``new_cluster``) with the
         others as its seeds, so a wiped ``n1`` restarted with the same settings must rejoin, not
         found a second cluster; every other node has the rest as seeds — except that ``n2``
-        restarts *without* seeds (it finds its cluster through the ring it remembers) unless
-        its disk was lost (an empty node without seeds is refused, and the operator gives it
-        some)."""
+        restarts *without* seeds (it finds its cluster through the ring it remembers) when its
+        disk holds one (a node that holds no cluster and has no seeds is refused, and the
+        operator gives it some)."""
         others = tuple(address_of(f"n{i}") for i in range(1, self.nodes + 1) if f"n{i}" != name)
-        seedless = name == "n2" and life.generation > 1 and not life.wiped
+        seedless = name == "n2" and life.generation > 1 and life.remembers_ring
         return NodeConfig(
             name=name,
             address=address,

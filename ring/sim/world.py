@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import msgpack
 
 from ring.core import messages as m
-from ring.core.layout import HINT
+from ring.core.layout import HINT, RING_KEY
 from ring.core.node import Node, NodeConfig
 from ring.sim.disk import SimDisk
 from ring.sim.network import Network, Packet, from_bytes
@@ -51,10 +51,11 @@ WRITE_BACK_MS = (500, 5000)  # how often the operating system writes a node's lo
 
 @dataclass(frozen=True, slots=True)
 class Life:
-    """What a (re)start of a node is like: which life it is and whether its disk was lost."""
+    """What a (re)start of a node is like: which life it is, and whether its disk holds the
+    ring of a cluster it served in (a node restarted without seeds needs one)."""
 
     generation: int
-    wiped: bool
+    remembers_ring: bool
 
 
 def address_of(name: str) -> str:
@@ -169,7 +170,8 @@ class World:
             slot.storage = self._new_disk(name)
         slot.generation += 1
         now = self.now(name)
-        cfg = self.make_config(name, slot.address, Life(slot.generation, wipe))
+        life = Life(slot.generation, slot.storage.get(RING_KEY) is not None)
+        cfg = self.make_config(name, slot.address, life)
         node_rng = random.Random(self.rng.getrandbits(64))
         node = Node(cfg, slot.storage, now_ms=now, rng=node_rng, incarnation=slot.incarnation)
         slot.node = node

@@ -158,3 +158,20 @@ def test_sibling_count_stays_bounded_under_concurrent_blind_writers() -> None:
             if op.kind == "getv" and op.outcome == "ok":
                 most = max(most, len(op.result[0]))
     assert 2 <= most <= config.nodes + config.w - 1  # siblings happen; one per actor at most
+
+
+def test_a_run_that_raises_is_reported_with_its_seed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ring.sim.__main__ as cli
+
+    def broken(seed: int, config: SimConfig | None = None) -> RunResult:
+        if seed == 3:
+            raise RuntimeError("the core raised")
+        return run_seed(seed, config)
+
+    monkeypatch.setattr(cli, "run_seed", broken)
+    assert main(["--seeds", "2", "--seed-start", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "RINGKV_SIM_SEED=3: the run raised" in out and "RuntimeError: the core raised" in out
+    assert "violations: 1 seed(s): [3]" in out
