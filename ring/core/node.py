@@ -198,21 +198,24 @@ class Node:
     def handle(self, event: Any, now_ms: int) -> list[m.Effect]:
         effects: list[m.Effect] = []
         kind = type(event)
-        if kind is m.ClientRequest:
-            self._client_request(event, now_ms, effects)
-        elif kind is m.PeerMessage:
-            self._peer_message(event.src, event.msg, now_ms, effects)
-        elif kind is m.Datagram:
-            self._isolated(
-                effects,
-                "gossip",
-                lambda: effects.extend(self.view.datagram(event.src, event.msg, now_ms, self.rng)),
-            )
-            self._after_view(effects)
-        elif kind is m.Tick:
-            self._tick(now_ms, effects)
-        else:
-            raise TypeError(f"unknown event {event!r}")
+        if kind is m.Tick:
+            self._tick(now_ms, effects)  # several pieces of work, each isolated on its own
+            return effects
+        # Any other event is one piece of work (one request, one message, one datagram).
+        last_op = self.coordinator.last_op_id
+        try:
+            if kind is m.PeerMessage:
+                self._peer_message(event.src, event.msg, now_ms, effects)
+            elif kind is m.ClientRequest:
+                self._client_request(event, now_ms, effects)
+            elif kind is m.Datagram:
+                effects += self.view.datagram(event.src, event.msg, now_ms, self.rng)
+                self._after_view(effects)
+            else:
+                raise TypeError(f"unknown event {event!r}")
+        except Exception as exc:
+            self._failed(exc, _what(event), 0, last_op, effects)
+            self._after_failure(event, effects)
         return effects
 
     def _isolated(
@@ -221,26 +224,53 @@ class Node:
         what: str,
         work: Callable[[], None],
         on_error: Callable[[list[m.Effect]], None] | None = None,
-    ) -> bool:
+    ) -> None:
         """Run one piece of work; if it raises, take back its effects and operations only."""
         mark, last_op = len(effects), self.coordinator.last_op_id
         try:
             work()
-            return True
         except Exception as exc:
-            del effects[mark:]
-            for op_id in [i for i in self.coordinator.ops if i > last_op]:
-                self.coordinator.drop_op(op_id)
-            self.stats["errors"] += 1
-            self._report(
-                f"error:{what}:{type(exc).__name__}",
-                f"{what} failed ({type(exc).__name__}: {exc}); only that operation is affected",
-                effects,
-                level="error",
-            )
+            self._failed(exc, what, mark, last_op, effects)
             if on_error is not None:
                 on_error(effects)
-            return False
+
+    def _failed(
+        self, exc: Exception, what: str, mark: int, last_op: int, effects: list[m.Effect]
+    ) -> None:
+        """Take back the effects (from ``mark``) and the operations (after ``last_op``) of a
+        piece of work that raised; count it, and log it once per kind."""
+        del effects[mark:]
+        for op_id in [i for i in self.coordinator.ops if i > last_op]:
+            self.coordinator.drop_op(op_id)
+        self.stats["errors"] += 1
+        self._report(
+            f"error:{what}:{type(exc).__name__}",
+            f"{what} failed ({type(exc).__name__}: {exc}); only that operation is affected",
+            effects,
+            level="error",
+        )
+
+    def _after_failure(self, event: Any, effects: list[m.Effect]) -> None:
+        """Tell whoever waits for the failed event's outcome that it failed."""
+        c = self.coordinator
+        if type(event) is m.ClientRequest:
+            effects.append(m.Reply(event.req_id, "internal", "internal error; see the node log"))
+            return
+        if type(event) is not m.PeerMessage:
+            return
+        src, msg = event.src, event.msg
+        op_id = getattr(msg, "op_id", None)
+        if not isinstance(op_id, int):
+            return
+        if isinstance(msg, m.ReplicaPut):
+            if op_id:
+                c.send(src, m.ReplicaPutAck(op_id, False), effects)
+        elif isinstance(msg, m.Forward):
+            c.answer(Origin(op_id, src), "internal", "internal error; see the node log", effects)
+        elif not isinstance(msg, m.ReplicaGet | m.ScanRequest):
+            op = c.ops.get(op_id)  # a reply to one of our operations: that operation fails
+            if op is not None:
+                c.fail_op(op_id, op, effects)
 
     def _report(
         self, kind: str, text: str, effects: list[m.Effect], level: str = "warning"
@@ -260,17 +290,10 @@ class Node:
 
     def _client_request(self, req: m.ClientRequest, now_ms: int, effects: list[m.Effect]) -> None:
         origin = Origin(req.req_id)
-
-        def work() -> None:
-            try:
-                self._client(origin, req.op, req.args, now_ms, effects)
-            except RequestError as exc:
-                self.coordinator.answer(origin, exc.kind, str(exc), effects)
-
-        def failed(out: list[m.Effect]) -> None:
-            out.append(m.Reply(req.req_id, "internal", "internal error; see the node log"))
-
-        self._isolated(effects, "a client request", work, failed)
+        try:
+            self._client(origin, req.op, req.args, now_ms, effects)
+        except RequestError as exc:
+            self.coordinator.answer(origin, exc.kind, str(exc), effects)
 
     def _client(
         self, origin: Origin, op: str, raw_args: Any, now_ms: int, effects: list[m.Effect]
@@ -284,7 +307,7 @@ class Node:
             # The default R is capped by the replicas that exist, as W is.
             pl = c.preference_list(key)
             r = validate.quorum(args, "r", min(self.config.r, len(pl)), self.config.n)
-            c.start_get(origin, key, r, op == "getv", now_ms, effects)
+            c.start_get(origin, key, r, op == "getv", now_ms, effects, pl)
         elif op in ("put", "del"):
             c.route_write(origin, op, args, now_ms, effects)
         elif op == "scan":
@@ -300,31 +323,16 @@ class Node:
 
     def _peer_message(self, src: str, msg: Any, now_ms: int, effects: list[m.Effect]) -> None:
         c = self.coordinator
-        on_error: Callable[[list[m.Effect]], None] | None = None
-        work: Callable[[], None]
         if isinstance(msg, m.ReplicaPut):
-            work = lambda: c.replica_put(src, msg, effects)  # noqa: E731
-            if isinstance(msg.op_id, int) and msg.op_id:
-                on_error = lambda out: c.send(src, m.ReplicaPutAck(msg.op_id, False), out)  # noqa: E731
+            c.replica_put(src, msg, effects)
         elif isinstance(msg, m.ReplicaGet):
-            work = lambda: c.replica_get(src, msg, effects)  # noqa: E731
+            c.replica_get(src, msg, effects)
         elif isinstance(msg, m.ScanRequest):
-            work = lambda: c.scan_request(src, msg, effects)  # noqa: E731
+            c.scan_request(src, msg, effects)
         elif isinstance(msg, m.Forward):
-            work = lambda: c.forwarded(src, msg, now_ms, effects)  # noqa: E731
-            on_error = lambda out: c.answer(  # noqa: E731
-                Origin(msg.op_id, src), "internal", "internal error; see the node log", out
-            )
+            c.forwarded(src, msg, now_ms, effects)
         else:
-            work = lambda: c.reply(src, msg, now_ms, effects)  # noqa: E731
-
-            def on_error(out: list[m.Effect]) -> None:
-                op_id = getattr(msg, "op_id", None)
-                op = c.ops.get(op_id) if isinstance(op_id, int) else None
-                if op is not None and isinstance(op_id, int):
-                    c.fail_op(op_id, op, out)
-
-        self._isolated(effects, f"a {type(msg).__name__} from a peer", work, on_error)
+            c.reply(src, msg, now_ms, effects)
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -376,3 +384,12 @@ class Node:
             "primary": ring.balance(1),
             "replicas": ring.balance(self.config.n),
         }
+
+
+def _what(event: Any) -> str:
+    """What an event is, for an error report (a few fixed kinds: the log keeps one per kind)."""
+    if type(event) is m.ClientRequest:
+        return "a client request"
+    if type(event) is m.PeerMessage:
+        return f"a {type(event.msg).__name__} from a peer"
+    return "a gossip datagram" if type(event) is m.Datagram else type(event).__name__
