@@ -44,7 +44,7 @@ from ring.core import messages as m
 from ring.core import record as rec
 from ring.core import validate
 from ring.core.hints import HintStore
-from ring.core.layout import DATA, Storage, hint_key
+from ring.core.layout import DATA, QUARANTINE, Storage, hint_key
 from ring.core.ops import (
     ForwardOp,
     GetOp,
@@ -100,6 +100,10 @@ class Coordinator:
         self.ops: dict[int, Op] = {}
         self._deadlines: list[tuple[int, int]] = []
         self._hint_retry_at: dict[str, int] = {}  # target -> no delivery before this time
+        # Who was answered during the current event, in order: if a piece of work raises, the
+        # node takes its effects back and answers these again (with an error), so nobody who
+        # was answered in it is left waiting.
+        self.answered: list[Origin] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -123,11 +127,15 @@ class Coordinator:
             self._release(op)
         return op
 
-    def fail_op(self, op_id: int, op: Op, effects: list[m.Effect]) -> None:
-        """An exception while handling ``op``: drop it and tell whoever waits (once)."""
+    def fail_op(
+        self, op_id: int, op: Op, effects: list[m.Effect], answered: set[Origin] | None = None
+    ) -> None:
+        """An exception while handling ``op``: drop it and tell whoever waits, unless it was
+        answered already (before, or again in ``answered`` after a rollback)."""
         self.drop_op(op_id)
         origin = getattr(op, "origin", None)
-        if isinstance(origin, Origin) and not getattr(op, "answered", False):
+        done = getattr(op, "answered", False) or origin in (answered or ())
+        if isinstance(origin, Origin) and not done:
             self.answer(origin, "internal", "internal error; see the node log", effects)
 
     def idle(self) -> bool:
@@ -145,6 +153,7 @@ class Coordinator:
     ) -> None:
         if origin is None:
             return  # a repair read: nobody waits
+        self.answered.append(origin)
         if origin.peer is None:
             effects.append(m.Reply(origin.req_id, error, result))
         else:
@@ -220,15 +229,15 @@ class Coordinator:
         self, op_id: int, op: GetOp, effects: list[m.Effect], final: bool = False
     ) -> None:
         if not op.answered and len(op.replies) >= op.r:
-            op.answered = True
             self.answer(op.origin, None, get_result(op.replies, op.versioned), effects)
+            op.answered = True
         if len(op.replies) + len(op.bad) == len(op.asked) or final:
             del self.ops[op_id]
             if not op.answered:
-                op.answered = True
                 self.fail_quorum(
                     op.origin, len(op.replies), op.r, "replicas replied in time", effects
                 )
+                op.answered = True
             self._read_repair(op, effects)
 
     def _read_repair(self, op: GetOp, effects: list[m.Effect]) -> None:
@@ -238,6 +247,11 @@ class Coordinator:
         decoded = {n: rec.EMPTY if r is None else rec.decode(r) for n, r in op.replies.items()}
         merged = rec.reconcile_all(decoded.values())
         if merged.is_empty:
+            answered = len(op.replies) + len(op.bad)
+            everyone = len(op.asked) == answered == len(self.preference_list(op.key))
+            if self.name in op.bad and everyone:
+                # Every replica answered and none holds a good copy: ours cannot be repaired.
+                self._quarantine(DATA + op.key, effects)
             return
         encoded = rec.encode(merged)
         stale = [n for n, got in sorted(decoded.items()) if got != merged] + sorted(op.bad)
@@ -274,8 +288,8 @@ class Coordinator:
                 f"node {self.name} is not a replica of this key in its view of the ring (the "
                 "nodes' views differ while membership changes); retry",
             )
-        for node in pl:
-            if node != origin.peer and self.view.membership.is_alive(node):
+        for node in pl:  # the first replica that serves (a joining one would refuse)
+            if node != origin.peer and self.view.membership.may_coordinate(node):
                 op_id = self.new_op(ForwardOp(origin, node), now_ms, timeout)
                 self.send(node, m.Forward(op_id, op, args, hops, timeout), effects)
                 self.stats["forwards"] = self.stats.get("forwards", 0) + 1
@@ -375,7 +389,6 @@ class Coordinator:
         self, op_id: int, op: PutOp, effects: list[m.Effect], final: bool = False
     ) -> None:
         if not op.answered and len(op.acked) >= op.w:
-            op.answered = True
             # Every replica that has not stored the write yet gets a hint now, in the batch
             # the answer waits for: a coordinator that dies after answering loses no replica.
             covered = self._covered(op)
@@ -386,6 +399,7 @@ class Coordinator:
                     self._store_hint(node, op.key, op.record)
                     self.hints.held.add(hint_key(node, op.key))
             self.answer(op.origin, None, None, effects)
+            op.answered = True
         if not (final or op.expected <= op.acked):
             return
         del self.ops[op_id]
@@ -396,10 +410,10 @@ class Coordinator:
             if node not in covered and node not in op.hinted:
                 self._store_hint(node, op.key, op.record)
         if not op.answered:
-            op.answered = True
             self.fail_quorum(
                 op.origin, len(op.acked), op.w, "replicas stored the write in time", effects
             )
+            op.answered = True
 
     def _put_acked(self, op: PutOp, src: str) -> None:
         op.acked.add(src)
@@ -497,6 +511,22 @@ class Coordinator:
             )
         self.answer(op.origin, None, result, effects)
 
+    def _quarantine(self, skey: bytes, effects: list[m.Effect]) -> None:
+        """Move a stored record that does not decode, and of which no replica has a good copy,
+        out of the way (under ``QUARANTINE``): the key can be written again, and the bytes are
+        kept for whoever wants to look at them."""
+        raw = self.storage.get(skey)
+        if raw is None:
+            return
+        self.storage.write([(QUARANTINE + skey, raw)], [skey])
+        self.stats["quarantined"] = self.stats.get("quarantined", 0) + 1
+        self.report(
+            "quarantine",
+            f"the record of key {skey[1:]!r} did not decode and no replica had a good copy: it "
+            "was set aside (storage key prefix x) so the key can be written again",
+            effects,
+        )
+
     # --- the replica side ----------------------------------------------------------------------
 
     def merge_local(self, skey: bytes, incoming: bytes, effects: list[m.Effect]) -> None:
@@ -569,8 +599,12 @@ class Coordinator:
             if msg.ok is True and self.hints.matches(op.target, op.key, op.encoded):
                 self.hints.drop(op.target, op.key)
                 self.stats["hints_delivered"] += 1
-            elif msg.ok is not True:
-                self._hint_retry_at[op.target] = now_ms + self.config.hint_retry_ms
+            elif msg.ok is not True and self.hints.matches(op.target, op.key, op.encoded):
+                # The target refused the record itself: retrying cannot help. Set it aside.
+                self.hints.quarantine(op.target, op.key)
+                self.stats["hints_refused"] = self.stats.get("hints_refused", 0) + 1
+                text = f"{op.target} refused a hint (key {op.key!r}); it was set aside"
+                self.report(f"hint-refused:{op.target}", text, effects)
         elif isinstance(msg, m.ReplicaGetReply) and isinstance(op, GetOp):
             if src in op.asked and src not in op.replies and src not in op.bad:
                 raw = msg.record

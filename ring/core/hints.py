@@ -21,7 +21,7 @@ is delivered again).
 from __future__ import annotations
 
 from ring.core import record as rec
-from ring.core.layout import HINT, Storage, hint_key, split_hint_key
+from ring.core.layout import HINT, QUARANTINE, Storage, hint_key, split_hint_key
 
 
 class HintStore:
@@ -88,6 +88,15 @@ class HintStore:
             return
         self.storage.put(hint_key(target, key), record)
         keys[key] = None
+
+    def quarantine(self, target: str, key: bytes) -> None:
+        """Move a hint its target refused (it does not decode there) out of the way, so it is
+        neither retried forever nor lost: it stays under ``QUARANTINE``."""
+        skey = hint_key(target, key)
+        raw = self.storage.get(skey)
+        if raw is not None:
+            self.storage.write([(QUARANTINE + skey, raw)], ())
+        self.drop(target, key)
 
     def drop(self, target: str, key: bytes) -> None:
         skey = hint_key(target, key)

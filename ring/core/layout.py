@@ -9,7 +9,9 @@ One key space, one-byte prefixes:
 * ``d`` + user key → the encoded record (``ring.core.record``);
 * ``m`` + name → node metadata (the actor id of this data directory, the ring members it last
   knew, whether it is running, ...);
-* ``h`` + target node + ``\\x00`` + user key → a hinted record kept for ``target``.
+* ``h`` + target node + ``\\x00`` + user key → a hinted record kept for ``target``;
+* ``x`` + one of the keys above → a record that did not decode and could not be repaired, moved
+  aside (kept for inspection, never read by the node).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Protocol
 DATA = b"d"
 META = b"m"
 HINT = b"h"
+QUARANTINE = b"x"  # + the storage key of a record that does not decode and could not be repaired
 ACTOR_KEY = META + b"actor"
 RING_KEY = META + b"ring"
 # Present while a node runs (deleted by a clean stop); its value says whether that run fsynced

@@ -112,6 +112,7 @@ _HEALTHY = (JOINING, UP)  # answering, and not suspected
 # Flags of a full table (``Sync``/``SyncReply``): what the sender is.
 SERVING = 1  # it serves: it knows the whole ring it belongs to
 MEMBER = 2  # it belongs to a cluster (it serves, or it remembers a ring it is rejoining)
+KNEW_YOU = 4  # (an answer to a Join) the joiner was in the sender's table before it asked
 
 MAX_DATAGRAM_BYTES = 1400
 PAYLOAD_BUDGET = MAX_DATAGRAM_BYTES - 100  # room for the shell's framing and HMAC
@@ -224,12 +225,15 @@ class IndirectAck(Gossip):
 @_gossip(24)
 class Join(Gossip):
     """Ask to be let in. ``settings`` are the ones every member must share (cluster name, N,
-    ring size, vnodes); a seed with other settings answers ``JoinRefused``."""
+    ring size, vnodes); a seed with other settings answers ``JoinRefused``. ``seed`` is the
+    address the Join was sent to, echoed in the answer so the joiner knows which seed answered
+    (a name and an IP of one node look different)."""
 
     name: str
     address: str
     incarnation: int
     settings: dict[str, Any]
+    seed: str
 
 
 @_gossip(25)
@@ -244,6 +248,7 @@ class Sync(Gossip):
     members: list[Any]
     flags: int
     settings: dict[str, Any]
+    seed: str  # in an answer to a Join: the address that Join was sent to; else ""
 
 
 @_gossip(26)
@@ -254,6 +259,7 @@ class SyncReply(Gossip):
     members: list[Any]
     flags: int
     settings: dict[str, Any]
+    seed: str
 
 
 @_gossip(28)
@@ -277,9 +283,9 @@ _SHAPES: dict[type[Any], tuple[type[Any], ...]] = {
     Ack: (int, str, list),
     PingReq: (int, str, str, str, list),
     IndirectAck: (int, str, str, list),
-    Join: (str, str, int, dict),
-    Sync: (str, int, int, list, int, dict),
-    SyncReply: (str, int, int, list, int, dict),
+    Join: (str, str, int, dict, str),
+    Sync: (str, int, int, list, int, dict, str),
+    SyncReply: (str, int, int, list, int, dict, str),
     Leave: (str, int, bool),
     JoinRefused: (str, str),
 }
@@ -418,6 +424,7 @@ class Membership:
         self.serving = serving  # our own record is "joining" until we serve
         self.member = member
         self._refusals: list[tuple[str, str]] = []  # (sender, reason), for the node to report
+        self.own_seeds: set[str] = set()  # seed addresses that turned out to be this node
         self._set(Member(name, address, incarnation, UP if serving else JOINING, now_ms))
 
     # --- queries ---------------------------------------------------------------------------------
@@ -435,6 +442,20 @@ class Membership:
     def is_up(self, name: str) -> bool:
         m = self._members.get(name)
         return m is not None and m.state == UP
+
+    def may_coordinate(self, name: str) -> bool:
+        """Up or suspect: a member that serves as far as we know (a joining one refuses)."""
+        m = self._members.get(name)
+        return m is not None and m.state in (UP, SUSPECT)
+
+    def remember(self, members: dict[str, str], now_ms: int) -> None:
+        """Members of the ring a restarted node remembers, known as down until they are heard
+        from: they stay in the ring (ownership does not change because nobody spoke yet), and
+        the tables this node sends name them, so a peer rejoining with an older ring learns of
+        them. Incarnation 0: anything a live member says of itself outranks it."""
+        for name, address in sorted(members.items()):
+            if name != self.name and name not in self._members and address and _fits(address):
+                self._set(Member(name, address, 0, DOWN, now_ms))
 
     def is_healthy(self, name: str) -> bool:
         """Up or joining: answering, and not suspected (hints are handed to such members)."""
@@ -529,14 +550,19 @@ class Membership:
                 self._probe = None
         elif isinstance(msg, Join):
             if msg.name == self.name:
-                return []  # our own Join came back (we are our own seed), or a name clash
+                # Our own Join came back: that seed address is us (or a name clash).
+                if _fits(msg.seed):
+                    self.own_seeds.add(msg.seed)
+                return []
             why = settings_mismatch(self.settings, msg.settings, self.name, msg.name)
             if why:
                 self._refusals.append((msg.name, f"refused the join of {msg.name}: {why}"))
                 return [SendDatagram(src, JoinRefused(self.name, why))]
+            knew = msg.name in self._members
             # A joiner is joining at its incarnation; what it says later (up) outranks that.
             self._merge([[msg.name, msg.address, msg.incarnation, JOINING]], now_ms)
-            out += self._table(src, SyncReply)
+            seed = msg.seed if _fits(msg.seed) else ""
+            out += self._table(src, SyncReply, seed, KNEW_YOU if knew else 0)
         elif isinstance(msg, Sync | SyncReply):
             why = settings_mismatch(self.settings, msg.settings, self.name, msg.src_name)
             if why:
@@ -764,10 +790,16 @@ class Membership:
         assert packed_size(to_wire(msg)) <= PAYLOAD_BUDGET
         out.append(SendDatagram(address, msg))
 
-    def _table(self, address: str, kind: type[Sync] | type[SyncReply]) -> list[SendDatagram]:
+    def _table(
+        self,
+        address: str,
+        kind: type[Sync] | type[SyncReply],
+        seed: str = "",
+        extra_flags: int = 0,
+    ) -> list[SendDatagram]:
         """Our full table for ``address``, split into datagrams that each fit the budget."""
-        flags = self.flags()
-        empty = kind(self.name, 0, 0, [], flags, self.settings)
+        flags = self.flags() | extra_flags
+        empty = kind(self.name, 0, 0, [], flags, self.settings, seed)
         overhead = packed_size(to_wire(empty)) + 2 + 8  # list head, part(s)
         chunks: list[list[Any]] = [[]]
         size = 0
@@ -781,7 +813,7 @@ class Membership:
             size += s
         parts = len(chunks)
         return [
-            SendDatagram(address, kind(self.name, i, parts, chunk, flags, self.settings))
+            SendDatagram(address, kind(self.name, i, parts, chunk, flags, self.settings, seed))
             for i, chunk in enumerate(chunks)
         ]
 
@@ -795,10 +827,14 @@ class Membership:
     def _joins(self, rng: RandomSource | None = None) -> list[SendDatagram]:
         """Join to every seed; while we do not serve, also to a few members we know (a
         restarted node whose seeds are gone asks the members it has heard of)."""
-        msg = Join(self.name, self.address, self.incarnation, self.settings)
         targets = list(self._seeds)
         if not self.serving and rng is not None:
             known = [m.address for m in self._others((JOINING, UP, SUSPECT, DOWN))]
             extra = [a for a in known if a not in targets]
             targets += rng.sample(extra, min(JOIN_FANOUT, len(extra)))
-        return [SendDatagram(address, msg) for address in targets]
+        return [
+            SendDatagram(
+                address, Join(self.name, self.address, self.incarnation, self.settings, address)
+            )
+            for address in targets
+        ]

@@ -198,6 +198,7 @@ class Node:
     def handle(self, event: Any, now_ms: int) -> list[m.Effect]:
         effects: list[m.Effect] = []
         kind = type(event)
+        self.coordinator.answered.clear()
         if kind is m.Tick:
             self._tick(now_ms, effects)  # several pieces of work, each isolated on its own
             return effects
@@ -214,8 +215,8 @@ class Node:
             else:
                 raise TypeError(f"unknown event {event!r}")
         except Exception as exc:
-            self._failed(exc, _what(event), 0, last_op, effects)
-            self._after_failure(event, effects)
+            answered = self._failed(exc, _what(event), 0, last_op, 0, effects)
+            self._after_failure(event, effects, answered)
         return effects
 
     def _isolated(
@@ -223,25 +224,38 @@ class Node:
         effects: list[m.Effect],
         what: str,
         work: Callable[[], None],
-        on_error: Callable[[list[m.Effect]], None] | None = None,
+        on_error: Callable[[list[m.Effect], set[Origin]], None] | None = None,
     ) -> None:
         """Run one piece of work; if it raises, take back its effects and operations only."""
-        mark, last_op = len(effects), self.coordinator.last_op_id
+        c = self.coordinator
+        mark, last_op, answers = len(effects), c.last_op_id, len(c.answered)
         try:
             work()
         except Exception as exc:
-            self._failed(exc, what, mark, last_op, effects)
+            answered = self._failed(exc, what, mark, last_op, answers, effects)
             if on_error is not None:
-                on_error(effects)
+                on_error(effects, answered)
 
     def _failed(
-        self, exc: Exception, what: str, mark: int, last_op: int, effects: list[m.Effect]
-    ) -> None:
+        self,
+        exc: Exception,
+        what: str,
+        mark: int,
+        last_op: int,
+        answers: int,
+        effects: list[m.Effect],
+    ) -> set[Origin]:
         """Take back the effects (from ``mark``) and the operations (after ``last_op``) of a
-        piece of work that raised; count it, and log it once per kind."""
+        piece of work that raised; whoever it had answered gets an error instead (returned);
+        count it, and log it once per kind."""
+        c = self.coordinator
         del effects[mark:]
-        for op_id in [i for i in self.coordinator.ops if i > last_op]:
-            self.coordinator.drop_op(op_id)
+        for op_id in [i for i in c.ops if i > last_op]:
+            c.drop_op(op_id)
+        rolled_back = list(dict.fromkeys(c.answered[answers:]))
+        del c.answered[answers:]
+        for origin in rolled_back:
+            c.answer(origin, "internal", "internal error; see the node log", effects)
         self.stats["errors"] += 1
         self._report(
             f"error:{what}:{type(exc).__name__}",
@@ -249,12 +263,17 @@ class Node:
             effects,
             level="error",
         )
+        return set(rolled_back)
 
-    def _after_failure(self, event: Any, effects: list[m.Effect]) -> None:
-        """Tell whoever waits for the failed event's outcome that it failed."""
+    def _after_failure(self, event: Any, effects: list[m.Effect], answered: set[Origin]) -> None:
+        """Tell whoever waits for the failed event's outcome that it failed (unless the
+        rollback answered them already)."""
         c = self.coordinator
         if type(event) is m.ClientRequest:
-            effects.append(m.Reply(event.req_id, "internal", "internal error; see the node log"))
+            if Origin(event.req_id) not in answered:
+                c.answer(
+                    Origin(event.req_id), "internal", "internal error; see the node log", effects
+                )
             return
         if type(event) is not m.PeerMessage:
             return
@@ -266,11 +285,13 @@ class Node:
             if op_id:
                 c.send(src, m.ReplicaPutAck(op_id, False), effects)
         elif isinstance(msg, m.Forward):
-            c.answer(Origin(op_id, src), "internal", "internal error; see the node log", effects)
+            if Origin(op_id, src) not in answered:
+                error = "internal error; see the node log"
+                c.answer(Origin(op_id, src), "internal", error, effects)
         elif not isinstance(msg, m.ReplicaGet | m.ScanRequest):
             op = c.ops.get(op_id)  # a reply to one of our operations: that operation fails
             if op is not None:
-                c.fail_op(op_id, op, effects)
+                c.fail_op(op_id, op, effects, answered)
 
     def _report(
         self, kind: str, text: str, effects: list[m.Effect], level: str = "warning"
@@ -347,7 +368,7 @@ class Node:
                 effects,
                 "expiring a request",
                 lambda op_id=op_id, op=op: c.expire(op_id, op, now_ms, effects),  # type: ignore[misc]
-                lambda out, op_id=op_id, op=op: c.fail_op(op_id, op, out),  # type: ignore[misc]
+                lambda out, done, op_id=op_id, op=op: c.fail_op(op_id, op, out, done),  # type: ignore[misc]
             )
         for target in c.hint_targets(now_ms):
             self._isolated(

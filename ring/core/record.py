@@ -359,8 +359,11 @@ def versioned_parts(data: bytes) -> tuple[tuple[bytes, ...], bytes, bytes | None
 def decode_head(data: bytes) -> list[Any]:
     """The msgpack head ``[1, context, siblings]`` of an encoded record, shape-checked."""
     n = data[1] if len(data) > 2 else 255
-    if n != 255 and data[0] <= 1 and 2 + n <= len(data):
-        head: bytes | memoryview = data[2 : 2 + n]  # short head: a plain slice is cheapest
+    # Short head (a plain slice is cheapest): a live record's value follows the head, a
+    # tombstone ends with it.
+    end = 2 + n
+    if n != 255 and ((data[0] == 1 and end <= len(data)) or (data[0] == 0 and end == len(data))):
+        head: bytes | memoryview = data[2:end]
     else:
         head, _ = _split(data)
     try:

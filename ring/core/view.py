@@ -49,6 +49,7 @@ from ring.core import messages as m
 from ring.core.hashring import HashRing
 from ring.core.layout import RING_KEY, Storage
 from ring.core.membership import (
+    KNEW_YOU,
     MEMBER,
     SERVING,
     Membership,
@@ -136,10 +137,13 @@ class View:
             serving=self.mode == "serving",
             member=self.mode in ("serving", "rejoining"),
         )
+        # The members it remembers are in its view from the start (down until heard from), so
+        # its ring is the one it served on, and the tables it sends name them.
+        self.membership.remember(self.remembered, now_ms)
         self.ring = HashRing([config.name], partitions=config.partitions, vnodes=config.vnodes)
         self._table_parts: dict[str, set[int]] = {}  # full-table parts received, per sender
         self._synced = False  # a full table from a sender good enough for our mode
-        self._answers: dict[str, int] = {}  # founding: the flags each answering node sent
+        self._answers: dict[str, tuple[str, int]] = {}  # founding: seed -> (its name, flags)
         self._halted = False
         self._reported: set[tuple[str, str]] = set()
         self._next_wait_log = now_ms + WAIT_LOG_MS
@@ -191,7 +195,11 @@ class View:
         self._sync_ring()
         self._report_refusals(effects)
         if not self.serving:
-            if isinstance(msg, Sync | SyncReply) and msg.src_name != self.name:
+            if (
+                isinstance(msg, Sync | SyncReply)
+                and msg.src_name != self.name
+                and msg.settings == self.membership.settings  # a table it did not drop
+            ):
                 self._note_table(msg)
             effects += self._progress(now_ms)  # a ping may bring the last member it waits for
         return effects
@@ -210,10 +218,10 @@ class View:
     def waiting_for(self) -> str:
         """What a node that does not serve yet waits for, in words (logs and status)."""
         if self.mode == "founding":
-            missing = len(self.seeds) - len(self._answers)
+            missing = [s for s in self._founding_seeds() if s not in self._answers]
             return (
-                f"founding a cluster once its {len(self.seeds)} seeds answered and none is a "
-                f"member of a cluster ({missing} not answered yet)"
+                f"founding a cluster once its seeds answered and none belongs to a cluster (not "
+                f"answered yet: {', '.join(missing)})"
             )
         if self.mode == "joining":
             return "a full membership table from a serving member (is a node of the cluster up?)"
@@ -224,9 +232,14 @@ class View:
 
     # --- readiness -----------------------------------------------------------------------------
 
+    def _founding_seeds(self) -> list[str]:
+        """The seeds a founder waits for: all but those that turned out to be itself."""
+        return [s for s in self.seeds if s not in self.membership.own_seeds]
+
     def _note_table(self, msg: Sync | SyncReply) -> None:
         if self.mode == "founding":
-            self._answers[msg.src_name] = msg.flags
+            if msg.seed in self.seeds:  # an answer to our Join to that seed
+                self._answers[msg.seed] = (msg.src_name, msg.flags)
             return
         wanted = SERVING if self.mode == "joining" else MEMBER
         if not msg.flags & wanted:
@@ -237,25 +250,36 @@ class View:
 
     def _progress(self, now_ms: int) -> list[m.Effect]:
         if self.mode == "founding":
-            members = sorted(n for n, flags in self._answers.items() if flags & MEMBER)
-            if members:
-                self.mode = "joining"
-                return [
-                    m.Log(
-                        "info",
-                        f"seed {members[0]} belongs to a cluster: joining it instead of founding "
-                        "a new one",
-                    )
-                ]
-            if len(self._answers) >= len(self.seeds):
-                return self._begin_serving(now_ms, "founded")
-            return []
+            return self._found(now_ms)
         if not self._synced:
             return []
         known = self.membership.get
         if self.mode == "rejoining" and not all(known(n) for n in self._expected):
             return []
         return self._begin_serving(now_ms, "joined" if self.mode == "joining" else "rejoined")
+
+    def _found(self, now_ms: int) -> list[m.Effect]:
+        """Founding: join a cluster that already lists us; refuse one that does not; found one
+        once every seed answered as a newcomer."""
+        members = sorted((n, seed, f) for seed, (n, f) in self._answers.items() if f & MEMBER)
+        for name, _seed, flags in members:
+            if flags & KNEW_YOU:
+                self.mode = "joining"
+                text = f"seed {name} belongs to a cluster that lists {self.name}: rejoining it"
+                return [m.Log("info", text + " instead of founding a new one")]
+        if members and not self._halted:
+            self._halted = True
+            name, seed, _ = members[0]
+            return [
+                m.Halt(
+                    f"seed {name} ({seed}) belongs to a cluster that does not list {self.name}: "
+                    "--new-cluster founds a cluster only when no seed belongs to one. Start "
+                    "without --new-cluster to join that cluster, or give other seeds"
+                )
+            ]
+        if not members and all(s in self._answers for s in self._founding_seeds()):
+            return self._begin_serving(now_ms, "founded")
+        return []
 
     def _begin_serving(self, now_ms: int, how: str) -> list[m.Effect]:
         self.mode = "serving"

@@ -30,6 +30,7 @@ FAULTS = (
     "stop",
     "wipe",
     "power_loss",
+    "full_restart",
     "skew",
 )
 

@@ -13,9 +13,9 @@ takes:
   committed since the last write-back (none, with ``sync``);
 * **wipe** (the disk is lost): everything is lost — the world gives the node a new disk.
 
-Reads see the buffer, then the committed state; a scan commits the buffer first, as
-``GroupCommitStorage.scan`` does. ``committed()`` is the state a crash would leave, which is what
-the checkers call "held durably".
+Reads see the buffer, then the committed state; a scan merges the buffer over the committed
+state without committing it, as ``GroupCommitStorage.scan`` does. ``committed()`` is the state a
+crash would leave, which is what the checkers call "held durably".
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Iterator
 
+from ring.storage.base import scan_bounds
 from ring.storage.memory import MemoryStorage
 
 _DELETED = None
@@ -73,8 +74,16 @@ class SimDisk:
         reverse: bool = False,
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        self.commit()
-        return self._state.scan(prefix, start, stop, reverse, limit)
+        # The buffer over the committed state, without committing it (as GroupCommitStorage).
+        lower, upper = scan_bounds(prefix, start, stop)
+        merged = dict(self._state.scan(prefix, start, stop))
+        for key, value in self._pending.items():
+            if (lower is None or key >= lower) and (upper is None or key < upper):
+                merged[key] = value  # type: ignore[assignment]
+        keys = sorted((k for k, v in merged.items() if v is not None), reverse=reverse)
+        if limit is not None:
+            keys = keys[:limit]
+        return iter([(k, merged[k]) for k in keys])
 
     def close(self) -> None:
         self.commit()

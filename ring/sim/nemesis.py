@@ -9,7 +9,8 @@ long partitions, a node flapping, skewed clocks...) and the nemesis plays it:
   one way or both ways;
 * crashes and graceful stops, each followed by a restart after a while. At most ``max_down``
   nodes are down at once — a minority, so a quorum of the cluster stays alive most of the time —
-  and once in a while one more, so that quorums do get lost;
+  and once in a while one more, so that quorums do get lost; and in some runs, once, every node
+  at once, with one of them staying down until the faults end;
 * lost disks (kv679): a restart with a wiped storage; and power losses: a crash that also
   loses the writes its disk had not written back (without ``sync``, acknowledged ones too). At
   most W-1 such losses per run, the number a write acknowledged by W nodes is guaranteed to
@@ -44,6 +45,7 @@ class FaultPlan:
     wipe_chance: float = 0.3  # chance that a restart loses the disk, while the budget lasts
     power_chance: float = 0.0  # chance that a crash is a power loss
     sync: bool = False  # the nodes fsync every batch of writes
+    full_restart: bool = False  # once, every node crashes; all but one come back soon
 
     @staticmethod
     def draw(
@@ -81,6 +83,7 @@ class FaultPlan:
             wipe_chance=1.0 if kv679 else 0.0 if power else 0.3,
             power_chance=1.0 if power else 0.0 if kv679 else rng.choice((0.0, 0.2, 0.5)),
             sync=False if power else rng.random() < 0.25,
+            full_restart=rng.random() < 0.15,
         )
 
 
@@ -117,6 +120,8 @@ class Nemesis:
             self.sched.after(self._pause(self.plan.partition_every_ms), self._partition_now)
         if self.plan.crash_every_ms:
             self.sched.after(self._pause(self.plan.crash_every_ms), self._crash_now)
+        if self.plan.full_restart:
+            self.sched.after(self.rng.randint(200, 3000), self._restart_all)
 
     def stop(self) -> None:
         """The end of the safety phase: heal everything and restart every node that is down."""
@@ -181,6 +186,19 @@ class Nemesis:
         if lost:
             self._count("batches_lost")
         self.sched.after(self.rng.randint(50, 2000), self._restart, name)
+
+    def _restart_all(self) -> None:
+        """The whole cluster goes down at once (a power cut of the rack, a bad deploy); all
+        but one node come back after a while, the last only when the faults end — the others
+        must serve without it (they remember it: it stays in their ring, down)."""
+        if not self.active:
+            return
+        names = self.world.up()
+        for name in names:
+            self.world.stop(name, graceful=False)
+        self._count("full_restart")
+        for name in names[:-1]:
+            self.sched.after(self.rng.randint(50, 2000), self._restart, name)
 
     def _restart(self, name: str) -> None:
         if not self.active or self.world.node(name) is not None:

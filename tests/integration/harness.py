@@ -149,9 +149,7 @@ class Cluster:
 
     def wait_serving(self, name: str, timeout: float = 15.0) -> None:
         out = self.root / f"{name}.out"
-        wait_until(
-            lambda: SERVING.search(out.read_text()), timeout, what=f"{name} to serve"
-        )
+        wait_until(lambda: SERVING.search(out.read_text()), timeout, what=f"{name} to serve")
 
     def start(self, *names: str) -> None:
         """Start nodes in parallel (the first node ever started is everyone's seed)."""

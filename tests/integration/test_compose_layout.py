@@ -69,7 +69,7 @@ def test_a_wiped_founder_restarted_with_its_command_loses_no_acknowledged_write(
         load.stop()
         log = cluster.log("a", tail=1_000_000)
         assert log.count("serving: founded cluster") == 1, log  # only its very first start
-        assert log.count("joining it instead of founding") == 3, log
+        assert log.count("rejoining it instead of founding") == 3, log
         verdict = verify_after_heal(
             cluster, history, load.keys, "wiped founder", reads_during=False
         )
@@ -113,7 +113,7 @@ def test_a_wiped_founder_whose_seeds_are_silent_waits_instead_of_founding(
             os.kill(pid, signal.SIGCONT)
         frozen.clear()
         cluster.wait_serving("a")
-        assert "joining it instead of founding" in cluster.log("a")
+        assert "rejoining it instead of founding" in cluster.log("a")
         with cluster.client("a") as client:
             assert [client.get(b"k%d" % i, r=2) for i in range(20)] == [
                 b"v%d" % i for i in range(20)

@@ -59,6 +59,7 @@ def test_200_seeds_of_a_5_node_cluster_under_faults() -> None:
         "stop",
         "wipe",
         "power_loss",
+        "full_restart",
         "skew",
     ):
         assert faults.get(kind, 0) > 0, f"no {kind} fault injected"

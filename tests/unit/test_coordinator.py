@@ -201,9 +201,18 @@ def test_a_hint_acknowledgement_from_another_node_is_ignored(cluster: Cluster) -
     cluster.start("c", incarnation=1)
     cluster.hold("c")
     cluster.settle()
-    cluster.run(100)
-    [(src, delivery)] = [(s, e) for s, e in cluster.held if isinstance(e.msg, m.ReplicaPut)][:1]
-    assert src == "a"
+    ops = cluster.nodes["a"].coordinator.ops
+
+    def in_flight() -> list[Any]:
+        return [
+            e for s, e in cluster.held if isinstance(e.msg, m.ReplicaPut) and e.msg.op_id in ops
+        ]
+
+    for _ in range(100):  # until a delivery of the hint is in flight
+        if in_flight():
+            break
+        cluster.run(20)
+    [delivery] = in_flight()
     cluster.handle("a", m.PeerMessage("b", m.ReplicaPutAck(delivery.msg.op_id, True)))
     assert cluster.nodes["a"].coordinator.hints.counts() == {"c": 1}  # b cannot clear c's hint
     cluster.handle("a", m.PeerMessage("c", m.ReplicaPutAck(delivery.msg.op_id, True)))
@@ -330,3 +339,69 @@ def test_a_hint_for_a_key_already_hinted_merges_with_it() -> None:
     assert store.counts() == {"t": 1}
     store.drop("t", b"k")
     assert store.counts() == {} and store.storage.get(hint_key("t", b"k")) is None
+
+
+def test_a_tombstone_with_trailing_bytes_is_corrupt_and_the_read_is_answered(
+    cluster: Cluster,
+) -> None:
+    """``check_encoded`` and ``decode`` agree: a record ``decode`` refuses is never taken as an
+    answer (it made the read raise after it was marked answered: the client never heard)."""
+    assert cluster.request("a", "put", key=b"k", value=b"v", w=3).error is None
+    assert cluster.request("a", "del", key=b"k", w=3).error is None
+    good = cluster.storage["b"].get(DATA + b"k")
+    assert good is not None
+    cluster.storage["b"].put(DATA + b"k", good + b"!")
+    for via in ("a", "b"):
+        reply = cluster.request(via, "get", key=b"k")
+        assert reply.error is None and reply.result is None
+    cluster.run(100)
+    assert cluster.storage["b"].get(DATA + b"k") == good  # repaired
+    assert not any(node.coordinator.ops for node in cluster.nodes.values())
+
+
+def test_an_answer_taken_back_by_a_failure_is_replaced_by_an_error(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read is answered, then the same piece of work raises (in its read repair): the
+    answer is taken back with the rest, so the client gets an error instead of nothing."""
+
+    def broken(self: Any, op: Any, effects: list[Any]) -> None:
+        raise RuntimeError("a bug in read repair")
+
+    monkeypatch.setattr(Coordinator, "_read_repair", broken)
+    reply = cluster.request("a", "get", key=b"nothing", r=3)  # answered with the last reply
+    assert reply.error == "internal"
+    cluster.run(600)
+    assert not cluster.nodes["a"].coordinator.ops
+
+
+def test_a_corrupt_record_with_no_good_copy_anywhere_is_set_aside(cluster: Cluster) -> None:
+    from ring.core.layout import QUARANTINE
+
+    cluster.storage["a"].put(DATA + b"only", CORRUPT)  # no other replica holds the key
+    reply = cluster.request("a", "put", key=b"only", value=b"v")
+    assert reply.error == "corrupt"
+    cluster.run(100)  # the repair read: every replica answered, none has a good copy
+    assert cluster.storage["a"].get(QUARANTINE + DATA + b"only") == CORRUPT  # kept, aside
+    assert cluster.request("a", "put", key=b"only", value=b"v").error is None
+    assert cluster.request("b", "get", key=b"only", r=3).result == b"v"
+
+
+def test_a_hint_its_target_refuses_is_set_aside_and_the_others_still_go(
+    cluster: Cluster,
+) -> None:
+    from ring.core.layout import QUARANTINE
+
+    cluster.crash("c")
+    cluster.settle()
+    hints = cluster.nodes["a"].coordinator.hints
+    hints.store_own("c", b"bad", CORRUPT)  # a record c will refuse
+    assert cluster.request("a", "put", key=b"good", value=b"v").error is None
+    assert hints.counts() == {"c": 2}
+    cluster.start("c", incarnation=1)
+    cluster.settle()
+    cluster.run(1000)
+    assert hints.counts() == {}
+    assert cluster.storage["a"].get(QUARANTINE + hint_key("c", b"bad")) == CORRUPT
+    assert _record(cluster, "c", b"good").live[0].value == b"v"
+    assert cluster.nodes["a"].stats["hints_refused"] == 1

@@ -189,7 +189,7 @@ def test_malformed_datagrams_are_ignored() -> None:
         Ping("x", "z", []),  # type: ignore[arg-type]  # a str is no seq
         Ping(1, "z", [["z", "h:9", -1, "up"], ["z", "h:9", 1, "dead"], "junk", ["y"]]),
         Leave("z", True, True),  # a bool is no incarnation
-        Join("q", "", 1, {}),  # an empty address
+        Join("q", "", 1, {}, "h:1"),  # an empty address
     ]:
         node.handle("h:9", bad, 0, rng)
     assert [m.name for m in node.members()] == ["a"]
@@ -224,18 +224,18 @@ def test_join_retries_until_another_member_is_known() -> None:
     node = Membership("a", "h:1", config=CFG)
     rng = random.Random(0)
     first = node.join(["h:1", "h:2", "h:2"], 0)
-    assert [(d.address, d.msg) for d in first] == [("h:2", Join("a", "h:1", 0, {}))]
+    assert [(d.address, d.msg) for d in first] == [("h:2", Join("a", "h:1", 0, {}, "h:2"))]
     assert node.tick(CFG.join_retry_ms - 1, rng) == []
     again = node.tick(CFG.join_retry_ms, rng)
     assert [d.address for d in again if isinstance(d.msg, Join)] == ["h:2"]
-    node.handle("h:2", SyncReply("b", 0, 1, [["b", "h:2", 0, "up"]], 3, {}), 1500, rng)
+    node.handle("h:2", SyncReply("b", 0, 1, [["b", "h:2", 0, "up"]], 3, {}, ""), 1500, rng)
     later = node.tick(10 * CFG.join_retry_ms, rng)
     assert not [d for d in later if isinstance(d.msg, Join)]
 
 
 def test_a_seed_answers_join_with_its_table() -> None:
     seed = Membership("s", "h:0")
-    out = seed.handle("h:5", Join("j", "h:5", 3, {}), 0, random.Random(0))
+    out = seed.handle("h:5", Join("j", "h:5", 3, {}, "h:0"), 0, random.Random(0))
     assert [d.address for d in out] == ["h:5"]
     reply = out[0].msg
     assert isinstance(reply, SyncReply) and (reply.part, reply.parts) == (0, 1)
@@ -406,7 +406,7 @@ def test_datagrams_stay_small_with_30_members() -> None:
     net.run(CFG.sync_interval_ms)
     assert net.kinds["Sync"] >= 30 and "PingReq" not in net.kinds  # Net.send checked every size
     # The full table no longer fits one datagram: a sync answer comes in parts.
-    reply = members[7].handle("x:1", Sync("x", 0, 1, [], 3, {}), net.now, net.rng)
+    reply = members[7].handle("x:1", Sync("x", 0, 1, [], 3, {}, ""), net.now, net.rng)
     assert len(reply) >= 2 and all(isinstance(d.msg, SyncReply) for d in reply)
     assert [(d.msg.part, d.msg.parts) for d in reply] == [
         (i, len(reply)) for i in range(len(reply))
@@ -425,8 +425,8 @@ def test_records_with_the_longest_names_still_fit() -> None:
     rng = random.Random(0)
     out = []
     for i in range(0, 30, 3):  # arrive in parts, as they would
-        out += node.handle("x:1", SyncReply("x", 0, 1, records[i : i + 3], 3, settings), 0, rng)
-    out += node.handle("x:1", Sync("x", 0, 1, [], 3, settings), 0, rng)
+        out += node.handle("x:1", SyncReply("x", 0, 1, records[i : i + 3], 3, settings, ""), 0, rng)
+    out += node.handle("x:1", Sync("x", 0, 1, [], 3, settings, ""), 0, rng)
     out += node.handle("x:1", PingReq(1, long(1, 128), long(2, 128), long(2, 128), []), 0, rng)
     out += node.handle("x:1", Ping(2, long(3, 128), []), 0, rng)
     for t in range(0, 6_000, 50):

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from ring.core import messages as m
-from ring.core.membership import MEMBER, Join, JoinRefused, Membership, Sync
+from ring.core.membership import (
+    KNEW_YOU,
+    MEMBER,
+    SERVING,
+    Join,
+    JoinRefused,
+    Membership,
+    Sync,
+    SyncReply,
+)
 from ring.core.node import Node, NodeConfig
 from ring.core.view import StartupError
 from ring.storage import MemoryStorage
@@ -65,7 +74,6 @@ def test_a_wiped_founder_restarted_with_the_same_command_rejoins() -> None:
     c.settle()
     c.start("a", incarnation=1)
     a = c.nodes["a"]
-    assert not a.ready()  # its seeds answer first
     reply = c.request("a", "put", key=b"k", value=b"v")  # retried until a serves
     c.settle()
     assert a.ready() and a.ring.members == ("a", "b", "c")
@@ -77,31 +85,59 @@ def test_a_wiped_founder_restarted_with_the_same_command_rejoins() -> None:
         assert c.request("b", "get", key=b"w%d" % i, r=2).result == b"v"
 
 
-def test_a_founder_joins_instead_when_a_seed_belongs_to_a_cluster() -> None:
-    storage = MemoryStorage()
-    cfg = NodeConfig(name="a", address="a:1", seeds=("b:1",), new_cluster=True, **CFG)
-    node = Node(cfg, storage, now_ms=0, rng=random.Random(1))
+def _founder(seeds: tuple[str, ...]) -> Node:
+    cfg = NodeConfig(name="a", address="a:1", seeds=seeds, new_cluster=True, **CFG)
+    node = Node(cfg, MemoryStorage(), now_ms=0, rng=random.Random(1))
     node.start(0)
-    # b answers as a member that does not serve (it is rejoining a ring): a must not found.
-    table = Sync("b", 0, 1, [["b", "b:1", 3, "joining"]], MEMBER, _settings())
-    out = node.handle(m.Datagram("b:1", table), 10)
+    return node
+
+
+def _answer(name: str, seed: str, flags: int, state: str = "up") -> m.Datagram:
+    """``name``'s answer to our Join sent to ``seed``: its table and what it is."""
+    table = SyncReply(name, 0, 1, [[name, f"{name}:1", 3, state]], flags, _settings(), seed)
+    return m.Datagram(f"{name}:1", table)
+
+
+def test_a_founder_rejoins_when_a_seed_belongs_to_a_cluster_that_lists_it() -> None:
+    node = _founder(("b:1",))
+    # b is a member that does not serve (it is rejoining a ring), and knew a before it asked.
+    out = node.handle(_answer("b", "b:1", MEMBER | KNEW_YOU, "joining"), 10)
+    assert not node.ready() and not any(isinstance(e, m.Halt) for e in out)
+    assert any("rejoining it instead of founding" in e.text for e in out if isinstance(e, m.Log))
+
+
+def test_a_founder_whose_seed_belongs_to_a_cluster_that_does_not_list_it_stops() -> None:
+    node = _founder(("b:1",))
+    out = node.handle(_answer("b", "b:1", SERVING | MEMBER), 10)
+    [halt] = [e for e in out if isinstance(e, m.Halt)]
+    assert "does not list a" in halt.reason and "without --new-cluster" in halt.reason
     assert not node.ready()
-    assert any("joining it instead of founding" in e.text for e in out if isinstance(e, m.Log))
 
 
 def test_a_founder_founds_once_every_seed_answered_as_a_newcomer() -> None:
-    cfg = NodeConfig(name="a", address="a:1", seeds=("b:1", "c:1"), new_cluster=True, **CFG)
-    node = Node(cfg, MemoryStorage(), now_ms=0, rng=random.Random(1))
-    node.start(0)
-    node.handle(m.Datagram("b:1", Sync("b", 0, 1, [["b", "b:1", 0, "joining"]], 0, _settings())), 1)
+    # b is listed twice, by name and by IP: each seed address counts once it answered.
+    node = _founder(("b:1", "10.0.0.2:1", "c:1"))
+    node.handle(_answer("b", "b:1", 0, "joining"), 1)
+    node.handle(_answer("b", "10.0.0.2:1", 0, "joining"), 2)
     assert not node.ready()  # c has not answered yet
-    node.handle(m.Datagram("c:1", Sync("c", 0, 1, [["c", "c:1", 0, "joining"]], 0, _settings())), 2)
+    assert "c:1" in node.status()["waiting_for"]
+    node.handle(_answer("c", "c:1", 0, "joining"), 3)
     assert node.ready() and node.ring.members == ("a", "b", "c")
+
+
+def test_a_founder_does_not_wait_for_a_seed_that_is_itself() -> None:
+    """A shared seed list names every node, the founder too (spelled as another address)."""
+    node = _founder(("b:1", "0.0.0.0:1"))
+    own = Join("a", "a:1", 0, _settings(), "0.0.0.0:1")  # our Join to that seed came back
+    node.handle(m.Datagram("a:1", own), 1)
+    node.handle(_answer("b", "b:1", 0, "joining"), 2)
+    assert node.ready()
 
 
 def test_a_join_with_other_settings_is_refused_naming_both_values() -> None:
     seed = Membership("s", "s:1", settings=_settings())
-    out = seed.handle("j:1", Join("j", "j:1", 1, _settings(n=5)), 0, random.Random(0))
+    join = Join("j", "j:1", 1, _settings(n=5), "s:1")
+    out = seed.handle("j:1", join, 0, random.Random(0))
     [refusal] = [d.msg for d in out]
     assert isinstance(refusal, JoinRefused)
     assert refusal.reason == "n is 3 on s but 5 on j"
@@ -116,7 +152,7 @@ def test_a_join_with_other_settings_is_refused_naming_both_values() -> None:
 
 def test_a_table_with_other_settings_is_dropped_and_reported_once() -> None:
     node = Membership("a", "a:1", settings=_settings())
-    bad = Sync("z", 0, 1, [["z", "z:1", 0, "up"]], 3, _settings(cluster="other"))
+    bad = Sync("z", 0, 1, [["z", "z:1", 0, "up"]], 3, _settings(cluster="other"), "")
     assert node.handle("z:1", bad, 0, random.Random(0)) == []
     assert node.get("z") is None
     [(sender, reason)] = node.drain_refusals()
@@ -132,3 +168,42 @@ def test_a_table_with_other_settings_is_dropped_and_reported_once() -> None:
         if isinstance(e, m.Log) and "other" in e.text
     ]
     assert len(logs) == 1 and logs[0].level == "warning"
+
+
+def test_a_whole_cluster_restart_without_one_member_serves_with_it_down() -> None:
+    """Every node stops; two come back, the third does not. The two remember it: it is in
+    their ring (down), so ownership does not move and they serve with hints for it."""
+    c = _compose()
+    c.settle()
+    for name in ("a", "b", "c"):
+        c.crash(name)
+    for name in ("a", "b"):
+        c.start(name, incarnation=1)
+    c.down = {"c"}
+    c.settle()
+    for name in ("a", "b"):
+        assert c.nodes[name].ready() and c.nodes[name].ring.members == ("a", "b", "c")
+    assert c.request("a", "put", key=b"k", value=b"v").error is None
+    assert c.request("b", "get", key=b"k").result == b"v"
+
+
+def test_a_node_rejoining_with_an_older_ring_learns_the_newer_one_before_serving() -> None:
+    """a was down while d joined. Then everyone stops, and all but d come back: a remembers
+    a, b, c only, but b and c remember d, and their tables name it, so a serves on the ring
+    with d (down), not on a smaller one where it would coordinate writes it does not own."""
+    c = Cluster(["a", "b", "c"], compose=True)
+    c.settle()
+    c.crash("a")
+    c.names.append("d")
+    c.storage["d"] = MemoryStorage()
+    c.start("d")  # it joins through b and c
+    c.settle()
+    assert c.nodes["b"].ring.members == ("a", "b", "c", "d")
+    for name in ("b", "c", "d"):
+        c.crash(name)
+    for name in ("a", "b", "c"):
+        c.start(name, incarnation=2)
+    c.down = {"d"}
+    c.settle()
+    for name in ("a", "b", "c"):
+        assert c.nodes[name].ready() and c.nodes[name].ring.members == ("a", "b", "c", "d")
