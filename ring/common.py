@@ -87,3 +87,13 @@ def scan_bounds(
         if end is not None and (upper is None or upper > end):
             upper = end
     return lower, upper
+
+
+def settings_mismatch(ours: dict[str, Any], theirs: dict[str, Any], us: str, them: str) -> str:
+    """Why two nodes' shared settings disagree ("" when they agree), naming both values."""
+    out = []
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key), theirs.get(key)
+        if a != b:
+            out.append(f"{key} is {a!r} on {us} but {b!r} on {them}")
+    return "; ".join(out)

@@ -17,17 +17,17 @@ The rules (Dynamo, DeCandia et al. 2007; Riak KV):
   stored the write yet gets a hint kept by the coordinator, written before the answer leaves
   (group commit), and dropped if that replica's acknowledgement still comes. Hints kept by the
   coordinator do not count towards W.
-* **Hinted handoff.** Hints are delivered to their node when it is up, a few at a time
-  (``HINT_WINDOW`` in flight), and dropped once that node acknowledged them — unless the hint
-  changed in the meantime (``ring.core.hints``).
+* **Hinted handoff.** Hints are delivered to their node when it is up or joining, a few at a
+  time (``HINT_WINDOW`` in flight), and dropped once that node acknowledged them — unless the
+  hint changed in the meantime (``ring.core.hints``). A hint its node refuses is set aside.
 * **Reads.** The coordinator (any node) asks the live members of the preference list, answers
   after R replies with the ``reconcile`` of what it got, keeps collecting until every asked
   replica answered or the timeout, then sends the merged record to every replica whose copy
   differs (**read repair**).
 * **One failure, one operation.** A replica record that does not decode counts as no answer
   (logged once, counted) and is rewritten by the read repair; a stored record that does not
-  decode under a write fails that write and starts a repair read of the key. Nothing here lets a
-  bad record reach another request.
+  decode under a write fails that write and starts a repair read of the key, which sets it
+  aside when no replica has a good copy. Nothing here lets a bad record reach another request.
 * **Scans** ask every live member for a page of at most ``limit`` records and about
   ``SCAN_PAGE_BYTES``; the answer is cut at the nearest page that was cut, and at
   ``SCAN_ANSWER_BYTES``, so a page of large values never exceeds a frame.

@@ -97,6 +97,7 @@ from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar, cast, dataclass_transform
 
+from ring.common import settings_mismatch
 from ring.core.messages import Gossip, SendDatagram, message, to_wire
 
 JOINING = "joining"
@@ -289,16 +290,6 @@ _SHAPES: dict[type[Any], tuple[type[Any], ...]] = {
     Leave: (str, int, bool),
     JoinRefused: (str, str),
 }
-
-
-def settings_mismatch(ours: dict[str, Any], theirs: dict[str, Any], us: str, them: str) -> str:
-    """Why two nodes' shared settings disagree ("" when they agree), naming both values."""
-    out = []
-    for key in sorted(set(ours) | set(theirs)):
-        a, b = ours.get(key), theirs.get(key)
-        if a != b:
-            out.append(f"{key} is {a!r} on {us} but {b!r} on {them}")
-    return "; ".join(out)
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from ring.core import messages as m
 from ring.core import validate
 from ring.core.coordinator import Coordinator
+from ring.core.hashring import HashRing
 from ring.core.layout import ACTOR_KEY, RUNNING_KEY, Storage
-from ring.core.membership import MembershipConfig, RandomSource
+from ring.core.membership import Membership, MembershipConfig, RandomSource
 from ring.core.ops import Origin
 from ring.core.validate import RequestError
 from ring.core.view import StartupError, View, ViewConfig
@@ -158,14 +159,14 @@ class Node:
         self.storage.write([(RUNNING_KEY, flag)], sync=True)
         return actor
 
-    # --- compatibility views of the parts ------------------------------------------------------
+    # --- the parts, as tests and the simulator look at them -----------------------------------
 
     @property
-    def membership(self) -> Any:
+    def membership(self) -> Membership:
         return self.view.membership
 
     @property
-    def ring(self) -> Any:
+    def ring(self) -> HashRing:
         return self.view.ring
 
     def ready(self) -> bool:

@@ -10,13 +10,14 @@ mode            starts when the data directory ...            serves after
 ==============  ============================================  =================================
 ``serving``     holds a ring of this node alone, or is empty   at once (alone by its own
                 and ``new_cluster`` is set without seeds       founding)
-``rejoining``   holds a ring with other members                a full table from a *member* and
-                                                               hearing of every remembered member
+``rejoining``   holds a ring with other members                a full table from a *member*
+                                                               (its ring: the remembered one)
 ``joining``     is empty and seeds are given                   a full table from a *serving*
                                                                member
 ``founding``    is empty, ``new_cluster`` and seeds given      every seed answered and none is a
-                                                               member: it founds; if a member
-                                                               answers, it joins (``joining``)
+                                                               member: it founds; a member that
+                                                               knew it: it rejoins (``joining``);
+                                                               one that did not: ``Halt``
 ==============  ============================================  =================================
 
 An empty data directory with neither seeds nor ``new_cluster`` is refused (:class:`StartupError`):
@@ -25,10 +26,15 @@ cluster: it serves, or it remembers a ring it is rejoining; a fresh joiner is no
 is a ``Sync``/``SyncReply`` (all its parts) whose flags say what its sender is. So:
 
 * a wiped founder restarted with its usual command (``new_cluster`` plus seeds) hears from its
-  old peers, which are members, and rejoins them instead of founding a second cluster;
-* a fresh joiner trusts only a serving member's table, which is whole by that member's rule; a
-  rejoining node also checks the table against the ring it remembers, so a whole cluster that
-  restarts at once comes back without any node serving first.
+  old peers, which are members that know it, and rejoins them instead of founding a second
+  cluster; answers are matched to the seed address each ``Join`` went to (echoed back), and a
+  seed address that turns out to be the founder itself is not waited for;
+* a fresh joiner trusts only a serving member's table, which is whole by that member's rule;
+* a rejoining node puts the members it remembers into its view at once, as ``down`` until they
+  are heard from: its ring is the one it served on (ownership does not change because nobody
+  spoke yet), and the tables it sends name them, so a peer rejoining with an older ring learns
+  the newer one. So a whole cluster that restarts at once comes back without any node serving
+  first, also with a member missing (it stays in the ring, down, and gets hints).
 
 Until it serves, the node's own membership record is ``joining`` (so ``status`` shows it), it
 keeps sending ``Join`` to its seeds and to members it has heard of, and it still stores the

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from ring.core.membership import settings_mismatch
+from ring.common import settings_mismatch
 from ring.errors import (
     CorruptData,
     InvalidInput,

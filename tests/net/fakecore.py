@@ -150,7 +150,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     """Wait until ``condition()`` holds, polling; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -79,7 +79,7 @@ class Client:
         consumes nothing, callable from any thread."""
         return bool(select.select([self.sock], [], [], timeout)[0])
 
-    async def recv(self, timeout: float = 5.0) -> Any:
+    async def recv(self, timeout: float = 15.0) -> Any:
         while not self.frames:
             await wait_for(lambda: self.readable(), timeout)
             data = self.sock.recv(1 << 20)
