@@ -45,3 +45,32 @@ def test_merge_encoded_is_reconcile(seed: int) -> None:
         if got is None:
             assert want == replicas[j]
         replicas[j] = want
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_what_check_encoded_accepts_decodes(seed: int) -> None:
+    """The check a record from elsewhere passes before it is kept (``check_encoded``, also in
+    ``merge_encoded``) accepts nothing ``decode`` refuses: a damaged record is refused at the
+    door, never stored and then found undecodable by a read."""
+    rnd = random.Random(seed)
+    r = rec.EMPTY
+    samples = []
+    for i in range(8):
+        value = None if rnd.random() < 0.3 else b"v%d" % i
+        r = rec.write(r, rnd.choice(["a@1", "b@2"]), value, i, {} if rnd.random() < 0.3 else None)
+        samples.append(rec.encode(r))
+    for _ in range(2000):
+        data = bytearray(rnd.choice(samples))
+        roll = rnd.random()
+        if roll < 0.4:
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        elif roll < 0.7:
+            data += bytes([rnd.randrange(256)])
+        else:
+            del data[rnd.randrange(len(data)) :]
+        try:
+            rec.check_encoded(bytes(data))
+        except ValueError:
+            continue
+        rec.decode(bytes(data))  # must not raise
+        assert rec.merge_encoded(None, bytes(data)) == bytes(data)
