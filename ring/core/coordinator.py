@@ -212,11 +212,7 @@ class Coordinator:
         op_id = self.new_op(op, now_ms)
         for node in asked:
             if node == self.name:
-                raw = self.storage.get(DATA + key)
-                if self._checked(node, key, raw, effects):
-                    op.replies[node] = raw
-                else:
-                    op.bad.add(node)
+                op.replies[node] = self.storage.get(DATA + key)  # checked before it is used
             else:
                 self.send(node, m.ReplicaGet(op_id, key), effects)
         self.progress_get(op_id, op, effects)
@@ -228,10 +224,11 @@ class Coordinator:
     def progress_get(
         self, op_id: int, op: GetOp, effects: list[m.Effect], final: bool = False
     ) -> None:
-        if not op.answered and len(op.replies) >= op.r:
+        if not op.answered and len(op.replies) >= op.r and self._vet(op, effects):
             self.answer(op.origin, None, get_result(op.replies, op.versioned), effects)
             op.answered = True
         if len(op.replies) + len(op.bad) == len(op.asked) or final:
+            self._vet(op, effects)  # read repair decodes only replies that differ
             del self.ops[op_id]
             if not op.answered:
                 self.fail_quorum(
@@ -239,6 +236,27 @@ class Coordinator:
                 )
                 op.answered = True
             self._read_repair(op, effects)
+
+    def _vet(self, op: GetOp, effects: list[m.Effect]) -> bool:
+        """Set aside (into ``op.bad``) the replies that do not decode; True if R good ones are
+        left. Replies that are all the same bytes from two replicas or more are taken as they
+        are: each replica checked what it stored when it came from elsewhere
+        (its own writes it encoded itself), so only one whose disk damaged it could hold a bad
+        copy, and two cannot hold the same damage. That is the usual read, and it checks
+        nothing; any other set of replies is checked, each distinct record once."""
+        replies = op.replies
+        if len(replies) > 1 and len(set(replies.values())) == 1:
+            return True
+        good: set[bytes] = set()
+        for node, raw in list(replies.items()):
+            if raw is None or raw in good:
+                continue
+            if self._checked(node, op.key, raw, effects):
+                good.add(raw)
+            else:
+                del replies[node]
+                op.bad.add(node)
+        return len(replies) >= op.r
 
     def _read_repair(self, op: GetOp, effects: list[m.Effect]) -> None:
         raws = set(op.replies.values())
@@ -610,11 +628,8 @@ class Coordinator:
                 raw = msg.record
                 if raw is not None and not isinstance(raw, bytes):
                     op.bad.add(src)
-                elif raw in op.replies.values() or self._checked(src, op.key, raw, effects):
-                    # Replicas usually agree: bytes equal to a reply already checked are good.
-                    op.replies[src] = raw
                 else:
-                    op.bad.add(src)
+                    op.replies[src] = raw  # checked by _vet before it is used
                 self.progress_get(op_id, op, effects)
         elif isinstance(msg, m.ScanReply) and isinstance(op, ScanOp):
             if src in op.asked and src not in op.replies and isinstance(msg.items, list):

@@ -462,7 +462,10 @@ def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
         return incoming
     if _absorbs(l_ctx, l_dots, i_ctx, i_dots):
         return None
-    old = decode(local)
+    try:
+        old = decode(local)
+    except ValueError as exc:
+        raise LocalCorrupt(str(exc)) from None
     merged = reconcile(old, decode(incoming))
     return None if merged == old else encode(merged)
 
