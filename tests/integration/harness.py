@@ -491,6 +491,17 @@ class Load:
         if self.errors:
             raise AssertionError(f"load thread failed: {self.errors[0]!r}") from self.errors[0]
 
+    def progress(self, ops: int, what: str = "") -> None:
+        """Wait until the load made ``ops`` more requests (a measure of work, not of time)."""
+        target = self.ops + ops
+
+        def done() -> bool:
+            if self.errors:
+                raise AssertionError(f"load thread failed: {self.errors[0]!r}") from self.errors[0]
+            return self.ops >= target
+
+        wait_until(done, 60, what=f"{ops} requests {what}".strip(), interval=0.01)
+
     def on(self, address: str) -> int:
         """How many workers are connected to ``address`` right now."""
         return sum(a == address for a in list(self.current.values()))

@@ -33,17 +33,6 @@ pytestmark = pytest.mark.integration
 NAMES = ("a", "b", "c")
 
 
-def _progress(load: Load, ops: int) -> None:
-    target = load.ops + ops
-
-    def done() -> bool:
-        if load.errors:
-            raise AssertionError(f"load thread failed: {load.errors[0]!r}") from load.errors[0]
-        return load.ops >= target
-
-    wait_until(done, 60, what=f"{ops} more requests", interval=0.01)
-
-
 def test_a_wiped_founder_restarted_with_its_command_loses_no_acknowledged_write(
     tmp_path: Path,
 ) -> None:
@@ -57,15 +46,15 @@ def test_a_wiped_founder_restarted_with_its_command_loses_no_acknowledged_write(
         addresses = [cluster.addresses[n] for n in NAMES]
         load = Load(addresses, history, threads=4, keys=8, seed=7, context_writes=False).start()
         for _ in range(3):
-            _progress(load, 150)
+            load.progress(150)
             wait_until(functools.partial(load.on, cluster.addresses["a"]), 10, "a client on a")
             cluster.kill9("a")
             shutil.rmtree(tmp_path / "a")
-            _progress(load, 80)
+            load.progress(80)
             cluster.restart("a")  # --new-cluster, with b and c as seeds: as docker-compose
             cluster.wait_serving("a")
             cluster.heal()
-        _progress(load, 150)
+        load.progress(150)
         load.stop()
         log = cluster.log("a", tail=1_000_000)
         assert log.count("serving: founded cluster") == 1, log  # only its very first start

@@ -55,18 +55,6 @@ NAMES = ("a", "b", "c")
 SEED = int(os.environ.get("RINGKV_FAULT_SEED", "20240604"))
 
 
-def _progress(load: Load, ops: int, what: str) -> None:
-    """Wait until the load made ``ops`` more requests (a measure of work, not of time)."""
-    target = load.ops + ops
-
-    def done() -> bool:
-        if load.errors:
-            raise AssertionError(f"load thread failed: {load.errors[0]!r}") from load.errors[0]
-        return load.ops >= target
-
-    wait_until(done, 60, what=f"{ops} requests {what}", interval=0.01)
-
-
 def run_faults(root: Path, *, cycles: int, threads: int, keys: int, seed: int) -> None:
     rng = random.Random(seed)
     cluster = Cluster(root)
@@ -83,17 +71,17 @@ def run_faults(root: Path, *, cycles: int, threads: int, keys: int, seed: int) -
             victim = NAMES[cycle % 3] if cycle < 3 else rng.choice(NAMES)
             detected = rng.random() < 0.5
             schedule.append(f"{victim}{'+detected' if detected else ''}")
-            _progress(load, rng.randint(100, 300), "before the kill")
+            load.progress(rng.randint(100, 300), "before the kill")
             # Some client is connected to the victim, so a request hits it as it dies.
             wait_until(functools.partial(load.on, cluster.addresses[victim]), 10, "a client on it")
             cluster.kill9(victim)
-            _progress(load, rng.randint(50, 200), f"with {victim} down")
+            load.progress(rng.randint(50, 200), f"with {victim} down")
             if detected:
                 cluster.converge({n: "down" if n == victim else "up" for n in NAMES})
-                _progress(load, rng.randint(50, 150), f"with {victim} marked down")
+                load.progress(rng.randint(50, 150), f"with {victim} marked down")
             cluster.restart(victim)
             cluster.heal()
-        _progress(load, 200, "after the last restart")
+        load.progress(200, "after the last restart")
         load.stop()
         faulted = time.monotonic()
 
