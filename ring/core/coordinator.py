@@ -324,7 +324,8 @@ class Coordinator:
             if not isinstance(msg.hops, int) or not isinstance(msg.timeout_ms, int):
                 raise RequestError("invalid", "a forward carries integer hops and timeout_ms")
             self.check_serving()
-            budget = forward_budget(msg.timeout_ms)
+            # Never longer than our own timeout, whatever the sender says.
+            budget = min(forward_budget(msg.timeout_ms), self.config.request_timeout_ms)
             self.route_write(
                 origin, msg.op, args, now_ms, effects, hops=msg.hops + 1, timeout_ms=budget
             )

@@ -186,6 +186,9 @@ class View:
             if name != self.name and address and address not in seeds:
                 seeds.append(address)
         effects: list[m.Effect] = list(self.membership.join(seeds, now_ms))
+        if self.remembered and self.config.new_cluster:
+            text = "the data directory holds a cluster: --new-cluster is ignored, rejoining it"
+            effects.append(m.Log("info", text))
         if self.serving:
             effects += self._begin_serving(now_ms, "founded" if not self.remembered else "alone")
         self._sync_ring()
