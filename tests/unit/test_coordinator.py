@@ -143,10 +143,14 @@ def test_a_forward_that_reaches_a_non_replica_is_passed_on_not_coordinated() -> 
     pl, outsiders = _outsider(c, key)
     x, y = outsiders[0], outsiders[1]
     args = {"key": key, "value": b"v"}
-    out = c.nodes[x].handle(m.PeerMessage(y, m.Forward(7, "put", args, 0, 2000)), c.now)
+    out = c.nodes[x].handle(m.PeerMessage(y, m.Forward(7, "put", args, 0, 400)), c.now)
     [fwd] = [e for e in out if isinstance(e, m.Send)]
     assert fwd.dest in pl and isinstance(fwd.msg, m.Forward)
-    assert fwd.msg.hops == 1 and fwd.msg.timeout_ms == forward_budget(2000) < 2000
+    assert fwd.msg.hops == 1 and fwd.msg.timeout_ms == forward_budget(400) < 400
+    # A sender that claims to wait longer than this node's own timeout gets no more than that.
+    out = c.nodes[x].handle(m.PeerMessage(y, m.Forward(6, "put", args, 0, 10**9)), c.now)
+    [fwd] = [e for e in out if isinstance(e, m.Send)]
+    assert fwd.msg.timeout_ms == 500  # the cluster's request timeout in these tests
     assert c.storage[x].get(DATA + key) is None  # x stored nothing and asked no replica
     # Passed on too often already: refused, never coordinated.
     out = c.nodes[x].handle(m.PeerMessage(y, m.Forward(8, "put", args, 1, 2000)), c.now)
