@@ -33,6 +33,9 @@ class HintStore:
             self._index.setdefault(target, {})[key] = None
         self.inflight: set[bytes] = set()  # hint keys (skey) being delivered
         self.held: set[bytes] = set()  # hint keys whose write may still be acknowledged
+        # Hints store_own wrote where none was, and not changed since: hint key -> the bytes.
+        # Taking one back needs no read, and (before its commit) no disk write at all.
+        self._fresh: dict[bytes, bytes] = {}
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -47,7 +50,11 @@ class HintStore:
         return sum(len(keys) for keys in self._index.values())
 
     def matches(self, target: str, key: bytes, record: bytes) -> bool:
-        return self.storage.get(hint_key(target, key)) == record
+        skey = hint_key(target, key)
+        fresh = self._fresh.get(skey)
+        if fresh is not None:
+            return fresh is record or fresh == record
+        return self.storage.get(skey) == record
 
     def batch(self, target: str, limit: int) -> list[tuple[bytes, bytes, bytes]]:
         """Up to ``limit`` hints of ``target`` to deliver now: ``(skey, key, record)``."""
@@ -69,6 +76,7 @@ class HintStore:
         """Merge ``record`` into the hint for ``target`` (``record`` is checked; ``ValueError``).
         A stored hint that does not decode is replaced: it cannot be delivered anyway."""
         skey = hint_key(target, key)
+        self._fresh.pop(skey, None)
         local = self.storage.get(skey)
         try:
             merged = rec.merge_encoded(local, record)
@@ -86,7 +94,9 @@ class HintStore:
         if key in keys:
             self.store(target, key, record)
             return
-        self.storage.put(hint_key(target, key), record)
+        skey = hint_key(target, key)
+        self.storage.put(skey, record)
+        self._fresh[skey] = record
         keys[key] = None
 
     def quarantine(self, target: str, key: bytes) -> None:
@@ -100,7 +110,11 @@ class HintStore:
 
     def drop(self, target: str, key: bytes) -> None:
         skey = hint_key(target, key)
-        self.storage.write((), [skey])
+        # A hint written where none was, and not committed yet, is simply taken back: the
+        # common case of a replica acknowledging just after the client was answered costs no
+        # disk write at all.
+        if not (self._fresh.pop(skey, None) is not None and self.storage.discard(skey)):
+            self.storage.write((), [skey])
         keys = self._index.get(target)
         if keys is not None:
             keys.pop(key, None)

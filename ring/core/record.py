@@ -325,7 +325,7 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
             return _frame(
                 _packb((FORMAT_VERSION, (actor, counter), (actor, counter, ts_ms, True))), value
             )
-    ctx, _ = _checked_head(data)  # a stored record that does not decode raises ValueError
+    ctx = _checked_context(decode_head(data)[1])  # the siblings are all superseded
     if len(ctx) >= MAX_CONTEXT_ACTORS:
         return encode(write(decode(data), actor, value, ts_ms))  # may need pruning
     # The new context is the stored one with this actor's counter one higher.
@@ -382,13 +382,9 @@ class LocalCorrupt(ValueError):
     """The stored side of a merge does not decode (the incoming record was fine)."""
 
 
-def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
-    """The context and the sibling dots of an encoded record, without building siblings, after
-    checking everything ``decode`` checks (and that the context is sorted by actor, as ``encode``
-    writes it). Raises ``ValueError``. (Records hold a handful of siblings, so a list serves
-    membership tests as well as a set.)"""
-    obj = decode_head(data)
-    flat, sibs = obj[1], obj[2]
+def _checked_context(flat: list[Any]) -> dict[str, int]:
+    """A record's flat context ``[actor, counter, ...]`` as a clock, checked: actors are
+    strings in sorted order (as ``encode`` writes them), counters positive integers."""
     ctx: dict[str, int] = {}
     prev = ""
     for i in range(0, len(flat), 2):
@@ -397,6 +393,17 @@ def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
             raise ValueError("not an encoded record (malformed context)")
         ctx[actor] = n
         prev = actor
+    return ctx
+
+
+def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """The context and the sibling dots of an encoded record, without building siblings, after
+    checking everything ``decode`` checks (and that the context is sorted by actor, as ``encode``
+    writes it). Raises ``ValueError``. (Records hold a handful of siblings, so a list serves
+    membership tests as well as a set.)"""
+    obj = decode_head(data)
+    flat, sibs = obj[1], obj[2]
+    ctx = _checked_context(flat)
     dots: list[tuple[str, int]] = []
     resolved = 0
     for i in range(0, len(sibs), 4):
@@ -455,12 +462,17 @@ def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
     if local == incoming:
         return None
     try:
-        l_ctx, l_dots = _checked_head(local)
-    except ValueError as exc:
+        # What is stored was checked when it came (or encoded here): its shape suffices on the
+        # fast path; damage that passes for a record is found by decode on the slow one.
+        _, flat, sibs = decode_head(local)
+        l_ctx, l_dots = dict(zip(flat[0::2], flat[1::2])), list(zip(sibs[0::4], sibs[1::4]))
+        absorbed = _absorbs(i_ctx, i_dots, l_ctx, l_dots)
+        absorbs = not absorbed and _absorbs(l_ctx, l_dots, i_ctx, i_dots)
+    except (ValueError, TypeError) as exc:
         raise LocalCorrupt(str(exc)) from None
-    if _absorbs(i_ctx, i_dots, l_ctx, l_dots):
+    if absorbed:
         return incoming
-    if _absorbs(l_ctx, l_dots, i_ctx, i_dots):
+    if absorbs:
         return None
     try:
         old = decode(local)

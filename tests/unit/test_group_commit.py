@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,37 @@ def test_scan_merges_pending_and_in_flight_writes_over_the_base(seed: int) -> No
     for gate in base.gates:
         gate.set()
     store.close()
+
+
+def test_a_write_taken_back_before_the_commit_never_reaches_the_base() -> None:
+    """``discard``: what a provisional hint costs when its replica acknowledges before the
+    commit (the usual case under load): nothing at all on disk."""
+    from ring.core import record as rec
+    from ring.core.hints import HintStore
+    from ring.core.layout import hint_key
+
+    class Writes(MemoryStorage):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[tuple[list[bytes], list[bytes]]] = []
+
+        def write(self, puts: Any, deletes: Any = (), *, sync: bool = False) -> None:
+            puts, deletes = list(puts), list(deletes)
+            self.batches.append(([k for k, _ in puts], list(deletes)))
+            super().write(puts, deletes, sync=sync)
+
+    base = Writes()
+    grouped = GroupCommitStorage(base)
+    hints = HintStore(grouped)
+    record = rec.encode(rec.write(rec.EMPTY, "a@1", b"v", 1))
+    hints.store_own("c", b"k", record)
+    hints.drop("c", b"k")  # acknowledged before the commit
+    grouped.commit()
+    assert base.batches == []
+    hints.store_own("c", b"k2", record)
+    grouped.commit()  # the hint is on disk now
+    hints.drop("c", b"k2")
+    grouped.commit()
+    assert base.batches == [([hint_key("c", b"k2")], []), ([], [hint_key("c", b"k2")])]
+    assert hints.counts() == {} and base.get(hint_key("c", b"k2")) is None
+    assert grouped.discard(b"nothing") is False
