@@ -44,7 +44,7 @@ from ring.core import messages as m
 from ring.core import record as rec
 from ring.core import validate
 from ring.core.hints import HintStore
-from ring.core.layout import DATA, QUARANTINE, Storage, hint_key
+from ring.core.layout import DATA, Storage, hint_key
 from ring.core.ops import (
     ForwardOp,
     GetOp,
@@ -56,6 +56,7 @@ from ring.core.ops import (
     get_result,
     merge_scan,
 )
+from ring.core.replica import SCAN_PAGE_BYTES, Replica
 from ring.core.validate import RequestError
 from ring.core.view import View
 
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 HINT_WINDOW = 256  # hint deliveries in flight per node at most
 MAX_FORWARD_HOPS = 1  # a forwarded write may be passed on this many more times
-SCAN_PAGE_BYTES = 4 * 1024 * 1024  # a node's scan page holds about this much (one record more)
 SCAN_ANSWER_BYTES = 8 * 1024 * 1024  # a scan answer holds about this much of keys and values
 
 Report = Callable[[str, str, list[m.Effect]], None]
@@ -96,6 +96,9 @@ class Coordinator:
         self.stats = stats
         self.report = report
         self.hints = HintStore(storage)
+        self.replica = Replica(
+            config.name, storage, self.hints, stats=stats, report=report, send=self.send
+        )
         self._next_op = first_op_id
         self.ops: dict[int, Op] = {}
         self._deadlines: list[tuple[int, int]] = []
@@ -172,24 +175,6 @@ class Coordinator:
     def preference_list(self, key: bytes) -> tuple[str, ...]:
         return self.view.preference_list(key, self.config.n)
 
-    def _checked(self, node: str, key: bytes, raw: bytes | None, effects: list[m.Effect]) -> bool:
-        """Whether ``raw`` (a replica's record of ``key``, or None) is usable; a bad one is
-        reported once per replica and counted."""
-        if raw is None:
-            return True
-        try:
-            rec.check_encoded(raw)
-        except ValueError as exc:
-            self.stats["corrupt_records"] = self.stats.get("corrupt_records", 0) + 1
-            self.report(
-                f"corrupt:{node}",
-                f"record of key {key!r} on {node} does not decode "
-                f"({exc}); it counts as no answer and is repaired",
-                effects,
-            )
-            return False
-        return True
-
     # --- get -----------------------------------------------------------------------------------
 
     def start_get(
@@ -251,7 +236,7 @@ class Coordinator:
         for node, raw in list(replies.items()):
             if raw is None or raw in good:
                 continue
-            if self._checked(node, op.key, raw, effects):
+            if self.replica.checked(node, op.key, raw, effects):
                 good.add(raw)
             else:
                 del replies[node]
@@ -269,14 +254,14 @@ class Coordinator:
             everyone = len(op.asked) == answered == len(self.preference_list(op.key))
             if self.name in op.bad and everyone:
                 # Every replica answered and none holds a good copy: ours cannot be repaired.
-                self._quarantine(DATA + op.key, effects)
+                self.replica.quarantine(DATA + op.key, effects)
             return
         encoded = rec.encode(merged)
         stale = [n for n, got in sorted(decoded.items()) if got != merged] + sorted(op.bad)
         for node in stale:
             self.stats["read_repairs"] += 1
             if node == self.name:
-                self.merge_local(DATA + op.key, encoded, effects)
+                self.replica.merge(DATA + op.key, encoded, effects)
             else:
                 self.send(node, m.ReplicaPut(0, op.key, encoded, None), effects)
 
@@ -369,7 +354,7 @@ class Coordinator:
                 local = rec.EMPTY if raw is None else rec.decode(raw)
                 new = rec.encode(rec.write(local, self.actor, value, now_ms, ctx))
         except ValueError as exc:
-            self._checked(self.name, key, raw, effects)
+            self.replica.checked(self.name, key, raw, effects)
             self.repair(key, now_ms, effects)
             raise RequestError(
                 "corrupt",
@@ -474,7 +459,7 @@ class Coordinator:
         op_id = self.new_op(op, now_ms)
         for node in asked:
             if node == self.name:
-                op.replies[node] = self.local_scan(start, stop, reverse, limit, SCAN_PAGE_BYTES)
+                op.replies[node] = self.replica.scan(start, stop, reverse, limit, SCAN_PAGE_BYTES)
             else:
                 msg = m.ScanRequest(op_id, start, stop, reverse, limit, SCAN_PAGE_BYTES)
                 self.send(node, msg, effects)
@@ -483,28 +468,6 @@ class Coordinator:
     def _scan_quorum(self) -> int:
         """Nodes that must answer a scan so that every key has a replica among them."""
         return max(1, len(self.view.ring.members) - self.config.n + 1)
-
-    def local_scan(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, limit: int, max_bytes: int
-    ) -> tuple[list[Any], bool]:
-        """Up to ``limit`` records and about ``max_bytes`` (one record at least) from this node,
-        flat ``[key, encoded, ...]``, and whether the page was cut."""
-        flat: list[Any] = []
-        size = count = 0
-        items = self.storage.scan(
-            DATA,
-            None if start is None else DATA + start,
-            None if stop is None else DATA + stop,
-            reverse,
-            limit,
-        )
-        for skey, raw in items:
-            if count and size + len(skey) + len(raw) > max_bytes:
-                return flat, True
-            flat += (skey[1:], raw)
-            size += len(skey) + len(raw)
-            count += 1
-        return flat, count >= limit
 
     def progress_scan(
         self, op_id: int, op: ScanOp, effects: list[m.Effect], final: bool = False
@@ -529,74 +492,6 @@ class Coordinator:
                 effects,
             )
         self.answer(op.origin, None, result, effects)
-
-    def _quarantine(self, skey: bytes, effects: list[m.Effect]) -> None:
-        """Move a stored record that does not decode, and of which no replica has a good copy,
-        out of the way (under ``QUARANTINE``): the key can be written again, and the bytes are
-        kept for whoever wants to look at them."""
-        raw = self.storage.get(skey)
-        if raw is None:
-            return
-        self.storage.write([(QUARANTINE + skey, raw)], [skey])
-        self.stats["quarantined"] = self.stats.get("quarantined", 0) + 1
-        self.report(
-            "quarantine",
-            f"the record of key {skey[1:]!r} did not decode and no replica had a good copy: it "
-            "was set aside (storage key prefix x) so the key can be written again",
-            effects,
-        )
-
-    # --- the replica side ----------------------------------------------------------------------
-
-    def merge_local(self, skey: bytes, incoming: bytes, effects: list[m.Effect]) -> None:
-        """Reconcile ``incoming`` (checked: ``ValueError``) into the stored record ``skey``. A
-        stored record that does not decode is replaced by the good incoming one."""
-        local = self.storage.get(skey)
-        try:
-            merged = rec.merge_encoded(local, incoming)
-        except rec.LocalCorrupt:
-            self.stats["corrupt_replaced"] = self.stats.get("corrupt_replaced", 0) + 1
-            self.report(
-                f"replaced:{self.name}",
-                f"replaced the record of key {skey[1:]!r}, "
-                "which did not decode, with a good copy from a replica",
-                effects,
-            )
-            merged = incoming
-        if merged is not None:
-            self.storage.put(skey, merged)
-
-    def replica_put(self, src: str, msg: m.ReplicaPut, effects: list[m.Effect]) -> None:
-        ok = True
-        try:
-            if not isinstance(msg.record, bytes) or not isinstance(msg.key, bytes):
-                raise ValueError("a replicated record and its key are bytes")
-            if msg.hint_for is not None and msg.hint_for != self.name:
-                if not isinstance(msg.hint_for, str):
-                    raise ValueError("hint_for is a node name")
-                self.hints.store(msg.hint_for, msg.key, msg.record)  # kept as a fallback
-                self.stats["hints_stored"] += 1
-                self.stats["fallback_hints"] = self.stats.get("fallback_hints", 0) + 1
-            else:
-                self.merge_local(DATA + msg.key, msg.record, effects)
-        except ValueError as exc:
-            ok = False
-            self.stats["replica_refused"] = self.stats.get("replica_refused", 0) + 1
-            self.report(f"refused:{src}", f"refused a record from {src}: {exc}", effects)
-        if msg.op_id:
-            self.send(src, m.ReplicaPutAck(msg.op_id, ok), effects)
-
-    def replica_get(self, src: str, msg: m.ReplicaGet, effects: list[m.Effect]) -> None:
-        if not isinstance(msg.key, bytes):
-            raise ValueError("a key is bytes")
-        self.send(src, m.ReplicaGetReply(msg.op_id, self.storage.get(DATA + msg.key)), effects)
-
-    def scan_request(self, src: str, msg: m.ScanRequest, effects: list[m.Effect]) -> None:
-        validate.scan({"start": msg.start, "stop": msg.stop, "limit": msg.limit})
-        budget = msg.max_bytes if isinstance(msg.max_bytes, int) else SCAN_PAGE_BYTES
-        budget = min(max(1, budget), SCAN_PAGE_BYTES)
-        flat, more = self.local_scan(msg.start, msg.stop, bool(msg.reverse), msg.limit, budget)
-        self.send(src, m.ScanReply(msg.op_id, flat, more), effects)
 
     # --- replies -------------------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ The node is cut by job:
   joins or rejoins a cluster, and why it never serves on a view it made up);
 * ``ring.core.validate``: what a client may ask;
 * ``ring.core.coordinator``: quorum reads and writes, forwarding, scans, read repair, and the
-  replica side of each;
+  handing of hints to their nodes;
+* ``ring.core.replica``: the replica side — storing, answering and scanning what peers send or
+  ask for, and which records are usable;
 * ``ring.core.hints``: hints kept for other nodes, indexed by target.
 
 This module keeps the node's identity and dispatches events, **one failure, one operation**: an
@@ -346,11 +348,11 @@ class Node:
     def _peer_message(self, src: str, msg: Any, now_ms: int, effects: list[m.Effect]) -> None:
         c = self.coordinator
         if isinstance(msg, m.ReplicaPut):
-            c.replica_put(src, msg, effects)
+            c.replica.on_put(src, msg, effects)
         elif isinstance(msg, m.ReplicaGet):
-            c.replica_get(src, msg, effects)
+            c.replica.on_get(src, msg, effects)
         elif isinstance(msg, m.ScanRequest):
-            c.scan_request(src, msg, effects)
+            c.replica.on_scan(src, msg, effects)
         elif isinstance(msg, m.Forward):
             c.forwarded(src, msg, now_ms, effects)
         else:

@@ -13,9 +13,6 @@ from typing import Any
 from ring.common import MAX_SCAN_PAGE
 from ring.core import record as rec
 
-# A scan page holds at most this many items; larger limits are refused, not silently cut.
-MAX_SCAN_LIMIT = MAX_SCAN_PAGE
-
 
 class RequestError(Exception):
     """A client request that cannot be served; becomes a ``Reply`` with ``kind``."""
@@ -75,6 +72,6 @@ def scan(args: dict[str, Any]) -> tuple[bytes | None, bytes | None, bool, int]:
         if bound is not None and not isinstance(bound, bytes):
             raise RequestError("invalid", "scan start and stop must be bytes")
     limit = args.get("limit", 1000)
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_SCAN_LIMIT:
-        raise RequestError("invalid", f"scan limit must be between 1 and {MAX_SCAN_LIMIT}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_SCAN_PAGE:
+        raise RequestError("invalid", f"scan limit must be between 1 and {MAX_SCAN_PAGE}")
     return start, stop, bool(args.get("reverse", False)), limit

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
+from ring.common import MAX_SCAN_PAGE
 from ring.core import messages as m
 from ring.core import record as rec
-from ring.core.coordinator import HINT_WINDOW, SCAN_PAGE_BYTES, Coordinator, forward_budget
+from ring.core.coordinator import HINT_WINDOW, Coordinator, forward_budget
 from ring.core.layout import ACTOR_KEY, DATA, HINT, RUNNING_KEY, hint_key
 from ring.core.node import Node, NodeConfig
-from ring.core.validate import MAX_SCAN_LIMIT
+from ring.core.replica import SCAN_PAGE_BYTES, Replica
 from ring.storage import MemoryStorage
 from tests.unit.corecluster import Cluster
 
@@ -101,7 +102,7 @@ def test_a_peer_message_that_raises_fails_only_its_operation(
     def broken(self: Any, src: str, msg: Any, effects: list[Any]) -> None:
         raise RuntimeError("a bug in the replica path")
 
-    monkeypatch.setattr(Coordinator, "replica_get", broken)
+    monkeypatch.setattr(Replica, "on_get", broken)
     reply = cluster.request("a", "get", key=b"k", r=1)  # a answers for itself
     assert reply.error is None
     reply = cluster.request("a", "put", key=b"k", value=b"v", w=3)  # puts are untouched
@@ -230,7 +231,9 @@ def test_scan_pages_are_cut_by_bytes_and_page_through_large_values(cluster: Clus
     big = 3 * 1024 * 1024
     for i in range(5):
         assert cluster.request("a", "put", key=b"s%d" % i, value=bytes([i]) * big).error is None
-    flat, more = cluster.nodes["b"].coordinator.local_scan(None, None, False, 100, SCAN_PAGE_BYTES)
+    flat, more = cluster.nodes["b"].coordinator.replica.scan(
+        None, None, False, 100, SCAN_PAGE_BYTES
+    )
     assert len(flat) // 2 == 1 and more  # a second 3 MiB record would pass the 4 MiB budget
     keys: list[bytes] = []
     start = None
@@ -246,9 +249,9 @@ def test_scan_pages_are_cut_by_bytes_and_page_through_large_values(cluster: Clus
 
 
 def test_a_scan_limit_above_the_maximum_is_refused(cluster: Cluster) -> None:
-    reply = cluster.request("a", "scan", limit=MAX_SCAN_LIMIT + 1)
-    assert reply.error == "invalid" and str(MAX_SCAN_LIMIT) in reply.result
-    assert cluster.request("a", "scan", limit=MAX_SCAN_LIMIT).error is None
+    reply = cluster.request("a", "scan", limit=MAX_SCAN_PAGE + 1)
+    assert reply.error == "invalid" and str(MAX_SCAN_PAGE) in reply.result
+    assert cluster.request("a", "scan", limit=MAX_SCAN_PAGE).error is None
 
 
 # --- hints: indexed, delivered a window at a time, written before the answer -----------------
