@@ -33,8 +33,8 @@ class HintStore:
             self._index.setdefault(target, {})[key] = None
         self.inflight: set[bytes] = set()  # hint keys (skey) being delivered
         self.held: set[bytes] = set()  # hint keys whose write may still be acknowledged
-        # Hints store_own wrote where none was, and not changed since: hint key -> the bytes.
-        # Taking one back needs no read, and (before its commit) no disk write at all.
+        # Hints store_own wrote where none was, and not changed since: hint key -> the bytes,
+        # so that telling whether one still holds what a write stored needs no read.
         self._fresh: dict[bytes, bytes] = {}
 
     # --- queries -------------------------------------------------------------------------------
@@ -110,11 +110,8 @@ class HintStore:
 
     def drop(self, target: str, key: bytes) -> None:
         skey = hint_key(target, key)
-        # A hint written where none was, and not committed yet, is simply taken back: the
-        # common case of a replica acknowledging just after the client was answered costs no
-        # disk write at all.
-        if not (self._fresh.pop(skey, None) is not None and self.storage.discard(skey)):
-            self.storage.write((), [skey])
+        self._fresh.pop(skey, None)
+        self.storage.write((), [skey])
         keys = self._index.get(target)
         if keys is not None:
             keys.pop(key, None)

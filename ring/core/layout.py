@@ -52,11 +52,6 @@ class Storage(Protocol):
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]: ...
 
-    def discard(self, key: bytes) -> bool:
-        """Take back a write of ``key`` that is not committed yet (so the key's committed state
-        is whatever it was before); False if there is none to take back (nothing is changed)."""
-        ...
-
     def close(self) -> None: ...
 
 

@@ -27,7 +27,6 @@ from ring.storage.base import scan_bounds
 from ring.storage.memory import MemoryStorage
 
 _DELETED = None
-_NONE = object()
 
 
 class SimDisk:
@@ -85,9 +84,6 @@ class SimDisk:
         if limit is not None:
             keys = keys[:limit]
         return iter([(k, merged[k]) for k in keys])
-
-    def discard(self, key: bytes) -> bool:
-        return self._pending.pop(key, _NONE) is not _NONE
 
     def close(self) -> None:
         self.commit()

@@ -48,7 +48,6 @@ from ring.core.layout import Storage
 from ring.storage.base import scan_bounds
 
 _DELETED = object()
-_NONE = object()
 
 Batch = dict[bytes, object]  # key -> value (bytes), or _DELETED
 
@@ -122,13 +121,6 @@ class GroupCommitStorage:
                 self._pending[key] = value
         else:
             self._pending[key] = value
-
-    def discard(self, key: bytes) -> bool:
-        """Take back a pending write of ``key`` (not yet sealed for a commit)."""
-        if self.sync:
-            with self._lock:
-                return self._pending.pop(key, _NONE) is not _NONE
-        return self._pending.pop(key, _NONE) is not _NONE
 
     def write(
         self,

@@ -56,8 +56,5 @@ class MemoryStorage:
             if value is not None:
                 yield key, value
 
-    def discard(self, key: bytes) -> bool:
-        return False  # every write is done on return: nothing to take back
-
     def close(self) -> None:
         pass

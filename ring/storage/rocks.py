@@ -162,9 +162,6 @@ class RocksStorage:
                 it.next()
         del it
 
-    def discard(self, key: bytes) -> bool:
-        return False  # every write is in the log on return: nothing to take back
-
     def flush(self) -> None:
         self._check()
         self._db.flush_wal(True)
