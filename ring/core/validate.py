@@ -23,20 +23,19 @@ class RequestError(Exception):
 
 
 def key(args: dict[str, Any], max_bytes: int) -> bytes:
-    value = args.get("key")
-    if not isinstance(value, bytes):
-        raise RequestError("invalid", "key must be bytes")
-    if len(value) > max_bytes:
-        raise RequestError("invalid", f"key is {len(value)} bytes; the limit is {max_bytes}")
-    return value
+    return _bytes(args, "key", max_bytes)
 
 
 def value(args: dict[str, Any], max_bytes: int) -> bytes:
-    data = args.get("value")
+    return _bytes(args, "value", max_bytes)
+
+
+def _bytes(args: dict[str, Any], name: str, max_bytes: int) -> bytes:
+    data = args.get(name)
     if not isinstance(data, bytes):
-        raise RequestError("invalid", "value must be bytes")
+        raise RequestError("invalid", f"{name} must be bytes")
     if len(data) > max_bytes:
-        raise RequestError("invalid", f"value is {len(data)} bytes; the limit is {max_bytes}")
+        raise RequestError("invalid", f"{name} is {len(data)} bytes; the limit is {max_bytes}")
     return data
 
 
