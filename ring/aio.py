@@ -267,6 +267,20 @@ class AsyncClient:
             raise ProtocolError("a ring answer is a map")
         return result
 
+    async def leave(self, name: str) -> dict[str, Any]:
+        """``ring.Client.leave``: hand off every partition of ``name``, then take it out."""
+        return await self._change("leave", name)
+
+    async def remove(self, name: str) -> dict[str, Any]:
+        """``ring.Client.remove``: take a member that is gone for good out of the cluster."""
+        return await self._change("remove", name)
+
+    async def _change(self, op: str, name: str) -> dict[str, Any]:
+        result = await self._call(op, {"name": name})
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a {op} answer is a map")
+        return result
+
     @property
     def closed(self) -> bool:
         return self._closed

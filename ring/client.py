@@ -219,6 +219,32 @@ class Client:
             raise ProtocolError("a ring answer is a map")
         return result
 
+    def locate(self, key: bytes | str) -> dict[str, Any]:
+        """Where ``key`` lives: ``{"partition", "owners", "pending", "epoch"}`` (``owners`` answer
+        its reads; ``pending`` is the list it moves to while its partition is transferred)."""
+        result = self._call("locate", {"key": ops.key_of(key)})
+        if not isinstance(result, dict):
+            raise ProtocolError("a locate answer is a map")
+        return result
+
+    def leave(self, name: str) -> dict[str, Any]:
+        """Ask the cluster to take member ``name`` out for good after it handed off every
+        partition it holds (its ``ringd`` then exits 0). Returns what will move once the change
+        was accepted; ``InvalidInput`` for a name that is not a member."""
+        return self._change("leave", name)
+
+    def remove(self, name: str) -> dict[str, Any]:
+        """Take a member that is gone for good out of the cluster: its partitions are rebuilt on
+        their new owners from the surviving replicas. ``InvalidInput`` for a name that is not a
+        member, or one that is still alive (use ``leave``)."""
+        return self._change("remove", name)
+
+    def _change(self, op: str, name: str) -> dict[str, Any]:
+        result = self._call(op, {"name": name})
+        if not isinstance(result, dict):
+            raise ProtocolError(f"a {op} answer is a map")
+        return result
+
     # --- lifecycle -----------------------------------------------------------------------
 
     @property

@@ -64,40 +64,119 @@ def status(args: argparse.Namespace, out: Output) -> None:
             UNREACHABLE,
         )
     members = [
-        {"name": m["name"], "address": m["address"], "state": m["state"]} for m in info["members"]
+        {
+            "name": m["name"],
+            "address": m["address"],
+            "state": m["state"],
+            "partitions": int(m.get("partitions", 0)),
+        }
+        for m in info["members"]
     ]
     hints = {str(k): int(v) for k, v in (info.get("hints") or {}).items()}
+    pending = int(info.get("transfers_pending") or 0)
     if out.json:
         out.emit(
             {
                 "node": info.get("node"),
                 "serving": info.get("serving"),
+                "epoch": info.get("epoch"),
+                "transfers_pending": pending,
                 "members": members,
                 "hints": hints,
             }
         )
         return
     width = max([len(m["name"]) for m in members] + [4])
-    out.line(f"{'NAME':<{width}}  {'ADDRESS':<21}  {'STATE':<8}  HINTS")
+    out.line(f"{'NAME':<{width}}  {'ADDRESS':<21}  {'STATE':<8}  {'PARTITIONS':>10}  HINTS")
     for m in members:
         held = hints.get(m["name"], 0)
-        out.line(f"{m['name']:<{width}}  {m['address']:<21}  {m['state']:<8}  {held}")
+        out.line(
+            f"{m['name']:<{width}}  {m['address']:<21}  {m['state']:<8}  "
+            f"{m['partitions']:>10}  {held}"
+        )
+    settled = "settled" if not pending else f"{pending} partition transfer(s) pending"
+    out.line(f"ring epoch {info.get('epoch')}: {settled}")
 
 
-@command("ring", "partitions owned per node and the balance of the ring")
+@command("ring", "partitions owned per node, the balance of the ring, transfers in progress")
 def ring_cmd(args: argparse.Namespace, out: Output) -> None:
     with _client(args) as client:
         info = client.ring_info()
     if out.json:
         out.emit(info)
         return
-    parts, n = info["partitions"], info["n"]
-    out.line(f"{parts} partitions, N={n}, {len(info['members'])} members")
-    fair = parts / max(1, len(info["members"]))
+    parts, n, members = info["partitions"], info["n"], info["members"]
+    out.line(
+        f"{parts} partitions, N={n}, {len(members)} members, epoch {info['epoch']}, "
+        f"claimant {info['claimant']}"
+    )
+    fair = parts * min(n, max(1, len(members))) / max(1, len(members))
     out.line(f"{'NAME':<16}{'PRIMARY':>9}{'REPLICAS':>10}{'BALANCE':>9}")
-    for name in info["members"]:
-        primary = info["primary"].get(name, 0)
-        out.line(f"{name:<16}{primary:>9}{info['replicas'].get(name, 0):>10}{primary / fair:>9.2f}")
+    for m in members:
+        note = "  (leaving)" if m.get("leaving") else ""
+        out.line(
+            f"{m['name']:<16}{m['primary']:>9}{m['replicas']:>10}{m['replicas'] / fair:>9.2f}{note}"
+        )
+    transfers, cleanups = info.get("transfers") or [], info.get("cleanups") or []
+    if not transfers and not cleanups:
+        out.line("no transfers: the ring has settled")
+        return
+    out.line(
+        f"{len(transfers)} partition(s) moving, {len(cleanups)} old copie(s) to delete "
+        f"({info['transfers_pending']} transfer(s) pending)"
+    )
+    for t in transfers[:20]:
+        copied = ", ".join(t["copied"]) or "none yet"
+        out.line(
+            f"  partition {t['partition']}: {','.join(t['from'])} -> {','.join(t['to'])} "
+            f"(copied by: {copied})"
+        )
+    if len(transfers) > 20:
+        out.line(f"  ... and {len(transfers) - 20} more")
+
+
+def _change_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the member's name")
+
+
+def _change(args: argparse.Namespace, out: Output, op: str) -> None:
+    from ring.errors import InvalidInput
+
+    with _client(args) as client:
+        try:
+            result = client.leave(args.name) if op == "leave" else client.remove(args.name)
+        except InvalidInput as exc:
+            raise CliError(str(exc), USAGE) from None
+    if out.json:
+        out.emit(result)
+        return
+    members = ", ".join(result.get("members") or [])
+    what = "leaves once it has handed off its data" if op == "leave" else "is removed"
+    out.line(
+        f"{result['name']} {what}: {result['moves']} replica slot(s) move; "
+        f"ring epoch {result['epoch']}, members after the change: {members}"
+    )
+    if result.get("warning"):
+        out.line(f"note: {result['warning']}")
+    out.line("watch it with: ringctl status (transfers pending) or ringctl ring")
+
+
+@command(
+    "leave",
+    "take a member out of the cluster after it handed off its data (its ringd exits 0)",
+)
+@arguments(_change_args)
+def leave_cmd(args: argparse.Namespace, out: Output) -> None:
+    _change(args, out, "leave")
+
+
+@command(
+    "remove",
+    "take a member that is gone for good out; its data is rebuilt from the other replicas",
+)
+@arguments(_change_args)
+def remove_cmd(args: argparse.Namespace, out: Output) -> None:
+    _change(args, out, "remove")
 
 
 # --- cluster local -----------------------------------------------------------------------------
@@ -176,6 +255,26 @@ def _wait_for(
     raise CliError(f"ringd did not {what} in time (see {log_path})", UNAVAILABLE)
 
 
+def wait_settled(addresses: str, names: list[str], deadline: float) -> None:
+    """Wait until every one of ``names`` owns partitions and no transfer is pending (the nodes
+    serve at once; the claimant then gives the joiners their share of the ring)."""
+    import ring
+
+    info: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            with ring.connect(addresses, timeout=2.0) as client:
+                info = client.status()
+        except ring.RingError:
+            time.sleep(0.1)
+            continue
+        owners = {m["name"] for m in info.get("members", []) if m.get("partitions")}
+        if owners >= set(names) and not info.get("transfers_pending"):
+            return
+        time.sleep(0.1)
+    raise CliError(f"the ring did not settle in time (last status: {info})", UNAVAILABLE)
+
+
 def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
     os.makedirs(root, exist_ok=True)
     state = _load_state(root)
@@ -228,6 +327,7 @@ def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
         for proc, x in zip(procs, nodes):
             _wait_for(SERVING, proc, x["log"], deadline, x["offset"])
             del x["offset"]
+        wait_settled(",".join(addresses), [x["name"] for x in nodes], deadline)
     except BaseException:
         stop_nodes(nodes)
         raise

@@ -79,7 +79,10 @@ SETTINGS: dict[str, tuple[type, str]] = {
     "cluster": (str, f"cluster name; nodes and clients must agree (default {DEFAULT_CLUSTER})"),
     "advertise": (str, "HOST[:PORT] peers reach this node at (default: the listen address)"),
     "partitions": (int, "partitions of the ring, fixed at cluster creation (default 1024)"),
-    "vnodes": (int, "virtual nodes per member (default 128)"),
+    "handoff_rate_mb_s": (
+        float,
+        "partition transfers into this node are throttled to this many MB/s (default 32)",
+    ),
     "request_timeout_ms": (int, "quorum request timeout (default 2000)"),
     "tick_ms": (int, "timer resolution of the node (default 20)"),
     "sync": (bool, "fsync every write (default false: write-ahead log only)"),
@@ -89,7 +92,7 @@ SETTINGS: dict[str, tuple[type, str]] = {
 }
 
 
-TUNING = ("partitions", "vnodes", "request_timeout_ms", "tick_ms")
+TUNING = ("partitions", "handoff_rate_mb_s", "request_timeout_ms", "tick_ms")
 NODE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(NodeConfig)}
 
 
@@ -110,7 +113,7 @@ class Settings:
     cluster: str
     advertise: str | None
     partitions: int
-    vnodes: int
+    handoff_rate_mb_s: float
     request_timeout_ms: int
     tick_ms: int
     sync: bool
@@ -210,7 +213,7 @@ def _settle(values: dict[str, Any]) -> Settings:
     level = str(values.get("log_level", "info")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {level.lower()}")
-    tuning = {k: int(values.get(k, NODE_DEFAULTS[k])) for k in TUNING}
+    tuning = {k: type(NODE_DEFAULTS[k])(values.get(k, NODE_DEFAULTS[k])) for k in TUNING}
     if any(v < 1 for v in tuning.values()):
         raise ConfigError(f"{', '.join(TUNING)} must be positive")
     return Settings(
@@ -266,9 +269,10 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         max_frame_bytes=settings.max_frame_bytes,
         commit=grouped.start_commit,
         on_commit_error=lambda _error: stop.set(),
-        settings={"n": settings.n, "partitions": settings.partitions, "vnodes": settings.vnodes},
+        settings={"n": settings.n, "partitions": settings.partitions},
         on_serving=lambda: print(f"ringd {settings.name} serving", flush=True),
         on_halt=on_halt,
+        on_retired=lambda reason: (print(f"ringd {settings.name} left", flush=True), stop.set()),
     )
     host, port = parse_address(settings.listen)
     try:
@@ -287,7 +291,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         r=settings.r,
         w=settings.w,
         partitions=settings.partitions,
-        vnodes=settings.vnodes,
+        handoff_rate_mb_s=settings.handoff_rate_mb_s,
         request_timeout_ms=settings.request_timeout_ms,
         tick_ms=settings.tick_ms,
         sync=settings.sync,

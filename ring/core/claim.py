@@ -4,7 +4,7 @@
 ``N' = min(n, members)`` distinct members that store the partition's replicas, index 0 being its
 *primary*. ``claim(previous, members, partitions, n)`` computes the table for a new member set
 from the current one (or from nothing, for a new cluster). It replaces Dynamo's strategy 2 of
-``hashring.py`` (random tokens, whose loads spread by tens of percent) by Dynamo's strategy 3
+the random-token ring of milestone 1 (whose loads spread by tens of percent) by Dynamo's strategy 3
 (DeCandia et al. 2007, section 6.2: Q equal partitions, Q/S of them per member, assigned
 explicitly), which is also what riak_core's claim does for its fixed-size ring.
 

@@ -57,6 +57,7 @@ from ring.core.ops import (
     merge_scan,
 )
 from ring.core.replica import SCAN_PAGE_BYTES, Replica
+from ring.core.table import Table
 from ring.core.validate import RequestError
 from ring.core.view import View
 
@@ -103,6 +104,8 @@ class Coordinator:
         self.ops: dict[int, Op] = {}
         self._deadlines: list[tuple[int, int]] = []
         self._hint_retry_at: dict[str, int] = {}  # target -> no delivery before this time
+        self.stale_ops: set[int] = set()  # operations a replica answered Stale: retried later
+        self.want_table: dict[str, int] = {}  # peers with a newer table: name -> its epoch
         # Who was answered during the current event, in order: if a piece of work raises, the
         # node takes its effects back and answers these again (with an error), so nobody who
         # was answered in it is left waiting.
@@ -173,7 +176,12 @@ class Coordinator:
         self.answer(origin, "quorum", result, effects)
 
     def preference_list(self, key: bytes) -> tuple[str, ...]:
-        return self.view.preference_list(key, self.config.n)
+        """Who answers reads of ``key``: its partition's owners."""
+        return self.view.preference_list(key)
+
+    @property
+    def epoch(self) -> int:
+        return self.view.ring.epoch
 
     # --- get -----------------------------------------------------------------------------------
 
@@ -193,13 +201,13 @@ class Coordinator:
         if len(asked) < r:
             self.fail_quorum(origin, len(asked), r, "replicas are reachable", effects)
             return
-        op = GetOp(origin, key, r, versioned, asked)
+        op = GetOp(origin, key, r, versioned, asked, self.epoch)
         op_id = self.new_op(op, now_ms)
         for node in asked:
             if node == self.name:
                 op.replies[node] = self.storage.get(DATA + key)  # checked before it is used
             else:
-                self.send(node, m.ReplicaGet(op_id, key), effects)
+                self.send(node, m.ReplicaGet(op_id, key, self.epoch), effects)
         self.progress_get(op_id, op, effects)
 
     def repair(self, key: bytes, now_ms: int, effects: list[m.Effect]) -> None:
@@ -261,9 +269,13 @@ class Coordinator:
         for node in stale:
             self.stats["read_repairs"] += 1
             if node == self.name:
-                self.replica.merge(DATA + op.key, encoded, effects)
+                table = self.view.ring
+                if self.name in table.write_list(table.partition_of(op.key)):
+                    self.replica.merge(DATA + op.key, encoded, effects)
             else:
-                self.send(node, m.ReplicaPut(0, op.key, encoded, None), effects)
+                # Routed on the table the read was: a replica that no longer holds the key
+                # refuses it (a stale epoch for its partition).
+                self.send(node, m.ReplicaPut(0, op.key, encoded, None, op.epoch), effects)
 
     # --- put / delete --------------------------------------------------------------------------
 
@@ -362,37 +374,61 @@ class Coordinator:
                 "repaired from the other replicas: retry",
             ) from None
         self.storage.put(DATA + key, new)
-        others = tuple(n for n in pl if n != self.name)
-        put = PutOp(origin, key, w, new, others, acked={self.name})
+        table = self.view.ring
+        p = table.partition_of(key)
+        put = PutOp(origin, key, w, new, (), acked={self.name})
         op_id = self.new_op(put, now_ms, timeout_ms)
-        replica_put = m.ReplicaPut(op_id, key, new, None)  # one object: the shell encodes it once
-        spare: list[str] | None = None  # live nodes outside the preference list, when needed
-        for node in others:
+        self._replicate(op_id, put, table, p, effects)
+        self.progress_put(op_id, put, effects)
+
+    def _replicate(
+        self, op_id: int, put: PutOp, table: Table, p: int, effects: list[m.Effect]
+    ) -> None:
+        """Send ``put``'s record to the members of ``p``'s write list that have not stored it,
+        or to a fallback for each one that is down (a hint we keep when there is none)."""
+        write_list = table.write_list(p)
+        put.groups = table.write_groups(p)
+        put.primaries = tuple(n for n in write_list if n != self.name)
+        if self.name not in write_list:
+            put.acked.discard(self.name)  # our copy goes when we clean the partition up
+        put.expected = {n for n in put.expected if n in write_list or n in put.fallbacks}
+        covered = self._covered(put)
+        replica_put = m.ReplicaPut(op_id, put.key, put.record, None, table.epoch)  # encoded once
+        spare: list[str] | None = None  # live nodes outside the write list, when needed
+        for node in put.primaries:
+            if node in covered or node in put.hinted:
+                continue
             if self.view.membership.is_alive(node):
                 put.expected.add(node)
                 self.send(node, replica_put, effects)
                 continue
             if spare is None:
-                walk = self.view.ring.walk(self.view.ring.partition_of(key))
-                spare = [n for n in walk[len(pl) :] if self.view.alive(n)]
+                spare = [n for n in table.fallbacks(p) if self.view.alive(n) and n != self.name]
+                spare = [n for n in spare if n not in put.fallbacks]
             if spare:
                 fallback = spare.pop(0)
                 put.fallbacks[fallback] = node
                 put.expected.add(fallback)
-                self.send(fallback, m.ReplicaPut(op_id, key, new, node), effects)
+                msg = m.ReplicaPut(op_id, put.key, put.record, node, table.epoch)
+                self.send(fallback, msg, effects)
             else:
                 put.hinted.add(node)
-                self._store_hint(node, key, new)
-        self.progress_put(op_id, put, effects)
+                self._store_hint(node, put.key, put.record)
 
     def _covered(self, op: PutOp) -> set[str]:
         """The primaries that hold the write, or whose fallback holds it for them."""
         return {op.fallbacks.get(n, n) for n in op.acked}
 
+    def _quorum(self, op: PutOp) -> bool:
+        """W acknowledgements in every list of the write's partition (the owners, and the
+        pending owners while it moves)."""
+        covered = self._covered(op)
+        return all(len(covered.intersection(g)) >= min(op.w, len(g)) for g in op.groups)
+
     def progress_put(
         self, op_id: int, op: PutOp, effects: list[m.Effect], final: bool = False
     ) -> None:
-        if not op.answered and len(op.acked) >= op.w:
+        if not op.answered and self._quorum(op):
             # Every replica that has not stored the write yet gets a hint now, in the batch
             # the answer waits for: a coordinator that dies after answering loses no replica.
             covered = self._covered(op)
@@ -446,13 +482,23 @@ class Coordinator:
     def start_scan(
         self, origin: Origin, args: dict[str, Any], now_ms: int, effects: list[m.Effect]
     ) -> None:
-        start, stop, reverse, limit = validate.scan(args)
-        members = self.view.ring.members
-        asked = tuple(n for n in members if self.view.alive(n))
+        self.scan_parsed(origin, validate.scan(args), now_ms, effects)
+
+    def scan_parsed(
+        self,
+        origin: Origin,
+        parsed: tuple[bytes | None, bytes | None, bool, int],
+        now_ms: int,
+        effects: list[m.Effect],
+    ) -> None:
+        start, stop, reverse, limit = parsed
+        table = self.view.ring
+        asked = tuple(n for n in table.members() if self.view.alive(n))
         needed = self._scan_quorum()
-        if len(asked) < needed:
+        owning = set(table.owning())
+        if sum(1 for n in asked if n in owning) < needed:
             self.fail_quorum(
-                origin, len(asked), needed, "nodes are reachable to cover every key", effects
+                origin, len(asked), needed, "owners are reachable to cover every key", effects
             )
             return
         op = ScanOp(origin, (start, stop, reverse, limit), asked)
@@ -461,13 +507,13 @@ class Coordinator:
             if node == self.name:
                 op.replies[node] = self.replica.scan(start, stop, reverse, limit, SCAN_PAGE_BYTES)
             else:
-                msg = m.ScanRequest(op_id, start, stop, reverse, limit, SCAN_PAGE_BYTES)
+                msg = m.ScanRequest(op_id, start, stop, reverse, limit, SCAN_PAGE_BYTES, self.epoch)
                 self.send(node, msg, effects)
         self.progress_scan(op_id, op, effects)
 
     def _scan_quorum(self) -> int:
-        """Nodes that must answer a scan so that every key has a replica among them."""
-        return max(1, len(self.view.ring.members) - self.config.n + 1)
+        """Owners that must answer a scan so that every key has a replica among them."""
+        return max(1, len(self.view.ring.owning()) - self.config.n + 1)
 
     def progress_scan(
         self, op_id: int, op: ScanOp, effects: list[m.Effect], final: bool = False
@@ -476,7 +522,8 @@ class Coordinator:
             return
         del self.ops[op_id]
         needed = self._scan_quorum()
-        if len(op.replies) < needed:
+        owning = set(self.view.ring.owning())
+        if sum(1 for n in op.replies if n in owning) < needed:
             self.fail_quorum(
                 op.origin, len(op.replies), needed, "nodes answered the scan in time", effects
             )
@@ -531,6 +578,8 @@ class Coordinator:
             if src in op.asked and src not in op.replies and isinstance(msg.items, list):
                 op.replies[src] = (msg.items, msg.more is not False)
                 self.progress_scan(op_id, op, effects)
+        elif isinstance(msg, m.Stale):
+            self.on_stale(src, msg)
         elif isinstance(msg, m.ForwardReply) and isinstance(op, ForwardOp):
             if src != op.dest:
                 return
@@ -566,14 +615,20 @@ class Coordinator:
             self._hint_retry_at[op.target] = now_ms + self.config.hint_retry_ms
 
     def hint_targets(self, now_ms: int) -> list[str]:
-        """Targets to hand hints to now: up (or joining), and not waiting out a retry pause."""
+        """Targets to hand hints to now: up (or joining), or no longer in the ring (their hints
+        go to the key's owners), and not waiting out a retry pause."""
         if len(self.hints.inflight) >= HINT_WINDOW:
             return []
+        if self.view.table is None:
+            return []  # no hints are handed on before the node has a table
         healthy = self.view.membership.is_healthy
+        members = set(self.view.table.members())
         return [
             t
             for t in self.hints.targets()
-            if t != self.name and healthy(t) and now_ms >= self._hint_retry_at.get(t, 0)
+            if t != self.name
+            and (healthy(t) or t not in members)  # hints for a member gone are retargeted
+            and now_ms >= self._hint_retry_at.get(t, 0)
         ]
 
     def deliver_hints(self, target: str, now_ms: int, effects: list[m.Effect]) -> None:
@@ -584,12 +639,62 @@ class Coordinator:
         if room <= 0:
             return
         batch = self.hints.batch(target, room)
+        table = self.view.ring
         for skey, key, raw in batch:
+            p = table.partition_of(key)
+            if target not in table.pending.get(p, table.owners[p]):
+                # Its partition moved away from it, or is moving: whoever copies it from the
+                # target may have passed this key already, so every holder gets it.
+                holders = tuple(x for x in table.write_list(p) if x != target)
+                self._retarget(target, key, raw, holders, effects)
+                continue
             op_id = self.new_op(HintOp(skey, raw, target, key), now_ms)
             self.hints.inflight.add(skey)
-            self.send(target, m.ReplicaPut(op_id, key, raw, None), effects)
+            self.send(target, m.ReplicaPut(op_id, key, raw, None, self.epoch), effects)
         if len(batch) < room:
             self._hint_retry_at[target] = now_ms + self.config.hint_retry_ms
+
+    def _retarget(
+        self, target: str, key: bytes, raw: bytes, owners: tuple[str, ...], effects: list[m.Effect]
+    ) -> None:
+        """A hint for a member that no longer holds its key's partition (it moved while the
+        hint waited) goes to every member that does: merged into ours if we are one, a hint
+        for each of the others. Merging is idempotent, so nobody can end up with less."""
+        for node in owners:
+            if node == self.name:
+                self.replica.merge(DATA + key, raw, effects)
+            else:
+                self.hints.store(node, key, raw)
+        self.hints.drop(target, key)
+        self.stats["hints_retargeted"] = self.stats.get("hints_retargeted", 0) + 1
+
+    # --- a newer table -------------------------------------------------------------------------
+
+    def on_stale(self, src: str, msg: m.Stale) -> None:
+        """A replica's answer: our request was routed on an older table. The operation is
+        retried once the newer table is here (``retry_stale``)."""
+        if isinstance(msg.op_id, int) and msg.op_id in self.ops:
+            self.stale_ops.add(msg.op_id)
+        if isinstance(msg.epoch, int):
+            self.want_table[src] = max(self.want_table.get(src, 0), msg.epoch)
+
+    def retry_stale(self, now_ms: int, effects: list[m.Effect]) -> None:
+        """Retry, on the table we now have, the operations a replica found stale."""
+        table = self.view.ring
+        for op_id in sorted(self.stale_ops):
+            op = self.ops.get(op_id)
+            if isinstance(op, HintOp):
+                self.drop_op(op_id)  # delivered again (or retargeted) by the next round
+            elif isinstance(op, GetOp) and not op.answered:
+                del self.ops[op_id]
+                self.start_get(op.origin, op.key, op.r, op.versioned, now_ms, effects)
+            elif isinstance(op, PutOp):
+                self._replicate(op_id, op, table, table.partition_of(op.key), effects)
+                self.progress_put(op_id, op, effects)
+            elif isinstance(op, ScanOp):
+                del self.ops[op_id]
+                self.scan_parsed(op.origin, op.args, now_ms, effects)
+        self.stale_ops.clear()
 
     def target_is_back(self, target: str) -> None:
         self._hint_retry_at.pop(target, None)

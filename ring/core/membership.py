@@ -193,6 +193,7 @@ class Ping(Gossip):
     seq: int
     src_name: str
     updates: list[Any]
+    epoch: int = 0  # the sender's ownership table epoch (``ring.core.table``); 0: none yet
 
 
 @_gossip(21)
@@ -200,6 +201,7 @@ class Ack(Gossip):
     seq: int
     src_name: str
     updates: list[Any]
+    epoch: int = 0
 
 
 @_gossip(22)
@@ -250,6 +252,7 @@ class Sync(Gossip):
     flags: int
     settings: dict[str, Any]
     seed: str  # in an answer to a Join: the address that Join was sent to; else ""
+    epoch: int = 0
 
 
 @_gossip(26)
@@ -261,6 +264,7 @@ class SyncReply(Gossip):
     flags: int
     settings: dict[str, Any]
     seed: str
+    epoch: int = 0
 
 
 @_gossip(28)
@@ -280,13 +284,13 @@ class Leave(Gossip):
 
 
 _SHAPES: dict[type[Any], tuple[type[Any], ...]] = {
-    Ping: (int, str, list),
-    Ack: (int, str, list),
+    Ping: (int, str, list, int),
+    Ack: (int, str, list, int),
     PingReq: (int, str, str, str, list),
     IndirectAck: (int, str, str, list),
     Join: (str, str, int, dict, str),
-    Sync: (str, int, int, list, int, dict, str),
-    SyncReply: (str, int, int, list, int, dict, str),
+    Sync: (str, int, int, list, int, dict, str, int),
+    SyncReply: (str, int, int, list, int, dict, str, int),
     Leave: (str, int, bool),
     JoinRefused: (str, str),
 }
@@ -416,6 +420,10 @@ class Membership:
         self.member = member
         self._refusals: list[tuple[str, str]] = []  # (sender, reason), for the node to report
         self.own_seeds: set[str] = set()  # seed addresses that turned out to be this node
+        self.epoch = 0  # our ownership table's epoch, carried by pings, acks and tables
+        self._newer: dict[str, int] = {}  # member -> a higher table epoch it gossiped
+        self.newest_epoch = 0  # the highest table epoch heard of (ours included)
+        self.peer_epochs: dict[str, int] = {}  # member -> the highest table epoch it gossiped
         self._set(Member(name, address, incarnation, UP if serving else JOINING, now_ms))
 
     # --- queries ---------------------------------------------------------------------------------
@@ -466,6 +474,18 @@ class Membership:
         """``(name, old state or None if new, new state)`` since the last call, in order."""
         out, self._changes = self._changes, []
         return out
+
+    def drain_newer(self) -> dict[str, int]:
+        """Members that gossiped a table epoch above ours since the last call: name -> epoch."""
+        out, self._newer = self._newer, {}
+        return {n: e for n, e in out.items() if e > self.epoch}
+
+    def mark_left(self, name: str, now_ms: int) -> None:
+        """``name`` is out of the cluster for good (it left, or was removed): ``left`` is
+        final and gossiped like any record."""
+        member = self._members.get(name)
+        if member is not None and member.state != LEFT and name != self.name:
+            self._set(replace(member, state=LEFT, since_ms=now_ms))
 
     def drain_refusals(self) -> list[tuple[str, str]]:
         """``(sender, reason)`` of every ``JoinRefused`` received and every table dropped for
@@ -523,12 +543,21 @@ class Membership:
         if not self._active:
             # Shutting down: still answer pings, with our own down/left record only.
             if isinstance(msg, Ping):
-                return [SendDatagram(src, Ack(msg.seq, self.name, [self._wire(self.name)]))]
+                return [
+                    SendDatagram(src, Ack(msg.seq, self.name, [self._wire(self.name)], self.epoch))
+                ]
             return []
         out: list[SendDatagram] = []
+        epoch = getattr(msg, "epoch", 0)
+        if isinstance(msg, Ping | Ack | Sync | SyncReply):
+            self.peer_epochs[msg.src_name] = max(self.peer_epochs.get(msg.src_name, 0), epoch)
+        if epoch > self.epoch and isinstance(msg, Ping | Ack | Sync | SyncReply):
+            if epoch > self._newer.get(msg.src_name, 0):
+                self._newer[msg.src_name] = epoch
+            self.newest_epoch = max(self.newest_epoch, epoch)
         if isinstance(msg, Ping):
             self._merge(msg.updates, now_ms)
-            self._send(out, src, lambda u: Ack(msg.seq, self.name, u), msg.src_name)
+            self._send(out, src, lambda u: Ack(msg.seq, self.name, u, self.epoch), msg.src_name)
         elif isinstance(msg, Ack):
             self._merge(msg.updates, now_ms)
             self._on_ack(msg.seq, msg.src_name, msg.updates, out)
@@ -549,7 +578,15 @@ class Membership:
             if why:
                 self._refusals.append((msg.name, f"refused the join of {msg.name}: {why}"))
                 return [SendDatagram(src, JoinRefused(self.name, why))]
-            knew = msg.name in self._members
+            known = self._members.get(msg.name)
+            if known is not None and known.state == LEFT:
+                why = (
+                    f"the name {msg.name} left this cluster for good (a name is not taken back): "
+                    "start the node with a new --name and an empty data directory"
+                )
+                self._refusals.append((msg.name, f"refused the join of {msg.name}: {why}"))
+                return [SendDatagram(src, JoinRefused(self.name, why))]
+            knew = known is not None
             # A joiner is joining at its incarnation; what it says later (up) outranks that.
             self._merge([[msg.name, msg.address, msg.incarnation, JOINING]], now_ms)
             seed = msg.seed if _fits(msg.seed) else ""
@@ -604,14 +641,18 @@ class Membership:
             seq = self._new_seq()
             deadline = now_ms + self.config.probe_interval_ms
             self._probe = _Probe(seq, target.name, now_ms, deadline)
-            self._send(out, target.address, lambda u: Ping(seq, self.name, u), target.name)
+            self._send(
+                out, target.address, lambda u: Ping(seq, self.name, u, self.epoch), target.name
+            )
         if self._rounds % self.config.down_probe_rounds == 0:
             down = self._others((DOWN,))
             if down:
                 # Unrecorded: silence changes nothing, an answer refutes or re-announces it.
                 gone = rng.choice(down)
                 seq = self._new_seq()
-                self._send(out, gone.address, lambda u: Ping(seq, self.name, u), gone.name)
+                self._send(
+                    out, gone.address, lambda u: Ping(seq, self.name, u, self.epoch), gone.name
+                )
 
     def _next_target(self, rng: RandomSource) -> Member | None:
         while True:
@@ -676,7 +717,7 @@ class Membership:
         seq = self._new_seq()
         expires = now_ms + self.config.probe_interval_ms
         self._relays[seq] = _Relay(src, msg.seq, msg.target_name, expires)
-        ping = lambda u: Ping(seq, self.name, u)  # noqa: E731
+        ping = lambda u: Ping(seq, self.name, u, self.epoch)  # noqa: E731
         self._send(out, msg.target_address, ping, msg.target_name)
 
     def _expire_suspicions(self, now_ms: int) -> None:
@@ -790,7 +831,7 @@ class Membership:
     ) -> list[SendDatagram]:
         """Our full table for ``address``, split into datagrams that each fit the budget."""
         flags = self.flags() | extra_flags
-        empty = kind(self.name, 0, 0, [], flags, self.settings, seed)
+        empty = kind(self.name, 0, 0, [], flags, self.settings, seed, self.epoch)
         overhead = packed_size(to_wire(empty)) + 2 + 8  # list head, part(s)
         chunks: list[list[Any]] = [[]]
         size = 0
@@ -804,7 +845,9 @@ class Membership:
             size += s
         parts = len(chunks)
         return [
-            SendDatagram(address, kind(self.name, i, parts, chunk, flags, self.settings, seed))
+            SendDatagram(
+                address, kind(self.name, i, parts, chunk, flags, self.settings, seed, self.epoch)
+            )
             for i, chunk in enumerate(chunks)
         ]
 

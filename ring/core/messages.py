@@ -41,7 +41,8 @@ def message(tag: int) -> Callable[[type[_T]], type[_T]]:
         dc.FIELDS = fields  # type: ignore[attr-defined]
         # attrgetter reads every field in one C call; it returns a bare value for one field.
         get = operator.attrgetter(*fields)
-        dc._VALUES = get if len(fields) > 1 else (lambda obj: (get(obj),))  # type: ignore[attr-defined]
+        one = staticmethod(lambda obj: (get(obj),))  # a plain function is bound as a method
+        dc._VALUES = get if len(fields) > 1 else one  # type: ignore[attr-defined]
         _BY_TAG[tag] = dc
         return dc
 
@@ -139,6 +140,14 @@ class Serving:
 
 
 @dataclass(frozen=True, slots=True)
+class Retired:
+    """The node left the cluster for good (its data is handed off); the shell stops it and
+    exits 0."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Halt:
     """The node cannot go on (its settings were refused by the cluster it tries to join); the
     shell stops it with a usage error and ``reason``."""
@@ -147,7 +156,7 @@ class Halt:
 
 
 # Every effect a core returns; the shell's dispatch handles each of them.
-Effect = Send | SendDatagram | Reply | Log | Serving | Halt
+Effect = Send | SendDatagram | Reply | Log | Serving | Halt | Retired
 
 
 # --- node-to-node messages (TCP) ---------------------------------------------------------------
@@ -162,6 +171,7 @@ class ReplicaPut:
     key: bytes
     record: bytes  # encoded as stored (``record.encode``)
     hint_for: str | None
+    epoch: int  # the table the sender routed it on (``ring.core.table``)
 
 
 @message(2)
@@ -174,6 +184,7 @@ class ReplicaPutAck:
 class ReplicaGet:
     op_id: int
     key: bytes
+    epoch: int
 
 
 @message(4)
@@ -213,6 +224,7 @@ class ScanRequest:
     reverse: bool
     limit: int
     max_bytes: int
+    epoch: int
 
 
 @message(8)
@@ -224,6 +236,67 @@ class ScanReply:
     op_id: int
     items: list[Any]
     more: bool
+
+
+@message(9)
+class TableRequest:
+    """Send me your ownership table if its epoch is above ``epoch``."""
+
+    epoch: int
+
+
+@message(10)
+class TableUpdate:
+    """An ownership table (``Table.to_wire``); taken when it is newer than the receiver's."""
+
+    table: list[Any]
+
+
+@message(11)
+class Stale:
+    """The answer to a replica request routed on a table older than the receiver's for that
+    partition (``epoch`` is the receiver's): fetch the table and retry."""
+
+    op_id: int
+    epoch: int
+
+
+@message(12)
+class HandoffRequest:
+    """A page of the sender's records of ``partitions``, in key order after ``after``."""
+
+    op_id: int
+    epoch: int
+    partitions: list[int]
+    after: bytes | None
+    max_bytes: int
+
+
+@message(13)
+class HandoffPage:
+    """``items`` flat ``[key, record, ...]``; ``after`` the last key looked at; ``done`` when
+    the source has no more."""
+
+    op_id: int
+    items: list[Any]
+    after: bytes | None
+    done: bool
+
+
+@message(14)
+class TransferDone:
+    """To the claimant: the sender copied these partitions from all their sources (as routed
+    at ``epoch``)."""
+
+    epoch: int
+    partitions: list[int]
+
+
+@message(15)
+class CleanupDone:
+    """To the claimant: the sender deleted its copy of these partitions."""
+
+    partitions: list[int]
 
 
 class Gossip:

@@ -44,13 +44,19 @@ from typing import Any, Protocol
 from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from ring.core import messages as m
 from ring.core import validate
+from ring.core.claimant import Claimant
 from ring.core.coordinator import Coordinator
-from ring.core.hashring import HashRing
+from ring.core.handoff import Handoff, page
 from ring.core.layout import ACTOR_KEY, RUNNING_KEY, Storage
 from ring.core.membership import Membership, MembershipConfig, RandomSource
-from ring.core.ops import Origin
+from ring.core.ops import ForwardOp, Origin
+from ring.core.table import Table
 from ring.core.validate import RequestError
 from ring.core.view import StartupError, View, ViewConfig
+
+HELD_MAX = 10_000  # replica requests held for a newer table, at most
+HELD_MS = 2_000  # a held request not served by then is dropped (its sender times out)
+TABLE_ASK_MS = 500  # a peer is asked for its table at most this often
 
 __all__ = ["Node", "NodeConfig", "NodeRandom", "RequestError", "StartupError"]
 
@@ -72,7 +78,7 @@ class NodeConfig:
     r: int = 2
     w: int = 2
     partitions: int = 1024
-    vnodes: int = 128
+    handoff_rate_mb_s: float = 32.0  # partition transfers are throttled to this, per receiver
     request_timeout_ms: int = 2000
     tick_ms: int = 20
     hint_retry_ms: int = 500
@@ -94,7 +100,6 @@ class NodeConfig:
             new_cluster=self.new_cluster,
             n=self.n,
             partitions=self.partitions,
-            vnodes=self.vnodes,
             membership=self.membership,
         )
 
@@ -135,6 +140,22 @@ class Node:
             stats=self.stats,
             report=self._report,
         )
+        self.claimant = Claimant(config.name)
+        self.handoff = Handoff(
+            config.name,
+            storage,
+            rate_bytes_s=int(config.handoff_rate_mb_s * 1_000_000),
+            first_op_id=rng.getrandbits(40) << 16,
+            send=self.coordinator.send,
+            merge=self.coordinator.replica.merge,
+            hold_cleanup=self._hints_to_hand_off,
+        )
+        self._held: list[tuple[int, str, Any]] = []  # (since, src, msg) waiting for a table
+        self._table_asked: dict[str, tuple[int, int]] = {}  # peer -> (epoch, when)
+        self._retired = False
+        self._retire_logged = False
+        if self.view.table is not None:
+            self.handoff.refresh(self.view.table)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -168,14 +189,21 @@ class Node:
         return self.view.membership
 
     @property
-    def ring(self) -> HashRing:
+    def ring(self) -> Table:
         return self.view.ring
+
+    @property
+    def table(self) -> Table | None:
+        return self.view.table
 
     def ready(self) -> bool:
         """Whether the node serves: it knows the whole ring and may coordinate requests."""
         return self.view.serving
 
     def preference_list(self, key: bytes) -> tuple[str, ...]:
+        """The owners of ``key``'s partition (none before the node has a table)."""
+        if self.view.table is None:
+            return ()
         return self.coordinator.preference_list(key)
 
     def idle(self) -> bool:
@@ -215,6 +243,7 @@ class Node:
             elif kind is m.Datagram:
                 effects += self.view.datagram(event.src, event.msg, now_ms, self.rng)
                 self._after_view(effects)
+                self._ask_tables(now_ms, effects)  # a newer epoch was gossiped
             else:
                 raise TypeError(f"unknown event {event!r}")
         except Exception as exc:
@@ -305,6 +334,9 @@ class Node:
             effects.append(m.Log(level, text + " (logged once; see the counters)"))
 
     def _after_view(self, effects: list[m.Effect]) -> None:
+        for name, epoch in self.view.membership.drain_newer().items():
+            want = self.coordinator.want_table
+            want[name] = max(want.get(name, 0), epoch)
         for name, old, new in self.view.drain_changes():
             effects.append(m.Log("info", f"member {name}: {old or 'new'} -> {new}"))
             if new in ("up", "joining") and name != self.name:
@@ -340,6 +372,20 @@ class Node:
             c.answer(origin, None, self.status(), effects)
         elif op == "ring":
             c.answer(origin, None, self.ring_info(), effects)
+        elif op in ("leave", "remove"):
+            self._change(origin, op, args, now_ms, effects)
+        elif op == "locate":
+            c.check_serving()
+            key = validate.key(args, self.config.max_key_bytes)
+            table = self.view.ring
+            p = table.partition_of(key)
+            result = {
+                "partition": p,
+                "owners": list(table.owners[p]),
+                "pending": list(table.pending.get(p, ())),
+                "epoch": table.epoch,
+            }
+            c.answer(origin, None, result, effects)
         else:
             raise RequestError("invalid", f"unknown operation {op!r}")
 
@@ -347,16 +393,228 @@ class Node:
 
     def _peer_message(self, src: str, msg: Any, now_ms: int, effects: list[m.Effect]) -> None:
         c = self.coordinator
-        if isinstance(msg, m.ReplicaPut):
-            c.replica.on_put(src, msg, effects)
-        elif isinstance(msg, m.ReplicaGet):
-            c.replica.on_get(src, msg, effects)
-        elif isinstance(msg, m.ScanRequest):
-            c.replica.on_scan(src, msg, effects)
-        elif isinstance(msg, m.Forward):
-            c.forwarded(src, msg, now_ms, effects)
+        kind = type(msg)
+        if kind is m.ReplicaPut or kind is m.ReplicaGet or kind is m.ScanRequest:
+            if not self._routed_here(src, msg, now_ms, effects):
+                return
+            if kind is m.ReplicaPut:
+                c.replica.on_put(src, msg, effects)
+            elif kind is m.ReplicaGet:
+                c.replica.on_get(src, msg, effects)
+            else:
+                c.replica.on_scan(src, msg, effects)
+        elif kind is m.Forward:
+            if msg.op in ("leave", "remove"):
+                self._change(Origin(msg.op_id, src), msg.op, msg.args, now_ms, effects, msg.hops)
+            else:
+                c.forwarded(src, msg, now_ms, effects)
+        elif kind is m.Stale:
+            c.on_stale(src, msg)
+            self._ask_tables(now_ms, effects)
+        elif kind is m.TableRequest:
+            table = self.view.table
+            if table is not None and isinstance(msg.epoch, int) and table.epoch > msg.epoch:
+                c.send(src, m.TableUpdate(table.to_wire()), effects)
+        elif kind is m.TableUpdate:
+            self._install(Table.from_wire(msg.table), now_ms, effects)
+        elif kind is m.HandoffRequest:
+            if self._routed_here(src, msg, now_ms, effects):
+                self._send_page(src, msg, effects)
+        elif kind is m.HandoffPage:
+            if self.view.table is not None:
+                self.handoff.on_page(src, msg, now_ms, self.view.table, effects)
+        elif kind is m.TransferDone:
+            if isinstance(msg.epoch, int) and isinstance(msg.partitions, list):
+                self.claimant.transfer_done(src, msg.epoch, msg.partitions)
+        elif kind is m.CleanupDone:
+            if isinstance(msg.partitions, list):
+                self.claimant.cleanup_done(src, msg.partitions)
         else:
             c.reply(src, msg, now_ms, effects)
+
+    # --- the ownership table -------------------------------------------------------------------
+
+    def _routed_here(self, src: str, msg: Any, now_ms: int, effects: list[m.Effect]) -> bool:
+        """Whether to act on a replica request now: it was routed on our table or one that
+        routes its partition(s) the same. One routed on a newer table waits until we have that
+        table; one routed on an older one is answered ``Stale`` (its sender retries)."""
+        epoch = msg.epoch
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise ValueError("a replica request carries its table epoch (an integer)")
+        table = self.view.table
+        if table is None or epoch > table.epoch:
+            if len(self._held) < HELD_MAX:
+                self._held.append((now_ms, src, msg))
+            self.coordinator.want_table[src] = max(self.coordinator.want_table.get(src, 0), epoch)
+            self._ask_tables(now_ms, effects)
+            return False
+        if type(msg) is m.ScanRequest:
+            stale = epoch < table.last_change()
+        elif type(msg) is m.HandoffRequest:
+            parts = msg.partitions if isinstance(msg.partitions, list) else []
+            stale = any(
+                not isinstance(p, int) or not 0 <= p < table.partitions or table.stale(p, epoch)
+                for p in parts
+            )
+        else:
+            if not isinstance(msg.key, bytes):
+                raise ValueError("a key is bytes")
+            stale = table.stale(table.partition_of(msg.key), epoch)
+        if stale:
+            if msg.op_id:
+                self.coordinator.send(src, m.Stale(msg.op_id, table.epoch), effects)
+            self.stats["stale_requests"] = self.stats.get("stale_requests", 0) + 1
+        return not stale
+
+    def _send_page(self, src: str, msg: m.HandoffRequest, effects: list[m.Effect]) -> None:
+        table = self.view.ring
+        if msg.after is not None and not isinstance(msg.after, bytes):
+            raise ValueError("a handoff cursor is bytes or None")
+        budget = msg.max_bytes if isinstance(msg.max_bytes, int) else 1
+        budget = min(max(1, budget), 4 * 1024 * 1024)
+        items, after, done = page(
+            self.storage, set(msg.partitions), table.partitions, msg.after, budget
+        )
+        self.handoff.stats.sent_bytes += sum(len(x) for x in items)
+        self.coordinator.send(src, m.HandoffPage(msg.op_id, items, after, done), effects)
+
+    def _ask_tables(self, now_ms: int, effects: list[m.Effect]) -> None:
+        """Ask the peers that have a newer table than ours for it (each at most every
+        ``TABLE_ASK_MS``)."""
+        want = self.coordinator.want_table
+        if not want:
+            return
+        ours = 0 if self.view.table is None else self.view.table.epoch
+        for peer, epoch in sorted(want.items()):
+            if epoch <= ours:
+                continue
+            asked = self._table_asked.get(peer)
+            if asked is not None and asked[0] >= epoch and now_ms - asked[1] < TABLE_ASK_MS:
+                continue
+            self._table_asked[peer] = (epoch, now_ms)
+            self.coordinator.send(peer, m.TableRequest(ours), effects)
+        want.clear()
+
+    def _install(self, table: Table, now_ms: int, effects: list[m.Effect]) -> None:
+        """Take a newer table: copy and clean what it says, retry what was routed on the old
+        one, serve the requests that waited for it."""
+        old = self.view.table
+        if not self.view.install(table):
+            return
+        self.handoff.refresh(table)
+        if not self.view.serving:
+            effects += self.view.progress(now_ms)
+            self._after_view(effects)
+        for name in table.gone:
+            self.view.membership.mark_left(name, now_ms)
+        if old is None or old.transfers_pending() != table.transfers_pending():
+            effects.append(
+                m.Log(
+                    "info",
+                    f"ring epoch {table.epoch}: {table.transfers_pending()} partition "
+                    "transfer(s) pending",
+                )
+            )
+        if self.view.serving:
+            self.coordinator.retry_stale(now_ms, effects)
+        held, self._held = self._held, []
+        for since, src, msg in held:
+            if now_ms - since <= HELD_MS:
+                self._isolated(
+                    effects,
+                    f"a {type(msg).__name__} from a peer",
+                    lambda src=src, msg=msg: self._peer_message(src, msg, now_ms, effects),  # type: ignore[misc]
+                )
+        self._maybe_retire(now_ms, effects)
+
+    def _hints_to_hand_off(self) -> bool:
+        """A leaving member still keeps hints for others (it reports its last cleanup, and so
+        lets the claimant retire it, only once they are delivered)."""
+        table = self.view.table
+        return table is not None and self.name in table.leaving and len(self.coordinator.hints) > 0
+
+    def _maybe_retire(self, now_ms: int, effects: list[m.Effect]) -> None:
+        """A member the table lets go exits once it has handed off the hints it keeps for others
+        (they are replicas of other nodes' writes)."""
+        table = self.view.table
+        if table is None or self.name not in table.gone or self._retired or not self.view.serving:
+            return
+        ms = self.view.membership
+        behind = [
+            x
+            for x in table.members()
+            if x != self.name and ms.is_alive(x) and ms.peer_epochs.get(x, 0) < table.epoch
+        ]
+        if behind:
+            return  # it stays until the others have the table that lets it go (it may be the
+            # claimant's last: nobody else could make a newer one)
+        if len(self.coordinator.hints):
+            if not self._retire_logged:
+                self._retire_logged = True
+                held = len(self.coordinator.hints)
+                text = (
+                    f"{self.name} has left the ring; it exits once its {held} hint(s) are delivered"
+                )
+                effects.append(m.Log("info", text))
+            return
+        self._retired = True
+        effects += self.view.membership.leave(now_ms, permanent=True)
+        effects.append(m.Retired(f"{self.name} has left the cluster; its data is handed off"))
+
+    def _publish(self, table: Table, now_ms: int, effects: list[m.Effect]) -> None:
+        """The claimant's new table: ours, then every live member's."""
+        self._install(table, now_ms, effects)
+        update = m.TableUpdate(table.to_wire())
+        for member in self.view.membership.members():
+            if member.name != self.name and self.view.membership.is_alive(member.name):
+                self.coordinator.send(member.name, update, effects)
+
+    def _change(
+        self,
+        origin: Origin,
+        op: str,
+        args: Any,
+        now_ms: int,
+        effects: list[m.Effect],
+        hops: int = 0,
+    ) -> None:
+        """``leave`` / ``remove`` of a member: made by the claimant (forwarded to it)."""
+        c = self.coordinator
+        try:
+            c.check_serving()
+            name = args.get("name") if isinstance(args, dict) else None
+            if not isinstance(name, str) or not name:
+                raise RequestError("invalid", f"{op} needs the name of a member")
+            table = self.view.ring
+            claimant = table.claimant
+            member = self.view.membership.get(claimant)
+            claimant_alive = claimant == self.name or (
+                member is not None and self.view.membership.is_alive(claimant)
+            )
+            local = claimant == self.name or (
+                op == "remove" and name == claimant and not claimant_alive
+            )
+            if not local:
+                if hops or not isinstance(hops, int):
+                    raise RequestError("unavailable", f"{claimant} makes ring changes; retry")
+                if not claimant_alive:
+                    raise RequestError(
+                        "unavailable",
+                        f"the claimant {claimant}, which makes ring changes, is down: changes "
+                        f"wait until it is back (or `ringctl remove {claimant}` if it is gone "
+                        "for good)",
+                    )
+                op_id = c.new_op(ForwardOp(origin, claimant), now_ms)
+                c.send(claimant, m.Forward(op_id, op, {"name": name}, 1, 0), effects)
+                return
+            newest = self.view.membership.newest_epoch
+            new, result = self.claimant.change(op, name, table, self.view.membership, newest)
+            if op == "remove":
+                self.view.membership.mark_left(name, now_ms)
+            self._publish(new, now_ms, effects)
+            c.answer(origin, None, result, effects)
+        except RequestError as exc:
+            c.answer(origin, exc.kind, str(exc), effects)
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -366,6 +624,7 @@ class Node:
             effects, "gossip timers", lambda: effects.extend(self.view.tick(now_ms, self.rng))
         )
         self._after_view(effects)
+        self._isolated(effects, "ring changes", lambda: self._ring_timers(now_ms, effects))
         for op_id, op in c.due(now_ms):
             self._isolated(
                 effects,
@@ -380,33 +639,95 @@ class Node:
                 lambda target=target: c.deliver_hints(target, now_ms, effects),  # type: ignore[misc]
             )
 
+    def _ring_timers(self, now_ms: int, effects: list[m.Effect]) -> None:
+        self._ask_tables(now_ms, effects)
+        if self._held and now_ms - self._held[0][0] > HELD_MS:
+            self._held = [h for h in self._held if now_ms - h[0] <= HELD_MS]
+        table = self.view.table
+        if table is None or not self.view.serving or self._retired:
+            return
+        self._maybe_retire(now_ms, effects)
+        new = self.claimant.tick(now_ms, table, self.view.membership)
+        if new is not None:
+            self._publish(new, now_ms, effects)
+            table = new
+        alive = self.view.membership.is_alive
+        self.handoff.tick(now_ms, table, alive, effects)
+        log = self.handoff.stats.log
+        if log:
+            effects += [m.Log("info", text) for text in log]
+            log.clear()
+
     # --- introspection -------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {
-            "node": self.name,
-            "serving": self.view.serving,
-            "members": [
+        table = self.view.table
+        load = {} if table is None else table.load()
+        members = []
+        for x in self.view.membership.members():
+            members.append(
                 {
                     "name": x.name,
                     "address": x.address,
                     "state": x.state,
                     "incarnation": x.incarnation,
+                    "partitions": load.get(x.name, 0),
                 }
-                for x in self.view.membership.members()
-            ],
+            )
+        h = self.handoff.stats
+        return {
+            "node": self.name,
+            "serving": self.view.serving,
+            "members": members,
             "hints": self.coordinator.hints.counts(),
             "waiting_for": None if self.view.serving else self.view.waiting_for(),
+            "epoch": 0 if table is None else table.epoch,
+            "claimant": None if table is None else table.claimant,
+            "transfers_pending": 0 if table is None else table.transfers_pending(),
+            "handoff": {
+                "received_records": h.received_records,
+                "received_bytes": h.received_bytes,
+                "sent_bytes": h.sent_bytes,
+                "deleted_records": h.deleted_records,
+                "streams": len(self.handoff.streams),
+            },
         }
 
     def ring_info(self) -> dict[str, Any]:
-        ring = self.view.ring
+        table = self.view.ring
+        load = table.load()
+        primaries = table.primaries()
+        transfers = []
+        for p in sorted(table.pending):
+            transfers.append(
+                {
+                    "partition": p,
+                    "from": list(table.owners[p]),
+                    "to": list(table.pending[p]),
+                    "copied": sorted(table.done.get(p, ())),
+                }
+            )
+        cleanups = [
+            {"partition": p, "holders": list(lst)} for p, lst in sorted(table.cleanup.items())
+        ]
         return {
-            "partitions": ring.partitions,
-            "n": self.config.n,
-            "members": list(ring.members),
-            "primary": ring.balance(1),
-            "replicas": ring.balance(self.config.n),
+            "partitions": table.partitions,
+            "n": table.n,
+            "epoch": table.epoch,
+            "claimant": table.claimant,
+            "members": [
+                {
+                    "name": name,
+                    "primary": primaries.get(name, 0),
+                    "replicas": load.get(name, 0),
+                    "leaving": name in table.leaving,
+                }
+                for name in table.members()
+            ],
+            "transfers_pending": table.transfers_pending(),
+            "transfers": transfers,
+            "cleanups": cleanups,
+            "gone": list(table.gone),
         }
 
 

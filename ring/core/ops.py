@@ -29,6 +29,7 @@ class GetOp:
     r: int
     versioned: bool
     asked: tuple[str, ...]
+    epoch: int = 0  # the table it was routed on: its read repair is routed on it too
     replies: dict[str, bytes | None] = field(default_factory=dict)  # encoded, checked
     bad: set[str] = field(default_factory=set)  # replicas whose record does not decode
     answered: bool = False
@@ -40,7 +41,10 @@ class PutOp:
     key: bytes
     w: int
     record: bytes  # the encoded record, as stored
-    primaries: tuple[str, ...]  # the other members of the preference list
+    primaries: tuple[str, ...]  # the other members of the write list (owners and pending)
+    # The lists that each need W acknowledgements: the owners, and the pending owners while the
+    # partition moves (``ring.core.table``).
+    groups: tuple[tuple[str, ...], ...] = ()
     fallbacks: dict[str, str] = field(default_factory=dict)  # fallback node -> primary it covers
     acked: set[str] = field(default_factory=set)  # nodes (primaries or fallbacks) that stored it
     expected: set[str] = field(default_factory=set)  # nodes the record was sent to

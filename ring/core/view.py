@@ -52,7 +52,6 @@ from typing import Any
 import msgpack
 
 from ring.core import messages as m
-from ring.core.hashring import HashRing
 from ring.core.layout import RING_KEY, Storage
 from ring.core.membership import (
     KNEW_YOU,
@@ -64,6 +63,7 @@ from ring.core.membership import (
     Sync,
     SyncReply,
 )
+from ring.core.table import Table
 
 WAIT_LOG_MS = 10_000  # how often a node that does not serve yet says what it waits for
 
@@ -82,31 +82,33 @@ class ViewConfig:
     new_cluster: bool
     n: int
     partitions: int
-    vnodes: int
     membership: MembershipConfig
 
     def settings(self) -> dict[str, Any]:
         """What every member of a cluster must agree on; carried by Join and full tables."""
-        return {
-            "cluster": self.cluster,
-            "n": self.n,
-            "partitions": self.partitions,
-            "vnodes": self.vnodes,
-        }
+        return {"cluster": self.cluster, "n": self.n, "partitions": self.partitions}
 
 
-def load_ring(storage: Storage) -> dict[str, str]:
-    """The ring a node last knew whole: member name -> address ('' when unknown)."""
+def load_ring(storage: Storage) -> tuple[Table | None, dict[str, str]]:
+    """The ownership table a node last knew and its members' addresses (name -> address, ''
+    when unknown). A ring saved by an older version (names and addresses only) gives no table:
+    the node fetches the cluster's."""
     raw = storage.get(RING_KEY)
     if raw is None:
-        return {}
+        return None, {}
+    obj = msgpack.unpackb(raw)
+    table: Table | None = None
+    items = obj
+    if isinstance(obj, dict):
+        table = Table.from_wire(obj.get("table"))
+        items = obj.get("addresses", [])
     out: dict[str, str] = {}
-    for item in msgpack.unpackb(raw):
+    for item in items:
         if isinstance(item, list) and len(item) == 2:
             out[str(item[0])] = str(item[1])
         elif isinstance(item, str):
             out[item] = ""
-    return out
+    return table, out
 
 
 class View:
@@ -118,7 +120,15 @@ class View:
         self.config = config
         self.name = config.name
         self.storage = storage
-        self.remembered = load_ring(storage)
+        self.table, self.remembered = load_ring(storage)
+        if self.table is not None and (
+            self.table.partitions != config.partitions or self.table.n != config.n
+        ):
+            raise StartupError(
+                f"the data directory holds a ring of {self.table.partitions} partitions with "
+                f"N={self.table.n}, not {config.partitions} and N={config.n}: the ring size and N "
+                "are fixed when a cluster is created"
+            )
         self.seeds = [s for s in dict.fromkeys(config.seeds) if s != config.address]
         others = [n for n in self.remembered if n != config.name]
         if self.remembered:
@@ -146,7 +156,8 @@ class View:
         # The members it remembers are in its view from the start (down until heard from), so
         # its ring is the one it served on, and the tables it sends name them.
         self.membership.remember(self.remembered, now_ms)
-        self.ring = HashRing([config.name], partitions=config.partitions, vnodes=config.vnodes)
+        if self.table is not None:
+            self.membership.epoch = self.membership.newest_epoch = self.table.epoch
         self._table_parts: dict[str, set[int]] = {}  # full-table parts received, per sender
         self._synced = False  # a full table from a sender good enough for our mode
         self._answers: dict[str, tuple[str, int]] = {}  # founding: seed -> (its name, flags)
@@ -164,8 +175,32 @@ class View:
     def alive(self, name: str) -> bool:
         return name == self.name or self.membership.is_alive(name)
 
-    def preference_list(self, key: bytes, n: int) -> tuple[str, ...]:
-        return self.ring.preference_list_for(key, n)
+    @property
+    def ring(self) -> Table:
+        """The ownership table (a node that serves always has one)."""
+        assert self.table is not None, "no ownership table yet"
+        return self.table
+
+    def preference_list(self, key: bytes) -> tuple[str, ...]:
+        """Who answers reads of ``key`` (its partition's owners)."""
+        t = self.ring
+        return t.owners[t.partition_of(key)]
+
+    def progress(self, now_ms: int) -> list[m.Effect]:
+        """Serve now if what the node waited for is here (a table just arrived)."""
+        return [] if self.serving else self._progress(now_ms)
+
+    def install(self, table: Table) -> bool:
+        """Take ``table`` if it is newer than ours (True), and remember it."""
+        if self.table is not None and table.epoch <= self.table.epoch:
+            return False
+        if table.partitions != self.config.partitions or table.n != self.config.n:
+            return False  # another cluster's table; the settings check refuses its sender
+        self.table = table
+        self.membership.epoch = table.epoch
+        self.membership.newest_epoch = max(self.membership.newest_epoch, table.epoch)
+        self._save_ring(force=True)
+        return True
 
     def drain_changes(self) -> list[tuple[str, str | None, str]]:
         """Membership changes ``(name, old state or None, new state)`` since the last call."""
@@ -232,11 +267,15 @@ class View:
                 f"founding a cluster once its seeds answered and none belongs to a cluster (not "
                 f"answered yet: {', '.join(missing)})"
             )
-        if self.mode == "joining":
+        if self.mode == "joining" and not self._synced:
             return "a full membership table from a serving member (is a node of the cluster up?)"
+        if self.mode == "joining":
+            return "the ownership table from a serving member"
         unknown = [n for n in self._expected if self.membership.get(n) is None]
         if not self._synced:
             return "a full membership table from a member of the ring it remembers"
+        if self.table is None:
+            return "the ownership table from a member of the cluster"
         return f"news of the members it remembers: {', '.join(unknown)}"
 
     # --- readiness -----------------------------------------------------------------------------
@@ -260,7 +299,7 @@ class View:
     def _progress(self, now_ms: int) -> list[m.Effect]:
         if self.mode == "founding":
             return self._found(now_ms)
-        if not self._synced:
+        if not self._synced or self.table is None:
             return []
         known = self.membership.get
         if self.mode == "rejoining" and not all(known(n) for n in self._expected):
@@ -292,10 +331,13 @@ class View:
 
     def _begin_serving(self, now_ms: int, how: str) -> list[m.Effect]:
         self.mode = "serving"
+        if self.table is None:  # founding
+            self.table = Table.found(self.name, self.config.partitions, self.config.n)
+            self.membership.epoch = self.membership.newest_epoch = self.table.epoch
         self.membership.set_serving(now_ms)
         self._sync_ring()
-        self._save_ring()
-        members = ", ".join(self.ring.members)
+        self._save_ring(force=True)
+        members = ", ".join(self.ring.members())
         text = f"serving: {how} cluster {self.config.cluster!r}, ring of {members}"
         return [m.Log("info", text), m.Serving()]
 
@@ -306,22 +348,25 @@ class View:
         if not changes:
             return
         self._changes += changes
-        members = self.membership.ring_members()
-        if tuple(members) != self.ring.members:
-            cfg = self.config
-            self.ring = HashRing(members, partitions=cfg.partitions, vnodes=cfg.vnodes)
-            self._save_ring()
+        self._save_ring()
 
-    def _save_ring(self) -> None:
-        # Only a whole view is kept: a partial one would let the next start serve too early.
-        if not self.serving:
+    def _save_ring(self, force: bool = False) -> None:
+        """Remember the table and its members' addresses (which double as seeds after a
+        restart). Only a serving node's view is kept: a partial one would let the next start
+        serve too early."""
+        if not self.serving or self.table is None:
             return
         ring: dict[str, str] = {}
-        for name in self.ring.members:
+        for name in self.table.members():
             member = self.membership.get(name)
-            ring[name] = member.address if member is not None else ""
-        if ring != self.remembered:
-            packed = msgpack.packb([[n, a] for n, a in sorted(ring.items())])
+            ring[name] = member.address if member is not None else self.remembered.get(name, "")
+        if force or ring != self.remembered:
+            packed = msgpack.packb(
+                {
+                    "table": self.table.to_wire(),
+                    "addresses": [[n, a] for n, a in sorted(ring.items())],
+                }
+            )
             self.storage.write([(RING_KEY, packed)], sync=True)
             self.remembered = ring
 
@@ -329,7 +374,13 @@ class View:
         for sender, reason in self.membership.drain_refusals():
             if reason.startswith("refused: ") and not self.serving and not self._halted:
                 self._halted = True
-                effects.append(m.Halt(f"{sender} refused to let {self.name} join: {reason[9:]}"))
+                if self.table is not None and self.name in self.table.leaving + self.table.gone:
+                    # It was leaving when it stopped, and the cluster let it go meanwhile.
+                    effects += self.membership.leave(0, permanent=True)
+                    effects.append(m.Retired(f"{self.name} has left the cluster: {reason[9:]}"))
+                else:
+                    text = f"{sender} refused to let {self.name} join: {reason[9:]}"
+                    effects.append(m.Halt(text))
             elif (sender, reason) not in self._reported:
                 self._reported.add((sender, reason))
                 effects.append(m.Log("warning", reason))

@@ -10,8 +10,8 @@ exactly that many bytes. Rules this module keeps:
 * msgpack is used with ``use_bin_type=True`` / ``raw=False``: bytes stay bytes, str stays str.
 
 A connection opens with a hello. A client or peer sends ``{"hello": 2, "cluster": str,
-"role": "client"|"node", "name": str|None}`` (a peer adds ``"settings"``: N, ring size and
-vnodes, which must equal the node's); the node answers ``{"hello": 2, "cluster": str,
+"role": "client"|"node", "name": str|None}`` (a peer adds ``"settings"``: N and the ring
+size, which must equal the node's); the node answers ``{"hello": 2, "cluster": str,
 "name": node_name}``. After that a client sends ``[req_id, op, args]`` and receives
 ``[req_id, error_or_None, result]``; a peer sends ``messages.to_wire(msg)`` lists.
 """
@@ -34,7 +34,8 @@ from ring.errors import (
 )
 
 # 2: forwards carry hops and a time budget, scans a byte limit, node hellos the settings.
-PROTOCOL_VERSION = 2
+# 3: replica requests carry the sender's table epoch; ownership tables and handoff pages travel.
+PROTOCOL_VERSION = 3
 DEFAULT_CLUSTER = "ringkv"
 # Must exceed the 16 MiB value limit plus a 64 KiB key plus the envelope.
 MAX_FRAME_BYTES = 32 * 1024 * 1024
@@ -157,7 +158,7 @@ def check_client_hello(
     obj: Any, cluster: str, settings: dict[str, Any] | None = None, us: str = "this node"
 ) -> tuple[str, str | None]:
     """Validate a hello sent to a node; return ``(role, name)`` or raise FrameError. A peer's
-    hello must carry ``settings`` equal to ours (N, ring size, vnodes: what every member of a
+    hello must carry ``settings`` equal to ours (N and the ring size: what every member of a
     cluster shares); the error names both values."""
     if not isinstance(obj, dict) or "hello" not in obj:
         raise FrameError(

@@ -60,6 +60,7 @@ from ring.core.messages import (
     Log,
     PeerMessage,
     Reply,
+    Retired,
     Send,
     SendDatagram,
     Serving,
@@ -140,6 +141,7 @@ class Runtime:
         settings: dict[str, Any] | None = None,
         on_serving: Callable[[], None] | None = None,
         on_halt: Callable[[str], None] | None = None,
+        on_retired: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         # What every peer must share with this node (checked at its hello), and what the
@@ -147,6 +149,7 @@ class Runtime:
         self.settings = settings
         self.on_serving: Callable[[], None] = on_serving or (lambda: None)
         self.on_halt: Callable[[str], None] = on_halt or (lambda reason: None)
+        self.on_retired: Callable[[str], None] = on_retired or (lambda reason: None)
         # Group commit (see the module docstring): starts making the core's storage writes
         # durable; None when they are on return, else a future completed from another thread.
         self.commit: Callable[[], Future[None] | None] = commit or (lambda: None)
@@ -339,6 +342,9 @@ class Runtime:
             elif isinstance(effect, Halt):
                 log.error("%s", effect.reason)
                 self.on_halt(effect.reason)
+            elif isinstance(effect, Retired):
+                log.info("%s", effect.reason)
+                self.on_retired(effect.reason)
             else:
                 assert_never(effect)  # mypy checks that every kind of effect is handled
 

@@ -48,6 +48,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kv679", action="store_true", help="restarts lose their disk (W-1 per run)")
     p.add_argument("--power", action="store_true", help="crashes are power losses (W-1 per run)")
     p.add_argument("--blind", action="store_true", help="writers never pass a context")
+    p.add_argument(
+        "--no-changes", action="store_true", help="no joins, leaves or removes during the runs"
+    )
+    p.add_argument("--spares", type=int, default=1, help="nodes that may join during a run")
     sync = p.add_mutually_exclusive_group()
     sync.add_argument(
         "--sync",
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         power=args.power,
         blind=args.blind,
         sync=args.sync,
+        changes=not args.no_changes,
+        spares=args.spares,
     )
     seeds = seeds_of(args, dict(os.environ))
     totals: dict[str, int] = {}

@@ -367,3 +367,26 @@ def check_read_your_writes(history: History, n: int, r: int, w: int) -> list[Vio
                     )
                 )
     return out
+
+
+def check_placement(
+    final_reads: dict[bytes, Op], holders: dict[bytes, tuple[set[str], set[str]]], n: int
+) -> list[Violation]:
+    """After the heal, every live key is on exactly its owners' disks — N of them (fewer only
+    when the cluster has fewer members): transfers copied it to every new owner, and every old
+    holder deleted its copy."""
+    out: list[Violation] = []
+    for key, (held, owners) in sorted(holders.items()):
+        op = final_reads.get(key)
+        live = op is not None and op.outcome == "ok" and isinstance(op.result, list)
+        if not live or not op.result[0]:  # type: ignore[union-attr]
+            continue
+        if held != owners or len(owners) > n:
+            out.append(
+                Violation(
+                    "misplaced",
+                    key,
+                    f"{key!r} is on the disks of {sorted(held)}; its owners are {sorted(owners)}",
+                )
+            )
+    return out

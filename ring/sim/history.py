@@ -79,6 +79,9 @@ class Write:
     seen: dict[str, int]
     blind: bool
     at_ms: int
+    # The replicas the key had in the coordinator's table: a default W is capped by them (a
+    # cluster smaller than N, such as one still forming, stores each key on every member).
+    replicas: int = 0
     superseded_by: list[Write] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -102,6 +105,7 @@ class _Pending:
     seen: dict[str, int]
     blind: bool
     before: int  # the coordinator's own counter before the write
+    replicas: int  # owners of the key in the coordinator's table
 
 
 def load_record(storage: Storage, key: bytes) -> rec.Record:
@@ -166,14 +170,18 @@ class History:
             return None
         value = args.get("value") if op == "put" else None
         client_op = self.ops.get(req_id) if req_id is not None else None
-        return _Pending(client_op, key, value, seen, blind, pre.context.get(node.actor, 0))
+        before = pre.context.get(node.actor, 0)
+        return _Pending(client_op, key, value, seen, blind, before, len(node.preference_list(key)))
 
     def after_write(self, token: Any, node: Node) -> None:
         p: _Pending = token
         post = load_record(node.storage, p.key)
         counter = post.context.get(node.actor, 0)
         dot = (node.actor, counter) if counter > p.before else None
-        w = Write(p.op, p.key, p.value, node.name, node.actor, dot, p.seen, p.blind, self._now())
+        w = Write(
+            p.op, p.key, p.value, node.name, node.actor, dot, p.seen, p.blind, self._now(),
+            p.replicas,
+        )  # fmt: skip
         if p.op is not None:
             if p.op.id in self.write_of:
                 self.violation("double-write", p.key, f"one request, two writes: {w.describe()}")
@@ -241,7 +249,7 @@ class History:
             )
             return
         holders = self.holders(w)
-        if len(holders) < op.w:
+        if len(holders) < min(op.w, w.replicas or op.w):
             self.violation(
                 "ack-before-quorum",
                 op.key,

@@ -17,7 +17,13 @@ long partitions, a node flapping, skewed clocks...) and the nemesis plays it:
   survive (there is no anti-entropy to re-replicate it in between); with ``sync`` a power loss
   loses nothing acknowledged and costs nothing. The founder ``n1`` (docker-compose's node1) is
   among the nodes that lose their disk and restart with their usual settings;
-* clock skew: each node's clock is off by up to ``skew_ms``, drawn again at some restarts.
+* clock skew: each node's clock is off by up to ``skew_ms``, drawn again at some restarts;
+* ring changes (``changes`` of them per run, a few seconds apart, while the other faults go on):
+  a spare node **joins**; a member is asked to **leave** (``leave`` through any live node,
+  retried until accepted; the node exits once it handed off its data); or a member is killed for
+  good and **removed** (``remove``, retried until the cluster sees it down and accepts; it counts
+  against the lost-disk budget, since its replicas are gone). A ring change never takes the
+  cluster below N members.
 
 ``stop`` ends every fault: the network heals and becomes loss-free, and every node that is down
 restarts (with its disk).
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from ring.sim.history import History
 from ring.sim.network import NetworkFaults
@@ -46,6 +53,7 @@ class FaultPlan:
     power_chance: float = 0.0  # chance that a crash is a power loss
     sync: bool = False  # the nodes fsync every batch of writes
     full_restart: bool = False  # once, every node crashes; all but one come back soon
+    changes: int = 0  # ring changes (join, leave, remove) during the run
 
     @staticmethod
     def draw(
@@ -56,6 +64,7 @@ class FaultPlan:
         faults: bool = True,
         kv679: bool = False,
         power: bool = False,
+        changes: bool = True,
     ) -> FaultPlan:
         """The seed's plan. ``kv679``: crashes are frequent and the first W-1 restarts lose
         their disk; ``power``: crashes are frequent and the first W-1 are power losses."""
@@ -64,7 +73,10 @@ class FaultPlan:
             # round trip stays within SWIM's probe period, so no node is ever suspected and
             # quorums stay strict.
             net = NetworkFaults(latency_max_ms=rng.choice((2, 10, 40)))
-            return FaultPlan(net, 0, 0, 0, 0, 0, sync=rng.random() < 0.25)
+            sync = rng.random() < 0.25
+            return FaultPlan(
+                net, 0, 0, 0, 0, 0, sync=sync, changes=rng.choice((0, 1, 2)) if changes else 0
+            )
         net = NetworkFaults(
             loss=rng.choice((0.0, 0.01, 0.03, 0.08)),
             duplicate=rng.choice((0.0, 0.02, 0.05)),
@@ -84,6 +96,7 @@ class FaultPlan:
             power_chance=1.0 if power else 0.0 if kv679 else rng.choice((0.0, 0.2, 0.5)),
             sync=False if power else rng.random() < 0.25,
             full_restart=rng.random() < 0.15,
+            changes=rng.choice((0, 1, 2, 3)) if changes else 0,
         )
 
 
@@ -96,6 +109,9 @@ class Nemesis:
         history: History,
         plan: FaultPlan,
         counters: dict[str, int],
+        *,
+        n: int = 3,
+        spares: list[str] | None = None,
     ) -> None:
         self.world = world
         self.sched = sched
@@ -106,6 +122,11 @@ class Nemesis:
         self.active = False
         self.wipes_left = plan.wipes
         self._partition = 0  # id of the partition in force, 0: none
+        self.n = n
+        self.spares = list(spares or [])
+        self.changes_left = plan.changes
+        self.lost: set[str] = set()  # killed for good (being removed): never restarted
+        self.leaving: set[str] = set()  # asked to leave
 
     def skew_clocks(self) -> None:
         """Before the nodes boot: give each its clock offset."""
@@ -122,6 +143,8 @@ class Nemesis:
             self.sched.after(self._pause(self.plan.crash_every_ms), self._crash_now)
         if self.plan.full_restart:
             self.sched.after(self.rng.randint(200, 3000), self._restart_all)
+        if self.changes_left:
+            self.sched.after(self.rng.randint(100, 2000), self._change_now)
 
     def stop(self) -> None:
         """The end of the safety phase: heal everything and restart every node that is down."""
@@ -131,15 +154,16 @@ class Nemesis:
         self.world.network.faults = NetworkFaults()
         self.world.network.new_epoch()
         for name in self.world.down():
-            self.world.start(name)
-            self._count("restart")
+            if name not in self.lost:
+                self.world.start(name)
+                self._count("restart")
 
     # --- partitions ----------------------------------------------------------------------------
 
     def _partition_now(self) -> None:
         if not self.active:
             return
-        names = list(self.world.names)
+        names = list(self.world.members)
         self.rng.shuffle(names)
         if self.rng.random() < 0.3:
             side, rest = names[:1], names[1:]  # one node cut off
@@ -203,6 +227,8 @@ class Nemesis:
     def _restart(self, name: str) -> None:
         if not self.active or self.world.node(name) is not None:
             return
+        if name in self.lost or name not in self.world.members:
+            return  # removed, or gone
         wipe = self.wipes_left > 0 and self.rng.random() < self.plan.wipe_chance
         if wipe:
             self.wipes_left -= 1
@@ -212,6 +238,69 @@ class Nemesis:
             self._skew(name)
         self.world.start(name, wipe=wipe)
         self._count("restart")
+
+    # --- ring changes --------------------------------------------------------------------------
+
+    def _change_now(self) -> None:
+        if not self.active or self.changes_left <= 0:
+            return
+        self.changes_left -= 1
+        self.sched.after(self.rng.randint(1000, 4000), self._change_now)
+        members = [x for x in self.world.members if x not in self.lost | self.leaving]
+        kinds = ["join"] if self.spares else []
+        if len(members) > self.n:
+            kinds.append("leave")
+            if self.wipes_left > 0:
+                kinds.append("remove")
+        if not kinds:
+            return
+        kind = self.rng.choice(kinds)
+        self._count(kind)
+        if kind == "join":
+            spare = self.spares.pop(0)
+            self.world.members.append(spare)
+            self.world.start(spare)
+        elif kind == "leave":
+            name = self.rng.choice(members)
+            self.leaving.add(name)
+            self._admin("leave", name)
+        else:
+            name = self.rng.choice(members)
+            self.wipes_left -= 1
+            self.history.last_wipe_ms = self.sched.now
+            self.lost.add(name)
+            if self.world.node(name) is not None:
+                self.world.stop(name, graceful=False)
+            self.sched.after(self.rng.randint(600, 1500), self._admin, "remove", name)
+
+    def _admin(self, op: str, name: str, attempt: int = 0) -> None:
+        """An operator's ``ringctl leave|remove NAME`` through a live node, retried (also after
+        the faults ended) until the cluster accepts it."""
+        if name in self.world.gone or attempt > 200:
+            return
+        vias = [x for x in self.world.up() if x != name]
+        if not vias:
+            self.sched.after(300, self._admin, op, name, attempt + 1)
+            return
+        req_id = self.world.new_req_id()
+        done: list[bool] = []
+
+        def answered(reply: Any) -> None:
+            done.append(True)
+            if reply.error is None or "already" in str(reply.result):
+                if op == "remove":
+                    self.world.set_gone(name)
+                return
+            self.sched.after(300, self._admin, op, name, attempt + 1)
+
+        def timed_out() -> None:
+            if not done:
+                self.world.admin.pop(req_id, None)
+                self._admin(op, name, attempt + 1)
+
+        self.world.admin[req_id] = answered
+        self.world.request(self.rng.choice(vias), req_id, op, {"name": name})
+        self.sched.after(2500, timed_out)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ class SimConfig:
     power: bool = False  # every crash is a power loss (without sync), up to W-1 per run
     blind: bool = False  # writers never pass a context (the sibling bound is then #actors)
     sync: bool | None = None  # nodes fsync every batch; None: drawn per seed
+    spares: int = 1  # nodes that may join during the run
+    changes: bool = True  # the nemesis joins, leaves and removes nodes (how many: per seed)
     boot_ms: int = 10_000
     converge_ms: int = 30_000
 
@@ -77,7 +79,7 @@ class SimConfig:
             r=self.r,
             w=self.w,
             partitions=64,
-            vnodes=16,
+            handoff_rate_mb_s=1000.0,
             request_timeout_ms=1000,
             tick_ms=20,
             hint_retry_ms=200,
@@ -100,6 +102,8 @@ class SimConfig:
             + (" --power" if self.power else "")
             + (" --blind" if self.blind else "")
             + ("" if self.sync is None else " --sync" if self.sync else " --no-sync")
+            + ("" if self.changes else " --no-changes")
+            + ("" if self.spares == 1 else f" --spares {self.spares}")
         )
 
 
@@ -122,14 +126,21 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     sched = Scheduler(START_MS)
     trace = new_trace()
     counters: dict[str, int] = {}
-    names = [f"n{i}" for i in range(1, cfg.nodes + 1)]
+    members = [f"n{i}" for i in range(1, cfg.nodes + 1)]
+    spares = [f"n{i}" for i in range(cfg.nodes + 1, cfg.nodes + cfg.spares + 1)]
     world: World
     history = History(
         lambda: sched.now, lambda: [(n, s.storage.committed()) for n, s in world.slots.items()]
     )
     history.trace = trace
     plan = FaultPlan.draw(
-        rng, cfg.nodes, cfg.w, faults=cfg.faults, kv679=cfg.kv679, power=cfg.power
+        rng,
+        cfg.nodes,
+        cfg.w,
+        faults=cfg.faults,
+        kv679=cfg.kv679,
+        power=cfg.power,
+        changes=cfg.changes and bool(spares or cfg.nodes > cfg.n),
     )
     if cfg.sync is not None:
         plan = dataclasses.replace(plan, sync=cfg.sync)
@@ -138,8 +149,11 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     def make_config(name: str, address: str, life: Life) -> NodeConfig:
         return cfg.node_config(name, address, life, sync=sync)
 
-    world = World(names, make_config, sched, rng, counters, trace, history, sync=sync)
-    nemesis = Nemesis(world, sched, rng, history, plan, counters)
+    world = World(
+        members + spares, make_config, sched, rng, counters, trace, history, sync=sync,
+        members=members,
+    )  # fmt: skip
+    nemesis = Nemesis(world, sched, rng, history, plan, counters, n=cfg.n, spares=spares)
     wl_cfg = WorkloadConfig(
         clients=cfg.clients, keys=cfg.keys, ops=cfg.ops, use_context=0.0 if cfg.blind else 0.6
     )
@@ -148,7 +162,7 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
 
     # 1. boot
     nemesis.skew_clocks()
-    for name in names:
+    for name in members:
         world.start(name)
     if not _run_until(sched, world.converged, cfg.boot_ms):
         violations.append(Violation("liveness", None, f"boot: {_why_not(world)}"))
@@ -174,6 +188,10 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
         # Read repair is fire-and-forget: let it land, then the cluster must be quiet again.
         sched.run_until(sched.now + 200)
         ok = ok and _run_until(sched, world.quiet, max(0, deadline - sched.now))
+        if ok:
+            violations += checkers.check_placement(
+                final_reads, _holders(world, workload.keys), cfg.n
+            )
         if not ok:
             violations.append(
                 Violation(
@@ -241,7 +259,7 @@ def _replicas(world: World, keys: list[bytes]) -> dict[bytes, dict[str, rec.Reco
     out: dict[bytes, dict[str, rec.Record]] = {}
     for key in keys:
         by_node: dict[str, rec.Record] = {}
-        for name in world.names:
+        for name in world.members:
             node = world.node(name)
             assert node is not None
             if name in node.preference_list(key):
@@ -251,16 +269,44 @@ def _replicas(world: World, keys: list[bytes]) -> dict[bytes, dict[str, rec.Reco
     return out
 
 
+def _holders(world: World, keys: list[bytes]) -> dict[bytes, tuple[set[str], set[str]]]:
+    """For each key: the members whose disk holds a record of it, and its owners."""
+    out: dict[bytes, tuple[set[str], set[str]]] = {}
+    for key in keys:
+        held: set[str] = set()
+        owners: set[str] = set()
+        for name in world.members:
+            node = world.node(name)
+            assert node is not None
+            owners = set(node.preference_list(key))
+            if world.slots[name].storage.committed().get(DATA + key) is not None:
+                held.add(name)
+        out[key] = (held, owners)
+    return out
+
+
 def _why_not(world: World, final_reads: dict[bytes, Op] | None = None) -> str:
     parts = []
-    for name in world.names:
+    for name in world.members:
         node = world.node(name)
         if node is None:
             parts.append(f"{name} is down")
             continue
         view = {x.name: x.state for x in node.membership.members()}
-        wrong = {n: s for n, s in view.items() if s != "up"}
-        missing = [n for n in world.names if n not in view]
+        wrong = {n: s for n, s in view.items() if s != ("left" if n in world.gone else "up")}
+        missing = [n for n in world.members if n not in view]
+        table = node.table
+        if table is None:
+            parts.append(f"{name} has no table")
+        else:
+            if table.members() != tuple(sorted(world.members)):
+                parts.append(f"{name}'s table names {table.members()}")
+            if table.transfers_pending():
+                parts.append(
+                    f"{name}'s table (epoch {table.epoch}) has {table.transfers_pending()} "
+                    f"transfers pending ({len(table.pending)} moving, done "
+                    f"{sum(len(d) for d in table.done.values())}, {len(table.cleanup)} to clean)"
+                )
         if wrong:
             parts.append(f"{name} sees {wrong}")
         if missing:
@@ -269,7 +315,7 @@ def _why_not(world: World, final_reads: dict[bytes, Op] | None = None) -> str:
             parts.append(f"{name} has requests in progress")
     if not world.network.drained():
         parts.append("packets sent before the heal are still in flight")
-    hints = sum(1 for s in world.slots.values() for _ in s.storage.committed().scan(b"h"))
+    hints = sum(1 for n in world.members for _ in world.slots[n].storage.committed().scan(b"h"))
     if hints:
         parts.append(f"{hints} hints not handed off")
     for key, op in sorted((final_reads or {}).items()):

@@ -110,6 +110,7 @@ class World:
         observer: Observer,
         *,
         sync: bool = False,
+        members: list[str] | None = None,
     ) -> None:
         self.sched = sched
         self.rng = rng
@@ -120,6 +121,11 @@ class World:
         self.sync = sync
         self.slots = {n: Slot(n, address_of(n), self._new_disk(n)) for n in names}
         self.names = list(names)
+        # The nodes that belong to the cluster (the others are spares, not started yet, or
+        # nodes that left or were removed for good: ``gone``).
+        self.members: list[str] = list(members if members is not None else names)
+        self.gone: list[str] = []
+        self.admin: dict[int, Callable[[m.Reply], None]] = {}  # req_id -> who waits for it
         self._by_address = {s.address: s.name for s in self.slots.values()}
         self.network = Network(sched.after, rng, self._arrive, counters, trace)
         self._forwards: dict[tuple[str, int], int] = {}  # (origin, Forward.op_id) -> req_id
@@ -134,27 +140,36 @@ class World:
         return self.slots[name].node
 
     def up(self) -> list[str]:
-        return [n for n in self.names if self.slots[n].node is not None]
+        return [n for n in self.members if self.slots[n].node is not None]
 
     def down(self) -> list[str]:
-        return [n for n in self.names if self.slots[n].node is None]
+        return [n for n in self.members if self.slots[n].node is None]
 
     def converged(self) -> bool:
-        """Every node runs, serves, and sees every node up, with the same ring of all of them."""
-        everyone = {n: "up" for n in self.names}
-        for slot in self.slots.values():
-            node = slot.node
+        """Every member runs, serves, and sees every member up (and every node that is gone as
+        left, or not at all), with the same settled table of all of them."""
+        everyone = {n: "up" for n in self.members}
+        epochs = set()
+        for name in self.members:
+            node = self.slots[name].node
             if node is None or not node.ready():
                 return False
-            if {x.name: x.state for x in node.membership.members()} != everyone:
+            seen = {x.name: x.state for x in node.membership.members()}
+            for gone in self.gone:
+                if seen.pop(gone, "left") != "left":
+                    return False
+            if seen != everyone:
                 return False
-            if node.ring.members != tuple(sorted(self.names)):
+            table = node.ring
+            if table.members() != tuple(sorted(self.members)) or table.transfers_pending():
                 return False
-        return True
+            epochs.add(table.epoch)
+        return len(epochs) == 1
 
     def quiet(self) -> bool:
         """No request in progress anywhere and no hint left to hand off."""
-        for slot in self.slots.values():
+        for name in self.members:  # a node that is gone keeps what its disk held
+            slot = self.slots[name]
             if slot.node is not None and not slot.node.idle():
                 return False
             if any(True for _ in slot.storage.committed().scan(HINT)):
@@ -312,8 +327,27 @@ class World:
                 self.sched.after(self._client_latency(), self._reply, name, slot.generation, wire)
             elif isinstance(e, m.Halt):
                 raise AssertionError(f"{name} halted: {e.reason}")  # one config for all nodes
+            elif isinstance(e, m.Retired):
+                self.sched.after(0, self._retire, name, slot.generation)
             elif not isinstance(e, m.Log | m.Serving):
                 raise TypeError(f"{name} returned an unknown effect {e!r}")
+
+    def _retire(self, name: str, generation: int) -> None:
+        """The node left the cluster (its data handed off): ringd exits; the machine stays off."""
+        slot = self.slots[name]
+        if slot.node is None or slot.generation != generation:
+            return
+        self._flush(name, generation)
+        slot.node = None
+        slot.flush_due = False
+        self.set_gone(name)
+        self._count("retired")
+
+    def set_gone(self, name: str) -> None:
+        if name in self.members:
+            self.members.remove(name)
+        if name not in self.gone:
+            self.gone.append(name)
 
     # --- clients -------------------------------------------------------------------------------
 
@@ -342,7 +376,11 @@ class World:
             return
         self.trace.update(wire)
         req_id, error, result = msgpack.unpackb(wire, raw=False, strict_map_key=False)
-        self.observer.reply_delivered(m.Reply(req_id, error, result))
+        waiting = self.admin.pop(req_id, None)
+        if waiting is not None:
+            waiting(m.Reply(req_id, error, result))  # an operator's request (leave, remove)
+        else:
+            self.observer.reply_delivered(m.Reply(req_id, error, result))
 
     def _client_latency(self) -> int:
         return self.rng.randint(*CLIENT_LATENCY_MS)

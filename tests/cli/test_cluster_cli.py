@@ -54,8 +54,13 @@ def test_local_cluster_status_data_commands_and_stop(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             status = ringctl("-o", "json", "status", env=env)
-            members = json.loads(status.stdout)["members"] if status.returncode == 0 else []
-            if len(members) == 3 and all(m["state"] == "up" for m in members):
+            info = json.loads(status.stdout) if status.returncode == 0 else {}
+            members = info.get("members", [])
+            if (
+                len(members) == 3
+                and all(m["state"] == "up" and m["partitions"] == 1024 for m in members)
+                and info["transfers_pending"] == 0
+            ):
                 break
             assert time.monotonic() < deadline, f"cluster did not converge: {status.stdout!r}"
             time.sleep(0.2)
@@ -76,8 +81,10 @@ def test_local_cluster_status_data_commands_and_stop(tmp_path: Path) -> None:
         assert scan.returncode == 0 and scan.stdout.split(b"\t")[0] == b"big"
 
         ring_info = json.loads(ringctl("-o", "json", "ring", env=env).stdout)
-        assert ring_info["partitions"] == 1024 and sum(ring_info["primary"].values()) == 1024
-        assert set(ring_info["replicas"].values()) == {1024}  # N=3 on 3 nodes
+        assert ring_info["partitions"] == 1024 and ring_info["n"] == 3
+        assert sum(m["primary"] for m in ring_info["members"]) == 1024
+        assert {m["replicas"] for m in ring_info["members"]} == {1024}  # N=3 on 3 nodes
+        assert ring_info["transfers_pending"] == 0 and ring_info["epoch"] >= 2
 
         again = ringctl("cluster", "local", "--nodes", "3", "--dir", str(root), "--detach")
         assert again.returncode == 4 and b"already runs" in again.stderr

@@ -211,13 +211,17 @@ class Cluster:
         return result
 
     def converge(self, expected: dict[str, str], timeout: float = 15.0) -> None:
-        """Wait until every running node's view of the members is ``expected``."""
+        """Wait until every running node's view of the members is ``expected``; when that is
+        every running node up, also until the ring has settled (each owns its share, nothing
+        moves)."""
         for name in sorted(self.procs):
             wait_until(
                 functools.partial(self._sees, name, expected),
                 timeout,
                 what=f"{name} to see {expected} (it sees {self._view(name)})",
             )
+        if set(expected) == set(self.procs) and all(s == "up" for s in expected.values()):
+            self.settled(max(timeout, 30.0))
 
     def _sees(self, name: str, expected: dict[str, str]) -> bool:
         return self.states(name) == expected
@@ -285,6 +289,41 @@ class Cluster:
         n = int(self.quorum[1])
         for name in sorted(self.procs):
             wait_until(functools.partial(self.serving, name, n), timeout, f"{name} to serve")
+
+    def ring_state(self, name: str) -> tuple[int, int, frozenset[str]]:
+        """``name``'s table: (epoch, transfers pending, members that own partitions)."""
+
+        def ask() -> dict[str, Any]:
+            with self.client(name) as client:
+                return client.status()
+
+        info: dict[str, Any] = self.call(ask)
+        owners = frozenset(m["name"] for m in info["members"] if m.get("partitions"))
+        return int(info["epoch"]), int(info["transfers_pending"]), owners
+
+    def settled(self, timeout: float = 30.0, members: Sequence[str] | None = None) -> None:
+        """Wait until every running node has the same table, in which ``members`` (default:
+        every running node) own partitions and no transfer is pending."""
+        want = frozenset(members if members is not None else self.procs)
+
+        def ok() -> bool:
+            try:
+                states = {self.ring_state(name) for name in sorted(self.procs)}
+            except ring.RingError:
+                return False
+            return len(states) == 1 and all(not t and o == want for _, t, o in states)
+
+        wait_until(ok, timeout, f"the ring to settle with owners {sorted(want)}")
+
+    def locate(self, key: bytes, via: str | None = None) -> tuple[str, ...]:
+        """The owners of ``key`` (who answers its reads)."""
+
+        def ask() -> tuple[str, ...]:
+            with self.client(via or sorted(self.procs)[0]) as client:
+                return tuple(client.locate(key)["owners"])
+
+        result: tuple[str, ...] = self.call(ask)
+        return result
 
 
 # --- a concurrent client load and its history -----------------------------------------------

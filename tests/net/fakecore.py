@@ -95,9 +95,9 @@ class FakeCore:
             return []
         if op == "relay":
             to = a["to"]
-            return [Send(to, self.peers[to], ReplicaGet(rid, a["key"]))]
+            return [Send(to, self.peers[to], ReplicaGet(rid, a["key"], 1))]
         if op == "gossip":
-            return [SendDatagram(a["address"], ReplicaGet(rid, b"ping"))]
+            return [SendDatagram(a["address"], ReplicaGet(rid, b"ping", 1))]
         if op == "quorum":
             return [Reply(rid, "quorum", {"message": "1 of 2", "replied": 1, "needed": 2})]
         if op == "boom":

@@ -97,7 +97,7 @@ def test_encoding_above_the_limit_raises() -> None:
 
 
 def test_node_messages_travel_as_frames() -> None:
-    msg = messages.ReplicaPut(7, b"key", [[b"v", 1]], None)
+    msg = messages.ReplicaPut(7, b"key", [[b"v", 1]], None, 1)
     (wire,) = FrameDecoder().feed(encode_frame(new_packer(), messages.to_wire(msg)))
     assert messages.from_wire(wire) == msg
 

@@ -29,11 +29,11 @@ async def test_garbage_datagrams_are_dropped_and_counted() -> None:
             s.bind(("127.0.0.1", 0))
             for data in GARBAGE:
                 s.sendto(data, (host, int(port)))
-            good = msgpack.packb(messages.to_wire(messages.ReplicaGet(5, b"k")))
+            good = msgpack.packb(messages.to_wire(messages.ReplicaGet(5, b"k", 1)))
             s.sendto(good, (host, int(port)))
             sender = f"127.0.0.1:{s.getsockname()[1]}"
             await wait_for(lambda: len(core.datagrams) == 1)
-        assert core.datagrams == [(sender, messages.ReplicaGet(5, b"k"))]
+        assert core.datagrams == [(sender, messages.ReplicaGet(5, b"k", 1))]
         assert runtime.counters["udp_dropped"] == len(GARBAGE)
         conn = await RawConn.open(address)
         await conn.recv()

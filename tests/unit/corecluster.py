@@ -41,7 +41,7 @@ class Cluster:
         self.held: list[tuple[str, m.Send]] = []
         self.logs: list[tuple[str, m.Log]] = []
         self.names = names
-        self.cfg = dict(n=n, r=r, w=w, partitions=64, vnodes=16, request_timeout_ms=500)
+        self.cfg = dict(n=n, r=r, w=w, partitions=64, request_timeout_ms=500)
         for name in names:
             self.start(name)
 
@@ -122,11 +122,23 @@ class Cluster:
         raise AssertionError(f"no reply to {op} {args}")
 
     def converged(self) -> bool:
-        return all(
+        """Membership agrees everywhere, and the ownership table has settled: every live node
+        has the same table, it names every node, and no partition is moving."""
+        live = [node for name, node in self.nodes.items() if name not in self.down]
+        if not all(
             {x.name: x.state for x in node.membership.members()}
             == {n: ("down" if n in self.down else "up") for n in self.names}
-            for name, node in self.nodes.items()
-            if name not in self.down
+            for node in live
+        ):
+            return False
+        tables = [node.table for node in live]
+        if any(t is None for t in tables):
+            return False
+        epochs = {t.epoch for t in tables if t is not None}
+        t = tables[0]
+        assert t is not None
+        return (
+            len(epochs) == 1 and set(t.members()) == set(self.names) and not t.transfers_pending()
         )
 
     def settle(self, limit_ms: int = 20_000) -> None:

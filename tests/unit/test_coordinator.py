@@ -15,7 +15,7 @@ from ring.common import MAX_SCAN_PAGE
 from ring.core import messages as m
 from ring.core import record as rec
 from ring.core.coordinator import HINT_WINDOW, Coordinator, forward_budget
-from ring.core.layout import ACTOR_KEY, DATA, HINT, RUNNING_KEY, hint_key
+from ring.core.layout import ACTOR_KEY, DATA, HINT, META, RUNNING_KEY, hint_key
 from ring.core.node import Node, NodeConfig
 from ring.core.replica import SCAN_PAGE_BYTES, Replica
 from ring.storage import MemoryStorage
@@ -277,6 +277,8 @@ def test_hints_are_counted_per_target_and_delivered_without_rescanning() -> None
     c = Cluster(["a", "b", "c"])
     c.settle()
     cfg = c.nodes["a"].config
+    for skey, value in c.storage["a"].scan(META):  # a restart of a: the ring it belongs to
+        storage.put(skey, value)
     c.storage["a"] = storage
     node = Node(cfg, storage, now_ms=c.now, rng=random.Random(2), incarnation=5)
     c.nodes["a"] = node
