@@ -66,10 +66,16 @@ its sender learned from the record it carries.
 **Join.** ``join(seeds)`` sends ``Join`` to every seed but our own address, and ``tick`` repeats
 it every ``join_retry_ms`` while the node does not serve (then also to ``JOIN_FANOUT`` members it
 has heard of), or while no member other than it is known. A ``Join`` carries the settings every
-member of a cluster shares (cluster name, N, ring size, vnodes); a seed with other settings
-answers ``JoinRefused`` with a reason that names both values and lets nothing in. Otherwise the
+member of a cluster shares (cluster name, N, ring size); a seed with other settings
+answers ``JoinRefused`` with a reason that names both values and lets nothing in, and so does a
+seed that knows the joiner's name as ``left`` (a name is not taken back). Otherwise the
 seed adds the joiner (joining, at its incarnation) and answers with its full state in
 ``SyncReply`` datagrams.
+
+**Table epochs.** Every ``Ping``, ``Ack``, ``Sync`` and ``SyncReply`` also carries the epoch
+of the sender's ownership table (``ring.core.table``; ``epoch``, set by the node). A member that
+gossips a higher epoch than ours is reported by ``drain_newer`` (the node then fetches that
+table), and ``peer_epochs`` keeps the highest epoch each member gossiped.
 
 **Sync** (push-pull). Every ``sync_interval_ms`` the full table goes to one random live peer in
 ``Sync`` datagrams; the receiver merges them and answers part 0 with its own table in
@@ -228,7 +234,7 @@ class IndirectAck(Gossip):
 @_gossip(24)
 class Join(Gossip):
     """Ask to be let in. ``settings`` are the ones every member must share (cluster name, N,
-    ring size, vnodes); a seed with other settings answers ``JoinRefused``. ``seed`` is the
+    ring size); a seed with other settings answers ``JoinRefused``. ``seed`` is the
     address the Join was sent to, echoed in the answer so the joiner knows which seed answered
     (a name and an IP of one node look different)."""
 

@@ -38,8 +38,11 @@ is a ``Sync``/``SyncReply`` (all its parts) whose flags say what its sender is. 
 
 Until it serves, the node's own membership record is ``joining`` (so ``status`` shows it), it
 keeps sending ``Join`` to its seeds and to members it has heard of, and it still stores the
-replicas it is sent. The ring of a serving node is remembered in its storage (``RING_KEY``, names
-with addresses) whenever it changes; the addresses double as seeds after a restart. A ``Join``
+replicas it is sent. A node serves only with the cluster's ownership table (``ring.core.table``):
+a fresh joiner asks for it (``TableRequest``) once a member's epoch is gossiped to it; a restarted
+node starts from the table it remembers and fetches any newer one it hears of. The table of a
+serving node and its members' addresses are remembered in its storage (``RING_KEY``) whenever
+they change; the addresses double as seeds after a restart. A ``Join``
 refused for its settings ends a node that does not serve yet (``Halt``): its settings disagree
 with the cluster's, which no retry can fix.
 """
