@@ -34,7 +34,9 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import re
 import time
+from typing import Any
 
 import mmh3
 
@@ -173,6 +175,163 @@ def claim_section(json_mode: bool, quick: bool) -> None:
         )
 
 
+# --- a real handoff --------------------------------------------------------------------------
+
+
+def handoff_section(json_mode: bool, keys: int, value_bytes: int, seconds: float) -> None:
+    """A 3-node cluster of real ``ringd`` processes (N=3 R=2 W=2) holding ``keys`` keys grows to
+    4 under a put load (``ring.aio``, 64 puts in flight through the three first nodes): the MB/s
+    the newcomer received while its partitions moved (the records it merged over the time from
+    its start to the settled ring: start-up, every transfer and cleanup included), beside the
+    put rate before the join and during the transfers (the cluster's own baseline, measured in the same
+    run)."""
+    import asyncio
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _procs import ChildFailed, spawn, stop_all, wait_ready
+
+    import ring
+    import ring.aio
+
+    ready = re.compile(r"ringd (\S+) listening on (\S+)")
+    ringd = [sys.executable, "-m", "ring.cli.ringd"]
+    value = os.urandom(value_bytes)
+    children = []
+    with tempfile.TemporaryDirectory(prefix="ringkv-handoff-") as tmp:
+        work = Path(tmp)
+        try:
+            addresses: list[str] = []
+            for i in range(1, 4):
+                name = f"node{i}"
+                argv = [*ringd, "--name", name, "--listen", "127.0.0.1:0"]
+                argv += ["--data", str(work / name), "--n", "3", "--r", "2", "--w", "2"]
+                argv += ["--seeds", addresses[0]] if addresses else ["--new-cluster"]
+                child = spawn(name, argv, work)
+                children.append(child)
+                addresses.append(wait_ready(child, ready).group(2))
+            settle(addresses, 3)
+
+            async def fill() -> None:
+                async with await ring.aio.connect(",".join(addresses)) as db:
+                    sem = asyncio.Semaphore(64)
+
+                    async def one(i: int) -> None:
+                        async with sem:
+                            await db.put(b"preload:%08d" % i, value)
+
+                    await asyncio.gather(*(one(i) for i in range(keys)))
+
+            t0 = time.perf_counter()
+            asyncio.run(fill())
+            fill_s = time.perf_counter() - t0
+            before = asyncio.run(put_rate(addresses, value, seconds, None))
+
+            def join() -> None:
+                argv = [*ringd, "--name", "node4", "--listen", "127.0.0.1:0"]
+                argv += ["--data", str(work / "node4"), "--n", "3", "--r", "2", "--w", "2"]
+                argv += ["--seeds", ",".join(addresses)]
+                child = spawn("node4", argv, work)
+                children.append(child)
+                addresses.append(wait_ready(child, ready).group(2))
+
+            during = asyncio.run(put_rate(addresses[:3], value, 600.0, join))
+            with ring.connect(addresses[3]) as db:
+                received = db.status()["handoff"]["received_bytes"]
+        except ChildFailed as exc:
+            raise SystemExit(f"handoff benchmark: {exc}") from None
+        finally:
+            stop_all(children)
+    mb_s = received / 1e6 / during["transfer_s"]
+    row = {
+        "handoff_mb_s": round(mb_s, 2),
+        "handoff_mb": round(received / 1e6, 2),
+        "transfer_s": round(during["transfer_s"], 2),
+        "keys": keys,
+        "value_bytes": value_bytes,
+        "preload_s": round(fill_s, 2),
+        "puts_per_s_before": round(before["rate"], 1),
+        "puts_per_s_during": round(during["rate"], 1),
+        "during_over_before": round(during["rate"] / before["rate"], 3),
+    }
+    if json_mode:
+        print(json.dumps(row), flush=True)
+        return
+    print(
+        f"\nreal handoff: 3 -> 4 ringd nodes holding {keys} keys of {value_bytes} bytes, "
+        f"under 64 puts in flight"
+    )
+    print(
+        f"  node4 received {row['handoff_mb']} MB in {row['transfer_s']} s (from its start, "
+        f"start-up included, to the settled ring): {row['handoff_mb_s']} MB/s (throttle: 32 MB/s "
+        "per receiver)"
+    )
+    print(
+        f"  puts/s: before the join {row['puts_per_s_before']}, during the transfers "
+        f"{row['puts_per_s_during']} ({row['during_over_before']}x)"
+    )
+
+
+def settle(addresses: list[str], owners: int, timeout_s: float = 120.0) -> float:
+    """Wait until ``owners`` members own partitions and nothing moves; the seconds it took."""
+    import ring
+
+    t0 = time.perf_counter()
+    while True:
+        try:
+            with ring.connect(",".join(addresses), timeout=5.0) as db:
+                info = db.status()
+            owning = [m for m in info["members"] if m["partitions"]]
+            if len(owning) >= owners and not info["transfers_pending"]:
+                return time.perf_counter() - t0
+        except ring.RingError:
+            pass
+        if time.perf_counter() - t0 > timeout_s:
+            raise SystemExit(f"the ring did not settle with {owners} owners in {timeout_s} s")
+        time.sleep(0.05)
+
+
+async def put_rate(
+    addresses: list[str], value: bytes, seconds: float, join: Any
+) -> dict[str, float]:
+    """Puts per second with 64 in flight for ``seconds`` — or, with ``join``, from calling it
+    until the ring has settled with 4 owners (``transfer_s``: that time)."""
+    import asyncio
+
+    import ring.aio
+
+    done = asyncio.Event()
+    count = 0
+    transfer_s = 0.0
+
+    async def worker(db: Any, w: int) -> None:
+        nonlocal count
+        i = 0
+        while not done.is_set():
+            i += 1
+            await db.put(b"load:%02d:%08d" % (w, i), value)
+            count += 1
+
+    async def watch() -> None:
+        nonlocal transfer_s
+        if join is None:
+            await asyncio.sleep(seconds)
+        else:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(join)
+            transfer_s = await asyncio.to_thread(settle, addresses, 4)
+        done.set()
+
+    async with await ring.aio.connect(",".join(addresses)) as db:
+        t0 = time.perf_counter()
+        await asyncio.gather(watch(), *(worker(db, w) for w in range(64)))
+        elapsed = time.perf_counter() - t0
+    return {"rate": count / elapsed, "transfer_s": transfer_s}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -181,11 +340,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"grow the 1000-member table from a fresh {QUICK_START}-member one, not from 3",
     )
+    parser.add_argument(
+        "--handoff",
+        action="store_true",
+        help="also time a real handoff: a 3-node ringd cluster grows to 4 under a put load",
+    )
+    parser.add_argument("--keys", type=int, default=20_000, help="--handoff: keys preloaded")
+    parser.add_argument("--value-bytes", type=int, default=1000, help="--handoff: value size")
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="--handoff: the put rate before the join"
+    )
+    parser.add_argument("--no-claim", action="store_true", help="skip the claim section")
     args = parser.parse_args(argv)
 
     # Sections run in order, each printing its own lines (readable, or JSON objects with --json).
-    # A further section (e.g. timing a real handoff behind its own option) goes after this one.
-    claim_section(args.json, args.quick)
+    if not args.no_claim:
+        claim_section(args.json, args.quick)
+    if args.handoff:
+        handoff_section(args.json, args.keys, args.value_bytes, args.seconds)
     return 0
 
 

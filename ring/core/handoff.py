@@ -41,6 +41,7 @@ SCAN_KEYS_PER_PAGE = 20_000  # keys a source looks at for one page, at most
 PAGE_TIMEOUT_MS = 1_500  # a page not answered by then is asked again (from the same cursor)
 REPORT_EVERY_MS = 1_000  # how often an unacknowledged report is repeated
 CLEAN_KEYS_PER_TICK = 5_000  # keys a cleanup pass looks at per tick
+PROGRESS_LOG_MS = 10_000  # how often a node copying partitions logs its progress
 
 Send = Callable[[str, Any, list[m.Effect]], None]
 Merge = Callable[[bytes, bytes, list[m.Effect]], None]
@@ -121,6 +122,7 @@ class Handoff:
         self.cleaned: set[int] = set()  # partitions whose copy we deleted, until the table says
         self._next_page_ms = 0
         self._next_report_ms = 0
+        self._next_progress_ms = 0
         self._epoch = 0
         self.stats = Stats()
 
@@ -179,6 +181,19 @@ class Handoff:
             if not s.op_id and not s.done and alive(s.source) and now_ms >= self._next_page_ms:
                 self._ask(s, now_ms, effects)
         self._clean(table, effects)
+        if self.streams and now_ms >= self._next_progress_ms:
+            if self._next_progress_ms:
+                waiting = ", ".join(
+                    f"{len(s.parts)} from {s.source}" for s in self.streams.values()
+                )
+                self.stats.log.append(
+                    f"transfers in progress ({waiting} partition(s)): "
+                    f"{self.stats.received_records} records, {self.stats.received_bytes} bytes "
+                    "received so far"
+                )
+            self._next_progress_ms = now_ms + PROGRESS_LOG_MS
+        elif not self.streams:
+            self._next_progress_ms = 0
         if now_ms >= self._next_report_ms:
             self._next_report_ms = now_ms + REPORT_EVERY_MS
             self._report(table, effects, force=True)
