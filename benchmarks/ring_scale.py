@@ -183,8 +183,8 @@ def handoff_section(json_mode: bool, keys: int, value_bytes: int, seconds: float
     4 under a put load (``ring.aio``, 64 puts in flight through the three first nodes): the MB/s
     the newcomer received while its partitions moved (the records it merged over the time from
     its start to the settled ring: start-up, every transfer and cleanup included), beside the
-    put rate before the join and during the transfers (the cluster's own baseline, measured in the same
-    run)."""
+    put rate before the join and during the transfers (the cluster's own baseline, measured in
+    the same run)."""
     import asyncio
     import os
     import sys
