@@ -44,12 +44,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--r", type=int, default=2)
     p.add_argument("--w", type=int, default=2)
     p.add_argument("--ops", type=int, default=200, help="client operations per run")
+    p.add_argument("--keys", type=int, default=4, help="keys the clients write and read")
     p.add_argument("--no-faults", action="store_true", help="a perfect network, no crashes")
     p.add_argument("--kv679", action="store_true", help="restarts lose their disk (W-1 per run)")
     p.add_argument("--power", action="store_true", help="crashes are power losses (W-1 per run)")
     p.add_argument("--blind", action="store_true", help="writers never pass a context")
     p.add_argument(
         "--no-changes", action="store_true", help="no joins, leaves or removes during the runs"
+    )
+    p.add_argument(
+        "--min-changes", type=int, default=0, help="at least this many ring changes per run"
     )
     p.add_argument("--spares", type=int, default=1, help="nodes that may join during a run")
     sync = p.add_mutually_exclusive_group()
@@ -97,12 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         r=args.r,
         w=args.w,
         ops=args.ops,
+        keys=args.keys,
         faults=not args.no_faults,
         kv679=args.kv679,
         power=args.power,
         blind=args.blind,
         sync=args.sync,
         changes=not args.no_changes,
+        min_changes=args.min_changes,
         spares=args.spares,
     )
     seeds = seeds_of(args, dict(os.environ))

@@ -54,6 +54,7 @@ class SimConfig:
     sync: bool | None = None  # nodes fsync every batch; None: drawn per seed
     spares: int = 1  # nodes that may join during the run
     changes: bool = True  # the nemesis joins, leaves and removes nodes (how many: per seed)
+    min_changes: int = 0  # at least this many ring changes per run (the drawn number, if more)
     boot_ms: int = 10_000
     converge_ms: int = 30_000
 
@@ -97,12 +98,14 @@ class SimConfig:
         return (
             f"python -m ring.sim --nodes {self.nodes} --n {self.n} --r {self.r} --w {self.w} "
             f"--ops {self.ops}"
+            + ("" if self.keys == 4 else f" --keys {self.keys}")
             + ("" if self.faults else " --no-faults")
             + (" --kv679" if self.kv679 else "")
             + (" --power" if self.power else "")
             + (" --blind" if self.blind else "")
             + ("" if self.sync is None else " --sync" if self.sync else " --no-sync")
             + ("" if self.changes else " --no-changes")
+            + (f" --min-changes {self.min_changes}" if self.changes and self.min_changes else "")
             + ("" if self.spares == 1 else f" --spares {self.spares}")
         )
 
@@ -144,6 +147,9 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     )
     if cfg.sync is not None:
         plan = dataclasses.replace(plan, sync=cfg.sync)
+    if cfg.changes and cfg.min_changes > plan.changes and (spares or cfg.nodes > cfg.n):
+        # After the draw: the seed's other faults (and every draw after) stay the same.
+        plan = dataclasses.replace(plan, changes=cfg.min_changes)
     sync = plan.sync
 
     def make_config(name: str, address: str, life: Life) -> NodeConfig:

@@ -11,16 +11,23 @@ from typing import Any
 
 import pytest
 
+from ring.core import handoff as handoff_mod
 from ring.core import node as node_mod
 from ring.core import record as rec
 from ring.core.coordinator import Coordinator
 from ring.core.layout import DATA, RUNNING_KEY
+from ring.core.table import Draft, Table
 from ring.sim import SimConfig, run_seed
 from ring.sim.__main__ import main
 from ring.sim.world import World
 from ring.storage.memory import MemoryStorage
 
 MAX_SEEDS = 50
+
+# Every run joins, leaves or removes nodes (the drawn number of ring changes, at least 3), and
+# the clients spread over more keys, so that a write that missed a replica is not soon covered
+# by a later write of the same key.
+RING_CHANGES = SimConfig(min_changes=3, keys=32)
 
 
 def first_caught(config: SimConfig | None = None) -> tuple[int, set[str]]:
@@ -166,3 +173,75 @@ def test_read_that_answers_after_one_reply(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(Coordinator, "progress_get", hasty)
     _, kinds = first_caught(SimConfig(faults=False))
     assert "stale-quorum-read" in kinds
+
+
+def clean_without_the_patch(monkeypatch: pytest.MonkeyPatch, seed: int, config: SimConfig) -> None:
+    """The seeds scanned up to ``seed`` hold no violation once the patch is undone: what was
+    caught is the planted bug, not one of the unpatched code."""
+    monkeypatch.undo()
+    for s in range(seed + 1):
+        result = run_seed(s, config)
+        assert not result.violations, f"seed {s} unpatched: {result.violations[0]}"
+
+
+def test_ownership_moved_before_the_transfer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claimant that counts every receiver as done at once: a partition switches to its new
+    owners before they copied it, and the old ones delete their copy."""
+    maybe_switch = Draft._maybe_switch
+
+    def hasty(self: Draft, p: int) -> None:
+        pend = self.pending.get(p)
+        if pend is not None:
+            receivers = {x for x in pend if x not in self.owners[p]}
+            self.done[p] = self.done.get(p, frozenset()) | receivers
+        maybe_switch(self, p)
+
+    monkeypatch.setattr(Draft, "_maybe_switch", hasty)
+    seed, kinds = first_caught(RING_CHANGES)
+    assert "acknowledged-write-not-replicated" in kinds
+    clean_without_the_patch(monkeypatch, seed, RING_CHANGES)
+
+
+def test_old_copy_deleted_before_the_new_replicas_have_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A departing owner that deletes its copy as soon as the move is planned (a cleanup that
+    checks the list the partition moves to instead of the one that holds it now): the
+    receivers copy from a source that no longer has the records."""
+    to_clean = Table.to_clean
+
+    def eager(self: Table, name: str) -> set[int]:
+        moving_away = {
+            p for p, pend in self.pending.items() if name in self.owners[p] and name not in pend
+        }
+        return to_clean(self, name) | moving_away
+
+    class Target:
+        """The table as the patched cleanup sees it: a partition's holders are its target."""
+
+        def __init__(self, table: Table) -> None:
+            self.table = table
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(self.table, attr)
+
+        def write_list(self, p: int) -> tuple[str, ...]:
+            return self.table.pending.get(p, self.table.owners[p])
+
+    clean = handoff_mod.Handoff._clean
+
+    def early(self: handoff_mod.Handoff, table: Table, effects: list[Any]) -> None:
+        clean(self, Target(table), effects)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Table, "to_clean", eager)
+    monkeypatch.setattr(handoff_mod.Handoff, "_clean", early)
+    seed, kinds = first_caught(RING_CHANGES)
+    assert "acknowledged-write-not-replicated" in kinds
+    clean_without_the_patch(monkeypatch, seed, RING_CHANGES)
+
+
+def test_request_served_on_a_stale_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas that serve requests routed on an older table (writes to the old owners only,
+    read repairs and hints to a member that already deleted its copy)."""
+    monkeypatch.setattr(Table, "stale", lambda self, p, epoch: False)
+    seed, kinds = first_caught(RING_CHANGES)
+    assert kinds & {"acknowledged-write-not-replicated", "misplaced"}
+    clean_without_the_patch(monkeypatch, seed, RING_CHANGES)
