@@ -98,9 +98,7 @@ class Claimant:
         if kind == "leave":
             draft.leaving.append(name)
         else:
-            draft.removed.append(name)
-            if name in draft.leaving:
-                draft.leaving.remove(name)
+            draft.remove(name)
         target = [x for x in table.target_members() if x not in draft.leaving + draft.removed]
         if not target:
             raise RequestError("invalid", f"{name} is the last member: it cannot {kind}")

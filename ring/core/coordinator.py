@@ -376,7 +376,7 @@ class Coordinator:
         self.storage.put(DATA + key, new)
         table = self.view.ring
         p = table.partition_of(key)
-        put = PutOp(origin, key, w, new, (), acked={self.name})
+        put = PutOp(origin, key, w, new, (), acked={self.name}, deadline_ms=now_ms + timeout_ms)
         op_id = self.new_op(put, now_ms, timeout_ms)
         self._replicate(op_id, put, table, p, effects)
         self.progress_put(op_id, put, effects)
@@ -403,8 +403,14 @@ class Coordinator:
                 self.send(node, replica_put, effects)
                 continue
             if spare is None:
-                spare = [n for n in table.fallbacks(p) if self.view.alive(n) and n != self.name]
-                spare = [n for n in spare if n not in put.fallbacks]
+                # Not a node the write went to already (on an older table it may have been a
+                # replica: its acknowledgement must not pass for a fallback's).
+                used = put.acked | put.expected | put.fallbacks.keys()
+                spare = [
+                    n
+                    for n in table.fallbacks(p)
+                    if self.view.alive(n) and n != self.name and n not in used
+                ]
             if spare:
                 fallback = spare.pop(0)
                 put.fallbacks[fallback] = node
@@ -689,8 +695,12 @@ class Coordinator:
                 del self.ops[op_id]
                 self.start_get(op.origin, op.key, op.r, op.versioned, now_ms, effects)
             elif isinstance(op, PutOp):
-                self._replicate(op_id, op, table, table.partition_of(op.key), effects)
-                self.progress_put(op_id, op, effects)
+                # A new id: an acknowledgement of a message sent on the old table (perhaps as a
+                # replica, to a node that is now a fallback) must not count for the new one.
+                del self.ops[op_id]
+                new_id = self.new_op(op, now_ms, max(1, op.deadline_ms - now_ms))
+                self._replicate(new_id, op, table, table.partition_of(op.key), effects)
+                self.progress_put(new_id, op, effects)
             elif isinstance(op, ScanOp):
                 del self.ops[op_id]
                 self.scan_parsed(op.origin, op.args, now_ms, effects)

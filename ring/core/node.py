@@ -539,15 +539,14 @@ class Node:
         table = self.view.table
         if table is None or self.name not in table.gone or self._retired or not self.view.serving:
             return
-        ms = self.view.membership
-        behind = [
-            x
-            for x in table.members()
-            if x != self.name and ms.is_alive(x) and ms.peer_epochs.get(x, 0) < table.epoch
-        ]
-        if behind:
-            return  # it stays until the others have the table that lets it go (it may be the
-            # claimant's last: nobody else could make a newer one)
+        # The table that lets it go may exist only here (it may have been the claimant that
+        # made it): it stays until the claimant that table names has it, and spreads it.
+        claimant = table.claimant
+        if (
+            claimant != self.name
+            and self.view.membership.peer_epochs.get(claimant, 0) < table.epoch
+        ):
+            return
         if len(self.coordinator.hints):
             if not self._retire_logged:
                 self._retire_logged = True

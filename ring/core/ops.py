@@ -53,6 +53,7 @@ class PutOp:
     hinted: set[str] = field(default_factory=set)
     provisional: set[str] = field(default_factory=set)  # hints to drop if the ack still comes
     answered: bool = False
+    deadline_ms: int = 0  # when the request times out (a retry on a newer table keeps it)
 
 
 @dataclass(slots=True)

@@ -403,6 +403,22 @@ class Draft:
             self._maybe_switch(p)
         return moved
 
+    def remove(self, name: str) -> None:
+        """``name`` is gone for good: it is never a source again, and it deletes nothing (its
+        copies went with it), so it leaves every cleanup list at once."""
+        if name not in self.removed:
+            self.removed.append(name)
+        if name in self.leaving:
+            self.leaving.remove(name)
+        for p, lst in list(self.cleanup.items()):
+            if name in lst:
+                left = tuple(x for x in lst if x != name)
+                if left:
+                    self.cleanup[p] = left
+                else:
+                    del self.cleanup[p]
+        self.dirty = True
+
     def complete(self, p: int, receiver: str, epoch: int) -> bool:
         """``receiver`` has copied partition ``p`` from all its sources (as routed at
         ``epoch``); True if that was news."""

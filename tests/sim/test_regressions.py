@@ -34,7 +34,7 @@ from ring.core.membership import MEMBER, SERVING, Ping, SyncReply
 from ring.core.node import Node, NodeConfig
 from ring.core.table import Table
 from ring.core.view import StartupError
-from ring.sim import run_seed
+from ring.sim import SimConfig, run_seed
 from ring.storage.memory import MemoryStorage
 
 PARTIAL_RING_SEEDS = [0, 4, 19, 23, 25, 28]  # re-chosen when restarts began from their ring
@@ -152,3 +152,28 @@ def test_a_node_restarted_without_seeds_rejoins_through_the_ring_it_remembers() 
     table = [_record("n1"), _record("n2"), _record("n3")]
     node.handle(m.Datagram("n2:7000", _table("n2", table, flags=MEMBER)), 1002)
     assert node.ready()
+
+
+# --- ring changes -------------------------------------------------------------------------------
+#
+# Seeds that found bugs in the ownership-table code while it was written, each with what it found
+# (the fix is named in the code it touched). They replay exactly; each must run clean.
+RING_CHANGE_SEEDS: list[tuple[int, SimConfig, str]] = [
+    (1, SimConfig(), "a receiver dropped by a later plan kept what it had copied"),
+    (24, SimConfig(), "read repair routed on the current epoch reached a replica of the old one"),
+    (43, SimConfig(), "a leaving node restarted after it was let go: halted instead of exiting"),
+    (76, SimConfig(), "a hint delivered to a departing owner after its copier passed the key"),
+    (210, SimConfig(), "a retiring claimant exited before anyone had the table that let it go"),
+    (518, SimConfig(), "a retried write took an old replica's ack for a new fallback's"),
+    (23, SimConfig(min_changes=3), "a removed member stayed in cleanup lists forever"),
+    (33, SimConfig(min_changes=3), "a claimant cut off by a partition retired with the table"),
+]
+
+
+@pytest.mark.parametrize(
+    ("seed", "config", "found"), RING_CHANGE_SEEDS, ids=[str(s) for s, _, _ in RING_CHANGE_SEEDS]
+)
+def test_ring_change_seed(seed: int, config: SimConfig, found: str) -> None:
+    result = run_seed(seed, config)
+    assert result.violations == [], found
+    assert result.counters.get("leave", 0) + result.counters.get("remove", 0) > 0
