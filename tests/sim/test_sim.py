@@ -93,11 +93,15 @@ def test_kv679_restarts_with_a_wiped_disk_lose_no_acknowledged_write() -> None:
 
 
 def test_fault_free_runs_keep_strict_quorums() -> None:
-    """No faults: besides every other check, R + W > N reads see every acknowledged write."""
+    """No faults: besides every other check, R + W > N reads see every acknowledged write —
+    also while nodes join and leave (the only events of these runs): during a change no read of
+    an acknowledged key misses."""
     config = SimConfig(faults=False)
     failed, faults = _sweep(range(_runs(200) // 4), config)
     assert not failed, _explain(failed, config)
-    assert not faults
+    # "refused": a message sent to a node that has left (its ringd exited).
+    assert set(faults) <= {"join", "leave", "retired", "refused"}, faults
+    assert faults.get("join", 0) and faults.get("leave", 0), faults
 
 
 @pytest.mark.soak
