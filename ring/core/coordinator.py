@@ -648,12 +648,16 @@ class Coordinator:
         table = self.view.ring
         for skey, key, raw in batch:
             p = table.partition_of(key)
-            if target not in table.pending.get(p, table.owners[p]):
-                # Its partition moved away from it, or is moving: whoever copies it from the
-                # target may have passed this key already, so every holder gets it.
-                holders = tuple(x for x in table.write_list(p) if x != target)
-                self._retarget(target, key, raw, holders, effects)
+            if target not in table.write_list(p):
+                # Its partition moved away from it: every member that holds it gets the hint.
+                self._retarget(target, key, raw, table.write_list(p), effects)
                 continue
+            pending = table.pending.get(p)
+            if pending is not None and target not in pending:
+                # It is handing the partition off: it still gets the hint (a later plan may
+                # pair another receiver with it), and so does every receiver, whose copy from
+                # it may have passed this key already.
+                self._spread(key, raw, table.receivers(p), effects)
             op_id = self.new_op(HintOp(skey, raw, target, key), now_ms)
             self.hints.inflight.add(skey)
             self.send(target, m.ReplicaPut(op_id, key, raw, None, self.epoch), effects)
@@ -664,15 +668,21 @@ class Coordinator:
         self, target: str, key: bytes, raw: bytes, owners: tuple[str, ...], effects: list[m.Effect]
     ) -> None:
         """A hint for a member that no longer holds its key's partition (it moved while the
-        hint waited) goes to every member that does: merged into ours if we are one, a hint
-        for each of the others. Merging is idempotent, so nobody can end up with less."""
-        for node in owners:
+        hint waited) goes to every member that does."""
+        self._spread(key, raw, owners, effects)
+        self.hints.drop(target, key)
+        self.stats["hints_retargeted"] = self.stats.get("hints_retargeted", 0) + 1
+
+    def _spread(
+        self, key: bytes, raw: bytes, nodes: tuple[str, ...], effects: list[m.Effect]
+    ) -> None:
+        """Give ``nodes`` a hinted record: merged into ours if we are one of them, a hint for
+        each of the others. Merging is idempotent, so nobody can end up with less."""
+        for node in nodes:
             if node == self.name:
                 self.replica.merge(DATA + key, raw, effects)
             else:
                 self.hints.store(node, key, raw)
-        self.hints.drop(target, key)
-        self.stats["hints_retargeted"] = self.stats.get("hints_retargeted", 0) + 1
 
     # --- a newer table -------------------------------------------------------------------------
 
