@@ -1,8 +1,8 @@
 """The ringkv client wire format, just enough of it for the benchmark's load generator and echo.
 
 A frame is a 4-byte big-endian body length and one msgpack value (``use_bin_type=True``). A
-client opens with ``{"hello": 2, "cluster": ..., "role": "client", "name": None}`` and the
-server answers ``{"hello": 2, "cluster": ..., "name": ...}``; then requests are
+client opens with ``{"hello": 3, "cluster": ..., "role": "client", "name": None}`` and the
+server answers ``{"hello": 3, "cluster": ..., "name": ...}``; then requests are
 ``[req_id, op, args]`` and replies ``[req_id, error, result]``, many in flight per connection.
 
 Kept separate from ``ring.net.codec`` on purpose: the echo baseline must not share code (or
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # equal to ring.net.codec.PROTOCOL_VERSION (tests/net/test_codec.py checks)
 CLUSTER = "ringkv"
 _HEADER = 4
 

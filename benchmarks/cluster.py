@@ -95,18 +95,24 @@ def start_ringd(ringd: list[str], work: Path, children: list[Child], nodes: int 
 
 
 def members_up(address: str) -> list[str]:
-    """Names of the members ``address`` sees as up; [] when it cannot answer yet."""
+    """Names of the members ``address`` sees as up and owning their share of the ring, once no
+    partition moves any more; [] when it cannot answer yet or the ring has not settled."""
     try:
         error, status = call(address, "status", {})
     except OSError:
         return []
-    if error is not None or not isinstance(status, dict):
+    if error is not None or not isinstance(status, dict) or status.get("transfers_pending"):
         return []
-    return sorted(m["name"] for m in status.get("members", []) if m.get("state") == "up")
+    return sorted(
+        m["name"]
+        for m in status.get("members", [])
+        if m.get("state") == "up" and m.get("partitions")
+    )
 
 
 def wait_members_up(nodes: list[Child], timeout_s: float = MEMBERS_UP_TIMEOUT_S) -> None:
-    """Until every node sees every node up (what ``ringctl status -o json`` shows)."""
+    """Until every node sees every node up, each owning its share of a settled ring (what
+    ``ringctl status -o json`` shows)."""
     want = sorted(n.name for n in nodes)
     deadline = time.monotonic() + timeout_s
     while True:

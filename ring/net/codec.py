@@ -9,9 +9,9 @@ exactly that many bytes. Rules this module keeps:
   which the connection answers with ``[None, "protocol", why]`` before closing;
 * msgpack is used with ``use_bin_type=True`` / ``raw=False``: bytes stay bytes, str stays str.
 
-A connection opens with a hello. A client or peer sends ``{"hello": 2, "cluster": str,
+A connection opens with a hello. A client or peer sends ``{"hello": 3, "cluster": str,
 "role": "client"|"node", "name": str|None}`` (a peer adds ``"settings"``: N and the ring
-size, which must equal the node's); the node answers ``{"hello": 2, "cluster": str,
+size, which must equal the node's); the node answers ``{"hello": 3, "cluster": str,
 "name": node_name}``. After that a client sends ``[req_id, op, args]`` and receives
 ``[req_id, error_or_None, result]``; a peer sends ``messages.to_wire(msg)`` lists.
 """

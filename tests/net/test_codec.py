@@ -8,6 +8,7 @@ import ring
 from ring.core import messages
 from ring.net import clientops
 from ring.net.codec import (
+    PROTOCOL_VERSION,
     FrameDecoder,
     FrameError,
     FrameTooLarge,
@@ -237,3 +238,17 @@ def test_a_scan_page_larger_than_nodes_accept_is_refused_by_the_client() -> None
     for bad in (0, MAX_SCAN_PAGE + 1, True, 2.5):
         with pytest.raises(ring.InvalidInput, match="page must be"):
             ScanCursor(page=bad)  # type: ignore[arg-type]
+
+
+def test_the_benchmarks_speak_this_protocol_version() -> None:
+    """benchmarks/_wire.py keeps its own copy of the client format (the echo baseline must not
+    share code with ringd); its version must follow the node's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "_wire.py"
+    spec = importlib.util.spec_from_file_location("bench_wire", path)
+    assert spec is not None and spec.loader is not None
+    wire = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wire)
+    assert wire.PROTOCOL_VERSION == PROTOCOL_VERSION
