@@ -127,6 +127,7 @@ class Nemesis:
         self.changes_left = plan.changes
         self.lost: set[str] = set()  # killed for good (being removed): never restarted
         self.leaving: set[str] = set()  # asked to leave
+        self.requests: set[tuple[str, str]] = set()  # leave/remove requests not accepted yet
 
     def skew_clocks(self) -> None:
         """Before the nodes boot: give each its clock offset."""
@@ -277,7 +278,9 @@ class Nemesis:
         """An operator's ``ringctl leave|remove NAME`` through a live node, retried (also after
         the faults ended) until the cluster accepts it."""
         if name in self.world.gone or attempt > 200:
+            self.requests.discard((op, name))
             return
+        self.requests.add((op, name))
         vias = [x for x in self.world.up() if x != name]
         if not vias:
             self.sched.after(300, self._admin, op, name, attempt + 1)
@@ -288,6 +291,7 @@ class Nemesis:
         def answered(reply: Any) -> None:
             done.append(True)
             if reply.error is None or "already" in str(reply.result):
+                self.requests.discard((op, name))
                 if op == "remove":
                     self.world.set_gone(name)
                 return

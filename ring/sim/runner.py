@@ -186,7 +186,10 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
     if not violations:
         nemesis.stop()
         deadline = sched.now + cfg.converge_ms
-        settled = lambda: world.network.drained() and world.converged() and world.quiet()  # noqa: E731
+        # The operator's leave/remove requests still retried count as work not done.
+        settled = lambda: (  # noqa: E731
+            not nemesis.requests and world.network.drained() and world.converged() and world.quiet()
+        )
         ok = _run_until(sched, settled, cfg.converge_ms)
         if ok:  # before any read repairs anything
             violations += checkers.check_replicated(history, _replicas(world, workload.keys))
