@@ -325,6 +325,9 @@ class World:
                 self.observer.reply_emitted(name, e)
                 wire = msgpack.packb([e.req_id, e.error, e.result], use_bin_type=True)
                 self.sched.after(self._client_latency(), self._reply, name, slot.generation, wire)
+            elif isinstance(e, m.Halt) and "left this cluster for good" in e.reason:
+                # It was let go while it was down, and came back without the disk that knew.
+                self.sched.after(0, self._retire, name, slot.generation)
             elif isinstance(e, m.Halt):
                 raise AssertionError(f"{name} halted: {e.reason}")  # one config for all nodes
             elif isinstance(e, m.Retired):
