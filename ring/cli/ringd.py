@@ -214,7 +214,7 @@ def _settle(values: dict[str, Any]) -> Settings:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {level.lower()}")
     tuning = {k: type(NODE_DEFAULTS[k])(values.get(k, NODE_DEFAULTS[k])) for k in TUNING}
-    if any(v < 1 for v in tuning.values()):
+    if any(v <= 0 for v in tuning.values()):
         raise ConfigError(f"{', '.join(TUNING)} must be positive")
     return Settings(
         name=values["name"],

@@ -410,6 +410,11 @@ class Node:
                 c.forwarded(src, msg, now_ms, effects)
         elif kind is m.Stale:
             c.on_stale(src, msg)
+            table = self.view.table
+            if table is not None and isinstance(msg.epoch, int) and msg.epoch <= table.epoch:
+                # We took the replica's table meanwhile: retry on it now (no newer table may
+                # come to trigger the retry).
+                c.retry_stale(now_ms, effects)
             self._ask_tables(now_ms, effects)
         elif kind is m.TableRequest:
             table = self.view.table

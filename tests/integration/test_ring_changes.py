@@ -8,8 +8,8 @@
 * **kill -9 in the middle of a transfer**, of the receiver and then of a sender (transfers
   throttled to 1 MB/s so that they last a few seconds): the transfer resumes and completes, and
   nothing acknowledged is lost;
-* a handoff rate below 1 MB/s (``--handoff-rate-mb-s 0.5``) is refused by ringd: a known bug,
-  kept as a strict xfail.
+* a handoff rate below 1 MB/s (``--handoff-rate-mb-s 0.5``) is accepted (ringd once refused
+  every tuning value below 1, this float one too).
 
 Every process is started on port 0 and killed by PID in ``Cluster.close()``; every wait polls a
 condition against a deadline (no fixed sleeps). The data directories are opened after a clean
@@ -293,12 +293,6 @@ def test_grow_three_to_six_under_load(cluster: Cluster) -> None:
     no_tracebacks(cluster, old + new)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ringd refuses a handoff rate below 1 MB/s (--handoff-rate-mb-s 0.5) with 'partitions, "
-    "handoff_rate_mb_s, request_timeout_ms, tick_ms must be positive': ring/cli/ringd.py checks "
-    "every tuning value with `v < 1`, also the one that is a float",
-)
 def test_a_handoff_rate_below_one_mb_s_is_accepted(cluster: Cluster) -> None:
     cluster.extra = ["--handoff-rate-mb-s", "0.5"]
     cluster.start("a")
