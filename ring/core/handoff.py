@@ -19,7 +19,11 @@ partitions) and what it must delete (``Table.to_clean``). This module does it:
   at most about ``max_bytes`` of records and ``SCAN_KEYS_PER_PAGE`` keys looked at.
 * **Cleaning up**: a member in a partition's ``cleanup`` list deletes its copy (records of the
   partition it neither owns nor receives: checked again at every deletion), a bounded number of
-  keys per tick, then reports it (``CleanupDone``) until the table shows it.
+  keys per tick, then reports it (``CleanupDone``) until the table shows it. Before it deletes
+  anything the node takes a new actor epoch (``on_delete``): if a partition comes back to it,
+  its copy comes from other replicas, which may lack its newest writes of a key, and a counter
+  of the old actor reused for a new write would pass for one a replica already holds (kv679,
+  as for a wiped disk).
 
 Keys are stored by user key, not by partition, so a stream (and a cleanup pass) walks the whole
 key space once, keeping the keys of its partitions; one stream per source carries all the
@@ -63,6 +67,7 @@ class Cleanup:
     after: bytes | None = None
     done: bool = False
     deleted: int = 0
+    announced: bool = False  # on_delete was called
 
 
 @dataclass(slots=True)
@@ -106,8 +111,12 @@ class Handoff:
         send: Send,
         merge: Merge,
         hold_cleanup: Callable[[], bool] = lambda: False,
+        on_delete: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
+        # Called before a cleanup deletes its first record: the node takes a new actor epoch,
+        # since a partition that comes back must not see it reuse counters it no longer has.
+        self.on_delete = on_delete
         # While this returns true, deleted copies are not reported (a leaving member reports its
         # last ones once it handed off its hints: the claimant lets it go when it holds nothing).
         self.hold_cleanup = hold_cleanup
@@ -275,6 +284,9 @@ class Handoff:
             if p in c.parts and self.name not in table.write_list(p):
                 deletes.append(skey)
         if deletes:
+            if not c.announced:
+                c.announced = True
+                self.on_delete()
             self.storage.write((), deletes)
             c.deleted += len(deletes)
             self.stats.deleted_records += len(deletes)

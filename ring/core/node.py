@@ -32,7 +32,9 @@ acknowledgement means "in the write-ahead log", which a power loss can cut short
 their dots would let a new write pass for one a replica already holds. The price is one more
 actor in the clocks of the keys it writes afterwards (pruned above
 ``record.MAX_CONTEXT_ACTORS``). With ``sync`` every acknowledged write is on disk, and the
-epoch stays.
+epoch stays. And it takes a new epoch before it deletes its copy of partitions that moved away
+(``ring.core.handoff``): a partition that comes back is copied from replicas that may lack its
+newest writes of a key.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ class Node:
             send=self.coordinator.send,
             merge=self.coordinator.replica.merge,
             hold_cleanup=self._hints_to_hand_off,
+            on_delete=self._renew_actor,
         )
         self._held: list[tuple[int, str, Any]] = []  # (since, src, msg) waiting for a table
         self._table_asked: dict[str, tuple[int, int]] = {}  # peer -> (epoch, when)
@@ -181,6 +184,14 @@ class Node:
         flag = b"1" if self.config.sync else b"0"
         self.storage.write([(RUNNING_KEY, flag)], sync=True)
         return actor
+
+    def _renew_actor(self) -> None:
+        """A new actor epoch, before the node deletes a copy of partitions that moved away
+        (``ring.core.handoff``): counters of the old one are never issued again."""
+        self.actor = f"{self.name}@{self.rng.getrandbits(48):012x}"
+        self.storage.write([(ACTOR_KEY, self.actor.encode())], sync=True)
+        self.coordinator.actor = self.actor
+        self.stats["actor_renewals"] = self.stats.get("actor_renewals", 0) + 1
 
     # --- the parts, as tests and the simulator look at them -----------------------------------
 

@@ -167,6 +167,11 @@ RING_CHANGE_SEEDS: list[tuple[int, SimConfig, str]] = [
     (518, SimConfig(), "a retried write took an old replica's ack for a new fallback's"),
     (23, SimConfig(min_changes=3), "a removed member stayed in cleanup lists forever"),
     (33, SimConfig(min_changes=3), "a claimant cut off by a partition retired with the table"),
+    (
+        617,
+        SimConfig(min_changes=3, keys=32),
+        "a partition came back to a node that had deleted it: it reused its own counters",
+    ),
 ]
 
 
