@@ -391,15 +391,10 @@ class Draft:
             # A receiver the new plan drops may hold part of the partition: it deletes it.
             dropped = [x for x in t.receivers(p) if x not in new and x not in self.removed]
             if dropped:
-                self.cleanup[p] = tuple(sorted(set(self.cleanup.get(p, ())) | set(dropped)))
+                self._to_cleanup(p, dropped)
             # A member that holds the partition again has nothing to delete.
-            lst = self.cleanup.get(p)
-            if lst:
-                left = tuple(x for x in lst if x not in new)
-                if left:
-                    self.cleanup[p] = left
-                else:
-                    del self.cleanup[p]
+            for x in new:
+                self._uncleanup(p, x)
             self._maybe_switch(p)
         return moved
 
@@ -410,13 +405,8 @@ class Draft:
             self.removed.append(name)
         if name in self.leaving:
             self.leaving.remove(name)
-        for p, lst in list(self.cleanup.items()):
-            if name in lst:
-                left = tuple(x for x in lst if x != name)
-                if left:
-                    self.cleanup[p] = left
-                else:
-                    del self.cleanup[p]
+        for p in list(self.cleanup):
+            self._uncleanup(p, name)
         self.dirty = True
 
     def complete(self, p: int, receiver: str, epoch: int) -> bool:
@@ -445,21 +435,30 @@ class Draft:
         del self.pending[p]
         self.done.pop(p, None)
         if departing:
-            self.cleanup[p] = tuple(sorted(set(self.cleanup.get(p, ())) | set(departing)))
+            self._to_cleanup(p, departing)
         self.changed[p] = self.epoch
         self.dirty = True
 
     def cleaned(self, p: int, holder: str) -> bool:
-        lst = self.cleanup.get(p)
-        if not lst or holder not in lst:
+        """``holder`` deleted its copy of ``p``; True if that was news."""
+        if not self._uncleanup(p, holder):
             return False
-        left = tuple(x for x in lst if x != holder)
+        self.dirty = True
+        return True
+
+    def _uncleanup(self, p: int, name: str) -> bool:
+        lst = self.cleanup.get(p)
+        if not lst or name not in lst:
+            return False
+        left = tuple(x for x in lst if x != name)
         if left:
             self.cleanup[p] = left
         else:
             del self.cleanup[p]
-        self.dirty = True
         return True
+
+    def _to_cleanup(self, p: int, names: Iterable[str]) -> None:
+        self.cleanup[p] = tuple(sorted(set(self.cleanup.get(p, ())) | set(names)))
 
     def retire(self) -> list[str]:
         """Members leaving or removed that no list names any more go to ``gone``."""
