@@ -135,6 +135,25 @@ def ring_cmd(args: argparse.Namespace, out: Output) -> None:
         out.line(f"  ... and {len(transfers) - 20} more")
 
 
+def _locate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key", help="the key (UTF-8)")
+
+
+@command("locate", "which members hold KEY: its partition, owners and pending owners")
+@arguments(_locate_args)
+def locate_cmd(args: argparse.Namespace, out: Output) -> None:
+    with _client(args) as client:
+        info = client.locate(args.key)
+    if out.json:
+        out.emit(info)
+        return
+    pending = ", ".join(info.get("pending") or []) or "none"
+    out.line(
+        f"partition {info['partition']}: owners {', '.join(info['owners'])} (pending: {pending}; "
+        f"ring epoch {info['epoch']})"
+    )
+
+
 def _change_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the member's name")
 

@@ -216,6 +216,9 @@ def _settle(values: dict[str, Any]) -> Settings:
     tuning = {k: type(NODE_DEFAULTS[k])(values.get(k, NODE_DEFAULTS[k])) for k in TUNING}
     if any(v <= 0 for v in tuning.values()):
         raise ConfigError(f"{', '.join(TUNING)} must be positive")
+    rate = tuning["handoff_rate_mb_s"]
+    if not 0.01 <= rate <= 100_000:  # also refuses nan and inf
+        raise ConfigError(f"handoff_rate_mb_s must be between 0.01 and 100000, not {rate}")
     return Settings(
         name=values["name"],
         listen=listen,

@@ -37,7 +37,7 @@ class Claimant:
     def __init__(self, name: str) -> None:
         self.name = name
         self._done: list[tuple[int, str, int]] = []  # (partition, receiver, epoch)
-        self._cleaned: list[tuple[int, str]] = []  # (partition, holder)
+        self._cleaned: list[tuple[int, str, int]] = []  # (partition, holder, epoch)
         self._next_publish_ms = 0
 
     # --- reports -------------------------------------------------------------------------------
@@ -45,8 +45,8 @@ class Claimant:
     def transfer_done(self, receiver: str, epoch: int, partitions: list[int]) -> None:
         self._done += [(p, receiver, epoch) for p in partitions if isinstance(p, int)]
 
-    def cleanup_done(self, holder: str, partitions: list[int]) -> None:
-        self._cleaned += [(p, holder) for p in partitions if isinstance(p, int)]
+    def cleanup_done(self, holder: str, epoch: int, partitions: list[int]) -> None:
+        self._cleaned += [(p, holder, epoch) for p in partitions if isinstance(p, int)]
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -93,7 +93,7 @@ class Claimant:
             )
         if kind == "leave" and name in table.leaving:
             raise RequestError("invalid", f"{name} is leaving already")
-        if kind == "remove" and name in table.removed:
+        if name in table.removed:
             raise RequestError("invalid", f"{name} is removed already")
         if kind == "leave":
             draft.leaving.append(name)
@@ -127,16 +127,31 @@ class Claimant:
 
     def tick(self, now_ms: int, table: Table, membership: Membership) -> Table | None:
         """The next table, if anything changed and it is time to publish one."""
-        if table.claimant != self.name or now_ms < self._next_publish_ms:
+        if table.claimant != self.name:
+            self._done.clear()  # reports meant for the claimant it is not (or not yet)
+            self._cleaned.clear()
+            return None
+        if now_ms < self._next_publish_ms:
             return None
         draft = Draft(table)
         for p, receiver, epoch in self._done:
             if 0 <= p < table.partitions:
                 draft.complete(p, receiver, epoch)
-        for p, holder in self._cleaned:
-            draft.cleaned(p, holder)
+        for p, holder, epoch in self._cleaned:
+            if 0 <= p < table.partitions and epoch >= table.changed[p]:
+                draft.cleaned(p, holder)
         self._done.clear()
         self._cleaned.clear()
+        # A switched partition's old owners stop getting writes once each one that is alive has
+        # the table that switched it (from then on it refuses requests routed on the old one).
+        epochs = membership.peer_epochs
+        for p, old in sorted(table.retiring.items()):
+            need = table.changed[p]
+            if all(
+                x == self.name or not membership.is_alive(x) or epochs.get(x, 0) >= need
+                for x in old
+            ):
+                draft.retire_old(p)
         known = set(table.members()) | set(table.gone)
         joins = [x.name for x in membership.members() if x.state == UP and x.name not in known]
         if joins:

@@ -151,7 +151,7 @@ class Coordinator:
 
     def send(self, dest: str, msg: Any, effects: list[m.Effect]) -> None:
         address = self.view.address_of(dest)
-        if address is not None:
+        if address:  # unknown (or a name that left, known by name only): nowhere to send
             effects.append(m.Send(dest, address, msg))
 
     def answer(
@@ -387,6 +387,7 @@ class Coordinator:
         """Send ``put``'s record to the members of ``p``'s write list that have not stored it,
         or to a fallback for each one that is down (a hint we keep when there is none)."""
         write_list = table.write_list(p)
+        put.epoch = table.epoch
         put.groups = table.write_groups(p)
         put.primaries = tuple(n for n in write_list if n != self.name)
         if self.name not in write_list:
@@ -419,7 +420,7 @@ class Coordinator:
                 self.send(fallback, msg, effects)
             else:
                 put.hinted.add(node)
-                self._store_hint(node, put.key, put.record)
+                self._store_hint(node, put.key, put.record, put.epoch)
 
     def _covered(self, op: PutOp) -> set[str]:
         """The primaries that hold the write, or whose fallback holds it for them."""
@@ -442,7 +443,7 @@ class Coordinator:
                 if node not in covered and node not in op.hinted:
                     op.hinted.add(node)
                     op.provisional.add(node)
-                    self._store_hint(node, op.key, op.record)
+                    self._store_hint(node, op.key, op.record, op.epoch)
                     self.hints.held.add(hint_key(node, op.key))
             self.answer(op.origin, None, None, effects)
             op.answered = True
@@ -454,11 +455,15 @@ class Coordinator:
         covered = self._covered(op)
         for node in op.primaries:
             if node not in covered and node not in op.hinted:
-                self._store_hint(node, op.key, op.record)
+                self._store_hint(node, op.key, op.record, op.epoch)
         if not op.answered:
-            self.fail_quorum(
-                op.origin, len(op.acked), op.w, "replicas stored the write in time", effects
-            )
+            what = "replicas stored the write in time"
+            replied = len(self._covered(op))
+            if len(op.groups) > 1:  # the partition moves: W are needed in each of its lists
+                covered = self._covered(op)
+                replied = min(len(covered.intersection(g)) for g in op.groups)
+                what += " in one of the replica lists of its moving partition (W in each)"
+            self.fail_quorum(op.origin, replied, op.w, what, effects)
             op.answered = True
 
     def _put_acked(self, op: PutOp, src: str) -> None:
@@ -478,9 +483,10 @@ class Coordinator:
             self.hints.held.discard(hint_key(node, op.key))
         op.provisional.clear()
 
-    def _store_hint(self, target: str, key: bytes, record: bytes) -> None:
-        """A hint the coordinator keeps for a replica of a write it coordinates."""
-        self.hints.store_own(target, key, record)
+    def _store_hint(self, target: str, key: bytes, record: bytes, epoch: int) -> None:
+        """A hint the coordinator keeps for a replica of a write it coordinates, routed on the
+        table of ``epoch`` (the write's)."""
+        self.hints.store_own(target, key, record, epoch)
         self.stats["hints_stored"] += 1
 
     # --- scan ----------------------------------------------------------------------------------
@@ -648,16 +654,12 @@ class Coordinator:
         table = self.view.ring
         for skey, key, raw in batch:
             p = table.partition_of(key)
-            if target not in table.write_list(p):
-                # Its partition moved away from it: every member that holds it gets the hint.
+            if self.hints.epoch_of(target, key) < table.changed[p]:
+                # The partition's lists changed since the hint was made: a member that copied
+                # the partition from its target may have passed this key already, or the
+                # target may hold it no more. Every member of its lists gets the hint.
                 self._retarget(target, key, raw, table.write_list(p), effects)
                 continue
-            pending = table.pending.get(p)
-            if pending is not None and target not in pending:
-                # It is handing the partition off: it still gets the hint (a later plan may
-                # pair another receiver with it), and so does every receiver, whose copy from
-                # it may have passed this key already.
-                self._spread(key, raw, table.receivers(p), effects)
             op_id = self.new_op(HintOp(skey, raw, target, key), now_ms)
             self.hints.inflight.add(skey)
             self.send(target, m.ReplicaPut(op_id, key, raw, None, self.epoch), effects)
@@ -667,10 +669,17 @@ class Coordinator:
     def _retarget(
         self, target: str, key: bytes, raw: bytes, owners: tuple[str, ...], effects: list[m.Effect]
     ) -> None:
-        """A hint for a member that no longer holds its key's partition (it moved while the
-        hint waited) goes to every member that does."""
-        self._spread(key, raw, owners, effects)
+        """A hint whose partition changed while it waited goes to every member of its lists
+        (its target included, if it still is one), routed on the current table. One that does
+        not decode is set aside instead (no member would take it)."""
+        try:
+            rec.check_encoded(raw)
+        except ValueError:
+            self.hints.quarantine(target, key)
+            self.stats["hints_refused"] = self.stats.get("hints_refused", 0) + 1
+            return
         self.hints.drop(target, key)
+        self._spread(key, raw, owners, effects)
         self.stats["hints_retargeted"] = self.stats.get("hints_retargeted", 0) + 1
 
     def _spread(
@@ -682,7 +691,7 @@ class Coordinator:
             if node == self.name:
                 self.replica.merge(DATA + key, raw, effects)
             else:
-                self.hints.store(node, key, raw)
+                self.hints.store(node, key, raw, self.epoch)
 
     # --- a newer table -------------------------------------------------------------------------
 
@@ -700,7 +709,10 @@ class Coordinator:
         for op_id in sorted(self.stale_ops):
             op = self.ops.get(op_id)
             if isinstance(op, HintOp):
-                self.drop_op(op_id)  # delivered again (or retargeted) by the next round
+                # Its target's view of the partition differs: the next round gives the hint to
+                # every member of the partition's lists (as one whose epoch is unknown).
+                self.drop_op(op_id)
+                self.hints.forget_epoch(op.target, op.key)
             elif isinstance(op, GetOp) and not op.answered:
                 del self.ops[op_id]
                 self.start_get(op.origin, op.key, op.r, op.versioned, now_ms, effects)

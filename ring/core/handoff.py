@@ -64,6 +64,7 @@ class Stream:
 @dataclass(slots=True)
 class Cleanup:
     parts: set[int]
+    epoch: int  # the table the pass runs under
     after: bytes | None = None
     done: bool = False
     deleted: int = 0
@@ -76,6 +77,7 @@ class Stats:
     received_records: int = 0
     sent_bytes: int = 0
     deleted_records: int = 0
+    refused: int = 0  # records in pages that did not decode (skipped)
     log: list[str] = field(default_factory=list)
 
 
@@ -128,7 +130,9 @@ class Handoff:
         self.streams: dict[str, Stream] = {}  # source -> its stream to us
         self.copied: dict[str, set[int]] = {}  # source -> partitions fully copied from it
         self.cleanup: Cleanup | None = None
-        self.cleaned: set[int] = set()  # partitions whose copy we deleted, until the table says
+        # Partitions whose copy we deleted -> the epoch of the table we did it under (reported
+        # until the table shows it; dropped if the partition's routing changed since).
+        self.cleaned: dict[int, int] = {}
         self._next_page_ms = 0
         self._next_report_ms = 0
         self._next_progress_ms = 0
@@ -163,12 +167,14 @@ class Handoff:
                 stream.parts |= todo
                 stream.after, stream.op_id = None, 0
         to_clean = table.to_clean(self.name)
-        self.cleaned &= to_clean
-        to_clean -= self.cleaned
+        self.cleaned = {
+            p: e for p, e in self.cleaned.items() if p in to_clean and table.changed[p] <= e
+        }
+        to_clean -= self.cleaned.keys()
         if not to_clean:
             self.cleanup = None
         elif self.cleanup is None or not to_clean <= self.cleanup.parts:
-            self.cleanup = Cleanup(to_clean)
+            self.cleanup = Cleanup(to_clean, table.epoch)
         else:
             self.cleanup.parts &= to_clean
 
@@ -230,10 +236,17 @@ class Handoff:
         size = 0
         for key, raw in zip(items[0::2], items[1::2]):
             if not isinstance(key, bytes) or not isinstance(raw, bytes):
-                raise ValueError("a handoff page holds keys and records (bytes)")
+                self.stats.refused += 1
+                continue
             p = table.partition_of(key)
             if p in s.parts and self.name in table.write_list(p):
-                self.merge(DATA + key, raw, effects)
+                try:
+                    self.merge(DATA + key, raw, effects)
+                except ValueError:
+                    # The source's copy does not decode: skipped (the other replicas of the key
+                    # are whole; the transfer goes on rather than asking for it forever).
+                    self.stats.refused += 1
+                    continue
                 size += len(key) + len(raw)
         self.stats.received_bytes += size
         self.stats.received_records += len(items) // 2
@@ -265,7 +278,14 @@ class Handoff:
         if complete:
             self.send(table.claimant, m.TransferDone(table.epoch, complete), effects)
         if force and self.cleaned and not self.hold_cleanup():
-            self.send(table.claimant, m.CleanupDone(sorted(self.cleaned)), effects)
+            self._report_cleaned(table, effects)
+
+    def _report_cleaned(self, table: Table, effects: list[m.Effect]) -> None:
+        by_epoch: dict[int, list[int]] = {}
+        for p, e in sorted(self.cleaned.items()):
+            by_epoch.setdefault(e, []).append(p)
+        for e, parts in sorted(by_epoch.items()):
+            self.send(table.claimant, m.CleanupDone(e, parts), effects)
 
     # --- cleanup -------------------------------------------------------------------------------
 
@@ -292,11 +312,12 @@ class Handoff:
             self.stats.deleted_records += len(deletes)
         if looked < CLEAN_KEYS_PER_TICK:
             c.done = True
-            self.cleaned |= c.parts
+            for p in c.parts:
+                self.cleaned[p] = c.epoch
             self.stats.log.append(
                 f"cleanup: deleted {c.deleted} record(s) of {len(c.parts)} partition(s) that "
                 "moved away"
             )
             if not self.hold_cleanup():
-                self.send(table.claimant, m.CleanupDone(sorted(c.parts)), effects)
+                self._report_cleaned(table, effects)
             self.cleanup = None

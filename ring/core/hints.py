@@ -36,6 +36,10 @@ class HintStore:
         # Hints store_own wrote where none was, and not changed since: hint key -> the bytes,
         # so that telling whether one still holds what a write stored needs no read.
         self._fresh: dict[bytes, bytes] = {}
+        # The table epoch each hint was routed on (the oldest, when several merged): a hint
+        # whose partition changed since is given to every member of its lists, not just its
+        # target (``Coordinator.deliver_hints``). Not kept on disk: after a restart it is 0.
+        self._epochs: dict[bytes, int] = {}
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -48,6 +52,12 @@ class HintStore:
 
     def __len__(self) -> int:
         return sum(len(keys) for keys in self._index.values())
+
+    def epoch_of(self, target: str, key: bytes) -> int:
+        return self._epochs.get(hint_key(target, key), 0)
+
+    def forget_epoch(self, target: str, key: bytes) -> None:
+        self._epochs[hint_key(target, key)] = 0
 
     def matches(self, target: str, key: bytes, record: bytes) -> bool:
         skey = hint_key(target, key)
@@ -72,11 +82,13 @@ class HintStore:
 
     # --- changes -------------------------------------------------------------------------------
 
-    def store(self, target: str, key: bytes, record: bytes) -> None:
+    def store(self, target: str, key: bytes, record: bytes, epoch: int = 0) -> None:
         """Merge ``record`` into the hint for ``target`` (``record`` is checked; ``ValueError``).
-        A stored hint that does not decode is replaced: it cannot be delivered anyway."""
+        A stored hint that does not decode is replaced: it cannot be delivered anyway.
+        ``epoch``: the table epoch it was routed on."""
         skey = hint_key(target, key)
         self._fresh.pop(skey, None)
+        self._note_epoch(skey, epoch)
         local = self.storage.get(skey)
         try:
             merged = rec.merge_encoded(local, record)
@@ -86,15 +98,23 @@ class HintStore:
             self.storage.put(skey, merged)
         self._index.setdefault(target, {})[key] = None
 
-    def store_own(self, target: str, key: bytes, record: bytes) -> None:
+    def _note_epoch(self, skey: bytes, epoch: int) -> None:
+        known = self._epochs.get(skey)
+        if epoch > 0 and (known is None or epoch < known):
+            self._epochs[skey] = epoch
+        elif epoch <= 0:
+            self._epochs[skey] = 0
+
+    def store_own(self, target: str, key: bytes, record: bytes, epoch: int = 0) -> None:
         """``store`` for a record this node just made (a write it coordinates): when no hint of
         ``key`` is kept for ``target`` (the index knows), it is written as is, without reading
         or checking anything — the common case, on the path of every write."""
         keys = self._index.setdefault(target, {})
         if key in keys:
-            self.store(target, key, record)
+            self.store(target, key, record, epoch)
             return
         skey = hint_key(target, key)
+        self._epochs[skey] = epoch
         self.storage.put(skey, record)
         self._fresh[skey] = record
         keys[key] = None
@@ -111,6 +131,7 @@ class HintStore:
     def drop(self, target: str, key: bytes) -> None:
         skey = hint_key(target, key)
         self._fresh.pop(skey, None)
+        self._epochs.pop(skey, None)
         self.storage.write((), [skey])
         keys = self._index.get(target)
         if keys is not None:

@@ -490,7 +490,11 @@ class Membership:
         """``name`` is out of the cluster for good (it left, or was removed): ``left`` is
         final and gossiped like any record."""
         member = self._members.get(name)
-        if member is not None and member.state != LEFT and name != self.name:
+        if name == self.name or (member is not None and member.state == LEFT):
+            return
+        if member is None:  # a name it never heard of: kept, so that its Join is refused
+            self._set(Member(name, "", 0, LEFT, now_ms))
+        else:
             self._set(replace(member, state=LEFT, since_ms=now_ms))
 
     def drain_refusals(self) -> list[tuple[str, str]]:

@@ -294,8 +294,10 @@ class TransferDone:
 
 @message(15)
 class CleanupDone:
-    """To the claimant: the sender deleted its copy of these partitions."""
+    """To the claimant: the sender deleted its copy of these partitions, under the table of
+    ``epoch`` (a report older than a partition's last change is ignored)."""
 
+    epoch: int
     partitions: list[int]
 
 

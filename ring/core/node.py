@@ -443,8 +443,8 @@ class Node:
             if isinstance(msg.epoch, int) and isinstance(msg.partitions, list):
                 self.claimant.transfer_done(src, msg.epoch, msg.partitions)
         elif kind is m.CleanupDone:
-            if isinstance(msg.partitions, list):
-                self.claimant.cleanup_done(src, msg.partitions)
+            if isinstance(msg.epoch, int) and isinstance(msg.partitions, list):
+                self.claimant.cleanup_done(src, msg.epoch, msg.partitions)
         else:
             c.reply(src, msg, now_ms, effects)
 
@@ -475,7 +475,12 @@ class Node:
         else:
             if not isinstance(msg.key, bytes):
                 raise ValueError("a key is bytes")
-            stale = table.stale(table.partition_of(msg.key), epoch)
+            p = table.partition_of(msg.key)
+            stale = table.stale(p, epoch)
+            if not stale and (type(msg) is m.ReplicaGet or msg.hint_for in (None, self.name)):
+                # Routed at the same epoch, yet not to a holder of the partition: the sender's
+                # view is not ours (a hint made on an older table, say). It retries.
+                stale = self.name not in table.write_list(p)
         if stale:
             if msg.op_id:
                 self.coordinator.send(src, m.Stale(msg.op_id, table.epoch), effects)
@@ -704,6 +709,7 @@ class Node:
                 "received_bytes": h.received_bytes,
                 "sent_bytes": h.sent_bytes,
                 "deleted_records": h.deleted_records,
+                "refused_records": h.refused,
                 "streams": len(self.handoff.streams),
             },
         }

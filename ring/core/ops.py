@@ -54,6 +54,7 @@ class PutOp:
     provisional: set[str] = field(default_factory=set)  # hints to drop if the ack still comes
     answered: bool = False
     deadline_ms: int = 0  # when the request times out (a retry on a newer table keeps it)
+    epoch: int = 0  # the table it is routed on (its hints are too)
 
 
 @dataclass(slots=True)

@@ -63,7 +63,8 @@ class Replica:
             if msg.hint_for is not None and msg.hint_for != self.name:
                 if not isinstance(msg.hint_for, str):
                     raise ValueError("hint_for is a node name")
-                self.hints.store(msg.hint_for, msg.key, msg.record)  # kept as a fallback
+                epoch = msg.epoch if isinstance(msg.epoch, int) else 0
+                self.hints.store(msg.hint_for, msg.key, msg.record, epoch)  # as a fallback
                 self._count("hints_stored")
                 self._count("fallback_hints")
             else:

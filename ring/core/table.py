@@ -26,8 +26,13 @@ and records the new list as ``pending``. Until the partition **switches**:
   (it is gone for good), every surviving owner, so the receiver holds at least what the member it
   replaces held;
 * a receiver that has everything reports it to the claimant (``done``); once every receiver of a
-  partition has, the claimant switches it: the pending list becomes the owners, and the departing
-  members go to ``cleanup`` until they have deleted their copy.
+  partition has, the claimant **switches** it: the pending list becomes the owners (reads go to
+  them), and the old owners are kept as ``retiring``: they still get every write (W in their
+  list too), because a node that has not taken the new table yet may still read from them;
+* once every old owner that is alive has gossiped an epoch at least that of the switch (it
+  refuses requests routed on the old table from then on), the claimant **retires** the old
+  list: writes go to the new owners only, and the departing members go to ``cleanup`` until they
+  have deleted their copy.
 
 A member asked to leave stays in ``leaving`` until it holds nothing; a removed member stays in
 ``removed`` (never a source) until no list names it. Both then go to ``gone``, a name the cluster
@@ -68,6 +73,7 @@ class Table:
     pending: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     done: Mapping[int, frozenset[str]] = field(default_factory=dict)
     cleanup: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    retiring: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     leaving: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
@@ -111,17 +117,25 @@ class Table:
         return self.owners[p]
 
     def write_list(self, p: int) -> tuple[str, ...]:
-        """Who stores writes of partition ``p``: its owners, then its pending owners."""
+        """Who stores writes of partition ``p``: its owners, then its pending owners, then its
+        retiring (old) owners."""
         pend = self.pending.get(p)
-        if pend is None:
-            return self.owners[p]
+        old = self.retiring.get(p)
         own = self.owners[p]
-        return own + tuple(x for x in pend if x not in own)
+        if pend is None and old is None:
+            return own
+        out = list(own)
+        for lst in (pend or (), old or ()):
+            out += [x for x in lst if x not in out]
+        return tuple(out)
 
     def write_groups(self, p: int) -> tuple[tuple[str, ...], ...]:
         """The lists in which a write needs its W acknowledgements."""
-        pend = self.pending.get(p)
-        return (self.owners[p],) if pend is None else (self.owners[p], pend)
+        groups = [self.owners[p]]
+        for lst in (self.pending.get(p), self.retiring.get(p)):
+            if lst is not None:
+                groups.append(lst)
+        return tuple(groups)
 
     def stale(self, p: int, epoch: int) -> bool:
         """Whether a request routed at ``epoch`` is stale for partition ``p``."""
@@ -163,10 +177,9 @@ class Table:
             names: set[str] = set(self.leaving)
             for lst in self.owners:
                 names.update(lst)
-            for lst in self.pending.values():
-                names.update(lst)
-            for lst in self.cleanup.values():
-                names.update(lst)
+            for lists in (self.pending, self.cleanup, self.retiring):
+                for lst in lists.values():
+                    names.update(lst)
             got = self._cache["members"] = tuple(sorted(names))
         return tuple(got)
 
@@ -203,8 +216,10 @@ class Table:
         return out
 
     def transfers_pending(self) -> int:
-        """Partitions with a transfer or a cleanup not finished (0: the ring has settled)."""
-        return len(set(self.pending) | {p for p, lst in self.cleanup.items() if lst})
+        """Partitions with a transfer, a retiring old list or a cleanup not finished (0: the
+        ring has settled)."""
+        cleaning = {p for p, holders in self.cleanup.items() if holders}
+        return len(set(self.pending) | set(self.retiring) | cleaning)
 
     # --- transfers -----------------------------------------------------------------------------
 
@@ -274,6 +289,7 @@ class Table:
             [[p, ids(lst)] for p, lst in sorted(self.pending.items())],
             [[p, ids(sorted(s))] for p, s in sorted(self.done.items())],
             [[p, ids(lst)] for p, lst in sorted(self.cleanup.items())],
+            [[p, ids(lst)] for p, lst in sorted(self.retiring.items())],
             list(self.leaving),
             list(self.removed),
             list(self.gone),
@@ -281,42 +297,84 @@ class Table:
 
     @staticmethod
     def from_wire(obj: Any) -> Table:
-        """The table ``to_wire`` made; ``ValueError`` for anything else."""
+        """The table ``to_wire`` made; ``ValueError`` for anything else, so a malformed table
+        from a peer is refused whole, before anything of it is kept."""
         try:
             (fmt, partitions, n, epoch, claimant, names, owners, changed, pending, done,
-             cleanup, leaving, removed, gone) = obj  # fmt: skip
-            if fmt != FORMAT:
-                raise ValueError(f"table format {fmt!r} is not {FORMAT}")
-            if not all(isinstance(x, str) for x in names):
-                raise ValueError("member names are strings")
+             cleanup, retiring, leaving, removed, gone) = obj  # fmt: skip
+        except (TypeError, ValueError):
+            raise ValueError("not a table: the wrong shape") from None
+        if fmt != FORMAT:
+            raise ValueError(f"table format {fmt!r} is not {FORMAT}")
+        for what, value in (("partitions", partitions), ("n", n), ("epoch", epoch)):
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"a table's {what} is a positive integer")
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise ValueError("a table's member names are strings")
+        if len(set(names)) != len(names) or not isinstance(claimant, str):
+            raise ValueError("a table names each member once, and a claimant")
 
-            def lst(ids: Any) -> tuple[str, ...]:
-                out = tuple(names[i] for i in ids)
-                if len(set(out)) != len(out):
-                    raise ValueError("a list names a member twice")
-                return out
+        def lst(ids: Any, most: int = len(names)) -> tuple[str, ...]:
+            if not isinstance(ids, list) or not all(
+                _is_int(i) and 0 <= i < len(names) for i in ids
+            ):
+                raise ValueError("a list holds member numbers of the table")
+            out = tuple(names[i] for i in ids)
+            if len(set(out)) != len(out) or len(out) > most:
+                raise ValueError("a preference list names at most N members, each once")
+            return out
 
-            table = Table(
-                partitions=int(partitions),
-                n=int(n),
-                epoch=int(epoch),
-                claimant=str(claimant),
-                owners=tuple(lst(x) for x in owners),
-                changed=tuple(int(x) for x in changed),
-                pending={int(p): lst(x) for p, x in pending},
-                done={int(p): frozenset(lst(x)) for p, x in done},
-                cleanup={int(p): lst(x) for p, x in cleanup},
-                leaving=tuple(str(x) for x in leaving),
-                removed=tuple(str(x) for x in removed),
-                gone=tuple(str(x) for x in gone),
-            )
-        except (TypeError, IndexError) as exc:
-            raise ValueError(f"not a table: {exc}") from None
-        if len(table.owners) != table.partitions or len(table.changed) != table.partitions:
+        def by_partition(
+            items: Any, nonempty: bool = True, most: int = len(names)
+        ) -> dict[int, tuple[str, ...]]:
+            out: dict[int, tuple[str, ...]] = {}
+            if not isinstance(items, list):
+                raise ValueError("a table's partition map is a list")
+            for item in items:
+                if not isinstance(item, list) or len(item) != 2:
+                    raise ValueError("a partition map holds [partition, list] pairs")
+                p, ids = item
+                if not _is_int(p) or not 0 <= p < partitions or p in out:
+                    raise ValueError(f"partition {p!r} is outside 0..{partitions - 1}")
+                out[p] = lst(ids, most)
+                if nonempty and not out[p]:
+                    raise ValueError("a list of a partition is not empty")
+            return out
+
+        if not isinstance(owners, list) or len(owners) != partitions:
             raise ValueError("a table has one list per partition")
-        if table.partitions < 1 or table.n < 1 or table.epoch < 1:
-            raise ValueError("a table has partitions, N and an epoch of at least 1")
+        owner_lists = tuple(lst(x, n) for x in owners)
+        if not all(owner_lists):
+            raise ValueError("every partition has an owner")
+        if not isinstance(changed, list) or len(changed) != partitions:
+            raise ValueError("a table has one list per partition")
+        if not all(_is_int(c) and 1 <= c <= epoch for c in changed):
+            raise ValueError("a partition's change epoch is between 1 and the table's")
+        for what, value in (("leaving", leaving), ("removed", removed), ("gone", gone)):
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                raise ValueError(f"a table's {what} is a list of names")
+        table = Table(
+            partitions=partitions,
+            n=n,
+            epoch=epoch,
+            claimant=claimant,
+            owners=owner_lists,
+            changed=tuple(changed),
+            pending=by_partition(pending, most=n),
+            done={p: frozenset(x) for p, x in by_partition(done, nonempty=False).items()},
+            cleanup=by_partition(cleanup),
+            retiring=by_partition(retiring),
+            leaving=tuple(leaving),
+            removed=tuple(removed),
+            gone=tuple(gone),
+        )
+        if set(table.gone) & set(table.members()):
+            raise ValueError("a member that is gone is in no list")
         return table
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Draft:
@@ -332,6 +390,7 @@ class Draft:
         self.pending = dict(table.pending)
         self.done = dict(table.done)
         self.cleanup = dict(table.cleanup)
+        self.retiring = dict(table.retiring)
         self.leaving = list(table.leaving)
         self.removed = list(table.removed)
         self.gone = list(table.gone)
@@ -348,6 +407,7 @@ class Draft:
             pending=dict(self.pending),
             done=dict(self.done),
             cleanup=dict(self.cleanup),
+            retiring=dict(self.retiring),
             leaving=tuple(self.leaving),
             removed=tuple(self.removed),
             gone=tuple(self.gone),
@@ -407,6 +467,14 @@ class Draft:
             self.leaving.remove(name)
         for p in list(self.cleanup):
             self._uncleanup(p, name)
+        for p, lst in list(self.retiring.items()):
+            if name in lst:  # it gets no more writes
+                left = tuple(x for x in lst if x != name)
+                if left:
+                    self.retiring[p] = left
+                else:
+                    del self.retiring[p]
+                self.changed[p] = self.epoch
         self.dirty = True
 
     def complete(self, p: int, receiver: str, epoch: int) -> bool:
@@ -430,14 +498,30 @@ class Draft:
         receivers = {x for x in pend if x not in own}
         if not receivers <= self.done.get(p, frozenset()):
             return
-        departing = tuple(x for x in own if x not in pend and x not in self.removed)
+        # Reads go to the new owners; the old ones keep getting writes until they all have this
+        # table (``retire_old``).
+        old = tuple(x for x in own if x not in self.removed)
+        before = self.retiring.get(p, ())
+        self.retiring[p] = before + tuple(x for x in old if x not in before)
         self.owners[p] = pend
         del self.pending[p]
         self.done.pop(p, None)
+        self.changed[p] = self.epoch
+        self.dirty = True
+
+    def retire_old(self, p: int) -> bool:
+        """Every old owner of switched partition ``p`` has the table that switched it: writes
+        go to the new owners only, and the departing members delete their copy."""
+        old = self.retiring.pop(p, None)
+        if old is None:
+            return False
+        lists = set(self.owners[p]) | set(self.pending.get(p, ()))
+        departing = [x for x in old if x not in lists and x not in self.removed]
         if departing:
             self._to_cleanup(p, departing)
         self.changed[p] = self.epoch
         self.dirty = True
+        return True
 
     def cleaned(self, p: int, holder: str) -> bool:
         """``holder`` deleted its copy of ``p``; True if that was news."""
@@ -465,12 +549,12 @@ class Draft:
         held: set[str] = set()
         for lst in self.owners:
             held.update(lst)
-        for lists in (self.pending.values(), self.cleanup.values()):
+        for lists in (self.pending.values(), self.cleanup.values(), self.retiring.values()):
             for lst in lists:
                 held.update(lst)
-        out = []
+        out: list[str] = []
         for name in list(self.leaving) + list(self.removed):
-            if name not in held and name not in self.gone:
+            if name not in held and name not in self.gone and name not in out:
                 out.append(name)
         for name in out:
             if name in self.leaving:

@@ -161,6 +161,8 @@ class View:
         self.membership.remember(self.remembered, now_ms)
         if self.table is not None:
             self.membership.epoch = self.membership.newest_epoch = self.table.epoch
+            for name in self.table.gone:  # names spent: never let back in
+                self.membership.mark_left(name, now_ms)
         self._table_parts: dict[str, set[int]] = {}  # full-table parts received, per sender
         self._synced = False  # a full table from a sender good enough for our mode
         self._answers: dict[str, tuple[str, int]] = {}  # founding: seed -> (its name, flags)

@@ -120,7 +120,7 @@ def test_unclean_restart_that_keeps_its_actor(monkeypatch: pytest.MonkeyPatch) -
 def test_coordinator_that_keeps_no_hints(monkeypatch: pytest.MonkeyPatch) -> None:
     """A coordinator that keeps no hint for the replicas that did not store a write (down, or
     not acknowledged by the time the client was answered): they never get it by handoff."""
-    monkeypatch.setattr(Coordinator, "_store_hint", lambda self, target, key, record: None)
+    monkeypatch.setattr(Coordinator, "_store_hint", lambda self, target, key, record, epoch: None)
     _, kinds = first_caught()
     assert "acknowledged-write-not-replicated" in kinds
 
@@ -241,8 +241,14 @@ def test_old_copy_deleted_before_the_new_replicas_have_it(monkeypatch: pytest.Mo
 
 def test_request_served_on_a_stale_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replicas that serve requests routed on an older table (writes to the old owners only,
-    read repairs and hints to a member that already deleted its copy)."""
-    monkeypatch.setattr(Table, "stale", lambda self, p, epoch: False)
+    read repairs and hints to a member that already deleted its copy): a replica that acts on
+    every request, whatever epoch it was routed on (and does not hold one routed on a newer
+    table either)."""
+
+    def serve_all(self: Any, src: str, msg: Any, now_ms: int, effects: list[Any]) -> bool:
+        return True
+
+    monkeypatch.setattr(node_mod.Node, "_routed_here", serve_all)
     seed, kinds = first_caught(RING_CHANGES)
     assert kinds & {"acknowledged-write-not-replicated", "misplaced"}
     clean_without_the_patch(monkeypatch, seed, RING_CHANGES)

@@ -172,6 +172,16 @@ RING_CHANGE_SEEDS: list[tuple[int, SimConfig, str]] = [
         SimConfig(min_changes=3, keys=32),
         "a partition came back to a node that had deleted it: it reused its own counters",
     ),
+    (
+        50718,
+        SimConfig(min_changes=3, keys=32),
+        "a hint made before a move reached its target only, not the member that replaced it",
+    ),
+    (
+        51528,
+        SimConfig(min_changes=3, keys=32),
+        "a member that left came back as down after restarts (gone names not marked left)",
+    ),
 ]
 
 

@@ -65,6 +65,19 @@ def test_a_table_travels_and_is_checked() -> None:
     wire[6] = wire[6][:-1]  # one list short
     with pytest.raises(ValueError, match="one list per partition"):
         Table.from_wire(wire)
+    # A peer's table is refused whole when any part of it is out of shape.
+    for field, bad in (
+        (6, [[-1, 0, 1], *t.to_wire()[6][1:]]),  # a negative member number
+        (6, [[0, 0, 1], *t.to_wire()[6][1:]]),  # a member twice in a list
+        (6, [[], *t.to_wire()[6][1:]]),  # a partition without owners
+        (7, [t.epoch + 1, *t.to_wire()[7][1:]]),  # changed after the table's epoch
+        (8, [[10_000, [0, 1, 2]]]),  # a pending partition outside the ring
+        (5, "abcd"),  # names that are not a list
+    ):
+        wire = t.to_wire()
+        wire[field] = bad
+        with pytest.raises(ValueError):
+            Table.from_wire(wire)
 
 
 def test_a_new_table_is_balanced_and_settled() -> None:
@@ -105,19 +118,30 @@ def test_a_join_moves_a_share_and_routes_writes_to_both_lists_until_the_switch()
     t2 = draft.finish()
     (gone_from_p,) = t.sources(p, "d")
     assert p not in t2.pending and "d" in t2.owners[p] and t2.changed[p] == 6
-    assert t2.cleanup[p] == (gone_from_p,) and t2.to_clean(gone_from_p) == {p}
-    assert t2.transfers_pending() == len(moving)  # the others move, p waits for its cleanup
+    # Switched: reads go to the new owners; the old ones still get every write (W in their list
+    # too) until each has this table, since a node that has not taken it may still read them.
+    assert t2.read_list(p) == t.pending[p] and t2.retiring[p] == t.owners[p]
+    assert set(t2.write_list(p)) == set(t.owners[p]) | {"d"}
+    assert t2.write_groups(p) == (t.pending[p], t.owners[p])
+    assert not t2.to_clean(gone_from_p)  # it keeps its copy meanwhile
     draft = Draft(t2)
+    assert draft.retire_old(p)
+    t3 = draft.finish()
+    assert p not in t3.retiring and t3.write_list(p) == t3.owners[p] and t3.changed[p] == 7
+    assert t3.cleanup[p] == (gone_from_p,) and t3.to_clean(gone_from_p) == {p}
+    assert t3.transfers_pending() == len(moving)  # the others move, p waits for its cleanup
+    draft = Draft(t3)
     assert draft.cleaned(p, gone_from_p)
     for q in moving[1:]:
-        draft.complete(q, "d", 6)
-    t3 = draft.finish()
+        draft.complete(q, "d", 7)
+        draft.retire_old(q)
+    t4 = draft.finish()
     for q in moving[1:]:
-        draft = Draft(t3)
-        (holder,) = t3.cleanup[q]
+        draft = Draft(t4)
+        (holder,) = t4.cleanup[q]
         draft.cleaned(q, holder)
-        t3 = draft.finish()
-    assert not t3.transfers_pending() and set(t3.load().values()) == {24}
+        t4 = draft.finish()
+    assert not t4.transfers_pending() and set(t4.load().values()) == {24}
 
 
 def test_a_change_during_a_change_is_merged_into_one_plan() -> None:
@@ -172,6 +196,9 @@ def test_a_leave_hands_off_then_retires_the_member() -> None:
     draft = Draft(new)
     for p in sorted(new.pending):
         draft.complete(p, new.receivers(p)[0], new.epoch)
+    assert draft.retire() == []  # it still gets writes for the partitions it held
+    for p in sorted(new.pending):
+        draft.retire_old(p)
     assert draft.retire() == []  # it still has copies to delete
     for p in sorted(new.pending):
         draft.cleaned(p, "d")
@@ -229,6 +256,7 @@ def test_a_claimant_that_leaves_hands_the_role_on() -> None:
     draft = Draft(new)
     for p in sorted(new.pending):
         draft.complete(p, new.receivers(p)[0], new.epoch)
+        draft.retire_old(p)
     for p in sorted(draft.cleanup):
         draft.cleaned(p, "a")
     c = Claimant("a")
@@ -272,8 +300,11 @@ def test_a_read_answered_stale_after_the_coordinator_took_the_new_table_is_retri
         c.run(20)
     c.hold("b")  # b misses the tables that switch the key's partition
     c.release("d")
-    while c.nodes["a"].ring.transfers_pending():
+    waited = 0
+    while c.nodes["a"].ring.pending:  # every partition switched (old lists retire once b has it)
+        assert waited < 20_000
         c.run(20)
+        waited += 20
     c.run(500)
     assert c.nodes["b"].ring.epoch < c.nodes["a"].ring.epoch
     req = c.send("b", "get", key=key, r=2)
@@ -285,3 +316,49 @@ def test_a_read_answered_stale_after_the_coordinator_took_the_new_table_is_retri
         c.run(20)
         waited += 20
     assert c.replies[req].error is None and c.replies[req].result == b"x" * 100
+
+
+def test_a_read_on_the_old_table_sees_a_write_acknowledged_on_the_new_one() -> None:
+    """The moment a partition switches to its new owners, nodes that have not taken that table
+    still read from the old ones: so the old owners keep getting writes (W in their list too)
+    until each has it. Here b and c do not get the table that switches c's partitions to d: a
+    write on the new table is then not acknowledged without them, and a read through c on the
+    old table sees every write that was."""
+    from ring.core import messages as m
+    from ring.storage import MemoryStorage
+    from tests.unit.corecluster import Cluster
+
+    c = Cluster(["a", "b", "c"])
+    c.settle()
+
+    def switched(t: Table) -> bool:
+        return any("d" in own and "c" not in own for own in t.owners)
+
+    for name in ("b", "c"):
+        node = c.nodes[name]
+        handle = node.handle
+
+        def lose_switch(event: object, now: int, handle: object = handle) -> list[object]:
+            msg = getattr(event, "msg", None)
+            if isinstance(msg, m.TableUpdate) and switched(Table.from_wire(msg.table)):
+                return []
+            return handle(event, now)  # type: ignore[operator,no-any-return]
+
+        node.handle = lose_switch  # type: ignore[method-assign]
+    c.names.append("d")
+    c.storage["d"] = MemoryStorage()
+    c.start("d")
+    for _ in range(300):
+        c.run(100)
+        if switched(c.nodes["a"].ring):
+            break
+    ta, tc = c.nodes["a"].ring, c.nodes["c"].ring
+    p = next(
+        p
+        for p in range(ta.partitions)
+        if set(ta.owners[p]) == {"a", "b", "d"} and set(tc.owners[p]) == {"a", "b", "c"}
+    )
+    key = next(k for k in (b"k%d" % i for i in range(10_000)) if ta.partition_of(k) == p)
+    put = c.request("a", "put", key=key, value=b"v1")
+    got = c.request("c", "get", key=key)
+    assert put.error is not None or got.result == b"v1", (put, got)
