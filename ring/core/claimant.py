@@ -10,6 +10,8 @@ makes every new table (Riak's claimant), and the others take the newest table th
 * **reports**: a receiver that copied a partition (``TransferDone``) and an old holder that
   deleted its copy (``CleanupDone``) tell the claimant, which switches the partition or ends
   its transfer;
+* **retiring** old lists: a switched partition's old owners stop getting writes once each that
+  is alive has gossiped the epoch of the switch (``Membership.peer_epochs``);
 * a leaving or removed member that no list names any more goes to ``gone``.
 
 Changes that arrive while a plan is under way are merged into it (``Draft.plan`` starts from the
