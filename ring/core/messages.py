@@ -240,9 +240,11 @@ class ScanReply:
 
 @message(9)
 class TableRequest:
-    """Send me your ownership table if its epoch is above ``epoch``."""
+    """Send me your ownership table if its epoch is above ``epoch``; ``address`` is where the
+    sender listens (the receiver may know it by name only: a member that has left, say)."""
 
     epoch: int
+    address: str
 
 
 @message(10)

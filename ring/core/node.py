@@ -50,7 +50,7 @@ from ring.core.claimant import Claimant
 from ring.core.coordinator import Coordinator
 from ring.core.handoff import Handoff, page
 from ring.core.layout import ACTOR_KEY, RUNNING_KEY, Storage
-from ring.core.membership import Membership, MembershipConfig, RandomSource
+from ring.core.membership import MAX_FIELD_BYTES, Membership, MembershipConfig, RandomSource
 from ring.core.ops import ForwardOp, Origin
 from ring.core.table import Table
 from ring.core.validate import RequestError
@@ -430,7 +430,13 @@ class Node:
         elif kind is m.TableRequest:
             table = self.view.table
             if table is not None and isinstance(msg.epoch, int) and table.epoch > msg.epoch:
-                c.send(src, m.TableUpdate(table.to_wire()), effects)
+                update = m.TableUpdate(table.to_wire())
+                if self.view.address_of(src):
+                    c.send(src, update, effects)
+                elif isinstance(msg.address, str) and 0 < len(msg.address) <= MAX_FIELD_BYTES:
+                    # A member we know by name only (one that left, say) still gets the table
+                    # that tells it so.
+                    effects.append(m.Send(src, msg.address, update))
         elif kind is m.TableUpdate:
             self._install(Table.from_wire(msg.table), now_ms, effects)
         elif kind is m.HandoffRequest:
@@ -513,7 +519,7 @@ class Node:
             if asked is not None and asked[0] >= epoch and now_ms - asked[1] < TABLE_ASK_MS:
                 continue
             self._table_asked[peer] = (epoch, now_ms)
-            self.coordinator.send(peer, m.TableRequest(ours), effects)
+            self.coordinator.send(peer, m.TableRequest(ours, self.config.address), effects)
         want.clear()
 
     def _install(self, table: Table, now_ms: int, effects: list[m.Effect]) -> None:

@@ -109,7 +109,9 @@ def test_a_fresh_node_serves_after_a_full_table_from_a_serving_member() -> None:
     out = node.handle(m.Datagram("n2:7000", _table("n2", table, epoch=4)), 1003)
     # A whole membership table, but no ownership table yet: it asks the member for it.
     assert not node.ready()
-    assert [(e.dest, e.msg) for e in out if isinstance(e, m.Send)] == [("n2", m.TableRequest(0))]
+    assert [(e.dest, e.msg) for e in out if isinstance(e, m.Send)] == [
+        ("n2", m.TableRequest(0, "n1:7000"))
+    ]
     cluster = Table.of(NAMES, 16, 3, epoch=4)
     node.handle(m.PeerMessage("n2", m.TableUpdate(cluster.to_wire())), 1004)
     assert node.ready() and node.status()["members"][0]["state"] == "up"
@@ -172,6 +174,7 @@ RING_CHANGE_SEEDS: list[tuple[int, SimConfig, str]] = [
         SimConfig(min_changes=3, keys=32),
         "a partition came back to a node that had deleted it: it reused its own counters",
     ),
+    (8520, SimConfig(), "a member that left, known by name only, never got the table"),
     (
         50718,
         SimConfig(min_changes=3, keys=32),
