@@ -373,6 +373,20 @@ class Table:
         return table
 
 
+def _drop(lists: dict[int, tuple[str, ...]], p: int, name: str) -> bool:
+    """Take ``name`` out of partition ``p``'s list in ``lists`` (the entry goes when empty);
+    True if it was there."""
+    lst = lists.get(p)
+    if not lst or name not in lst:
+        return False
+    left = tuple(x for x in lst if x != name)
+    if left:
+        lists[p] = left
+    else:
+        del lists[p]
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -467,13 +481,8 @@ class Draft:
             self.leaving.remove(name)
         for p in list(self.cleanup):
             self._uncleanup(p, name)
-        for p, lst in list(self.retiring.items()):
-            if name in lst:  # it gets no more writes
-                left = tuple(x for x in lst if x != name)
-                if left:
-                    self.retiring[p] = left
-                else:
-                    del self.retiring[p]
+        for p in list(self.retiring):
+            if _drop(self.retiring, p, name):  # it gets no more writes
                 self.changed[p] = self.epoch
         self.dirty = True
 
@@ -531,15 +540,7 @@ class Draft:
         return True
 
     def _uncleanup(self, p: int, name: str) -> bool:
-        lst = self.cleanup.get(p)
-        if not lst or name not in lst:
-            return False
-        left = tuple(x for x in lst if x != name)
-        if left:
-            self.cleanup[p] = left
-        else:
-            del self.cleanup[p]
-        return True
+        return _drop(self.cleanup, p, name)
 
     def _to_cleanup(self, p: int, names: Iterable[str]) -> None:
         self.cleanup[p] = tuple(sorted(set(self.cleanup.get(p, ())) | set(names)))

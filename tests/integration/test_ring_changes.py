@@ -312,17 +312,25 @@ def ringctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_leave_under_load(cluster: Cluster) -> None:
+def four_nodes_under_load(
+    cluster: Cluster, prefix: str, stay: list[str]
+) -> tuple[list[bytes], History, Load]:
+    """a, b, c, d up with KEYS keys written, and a running Load through the nodes in ``stay``."""
     names = ["a", "b", "c", "d"]
-    leaver, stay = "c", ["a", "b", "d"]
     cluster.start(*names)
     cluster.converge(cluster.all_up())
-    keys = user_keys("l", KEYS)
+    keys = user_keys(prefix, KEYS)
     write_keys([cluster.addresses[n] for n in names], keys, value_of)
-
     history = History()
     load = Load([cluster.addresses[n] for n in stay], history, threads=2, keys=8, prefix="load")
     load.start()
+    return keys, history, load
+
+
+def test_leave_under_load(cluster: Cluster) -> None:
+    names = ["a", "b", "c", "d"]
+    leaver, stay = "c", ["a", "b", "d"]
+    keys, history, load = four_nodes_under_load(cluster, "l", stay)
     reader = Reader(lambda: [cluster.addresses[n] for n in stay], keys, value_of).start()
     try:
         load.progress(20, "before the leave")
@@ -380,16 +388,8 @@ def test_leave_under_load(cluster: Cluster) -> None:
 
 
 def test_remove_of_a_killed_node(cluster: Cluster) -> None:
-    names = ["a", "b", "c", "d"]
     dead, stay = "b", ["a", "c", "d"]
-    cluster.start(*names)
-    cluster.converge(cluster.all_up())
-    keys = user_keys("r", KEYS)
-    write_keys([cluster.addresses[n] for n in names], keys, value_of)
-
-    history = History()
-    load = Load([cluster.addresses[n] for n in stay], history, threads=2, keys=8, prefix="load")
-    load.start()
+    keys, history, load = four_nodes_under_load(cluster, "r", stay)
     try:
         load.progress(20, "before the kill")
         with cluster.client("a") as client, pytest.raises(ring.InvalidInput, match="alive"):
