@@ -10,7 +10,9 @@ The rules (Dynamo, DeCandia et al. 2007; Riak KV):
   coordinated by a non-replica, so W counts replicas only. Each forward carries the time its
   sender still waits, and the coordinator gives up earlier, so the real outcome gets back.
 * **Writes.** The coordinator applies ``record.write`` to its local record, stores the result,
-  and sends it to the other N-1 replicas, which merge it with ``reconcile``. It acknowledges the
+  and sends it to the other members of the partition's write list (``Table.write_list``: the
+  owners, and while the partition moves its pending or retiring owners too, W needed in each
+  list), which merge it with ``reconcile``. It acknowledges the
   client after W replicas stored it (itself included). A replica that is down is replaced by the
   next live node outside the preference list, which keeps a **hint**; when there is none, the
   coordinator keeps the hint itself. When the client is answered, every replica that has not
@@ -28,7 +30,7 @@ The rules (Dynamo, DeCandia et al. 2007; Riak KV):
   (logged once, counted) and is rewritten by the read repair; a stored record that does not
   decode under a write fails that write and starts a repair read of the key, which sets it
   aside when no replica has a good copy. Nothing here lets a bad record reach another request.
-* **Scans** ask every live member for a page of at most ``limit`` records and about
+* **Scans** ask every live member of the table for a page of at most ``limit`` records and about
   ``SCAN_PAGE_BYTES``; the answer is cut at the nearest page that was cut, and at
   ``SCAN_ANSWER_BYTES``, so a page of large values never exceeds a frame.
 * **Deletes** are writes of a tombstone. Tombstones are never reaped by this version.
