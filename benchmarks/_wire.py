@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 3  # equal to ring.net.codec.PROTOCOL_VERSION (tests/net/test_codec.py checks)
+PROTOCOL_VERSION = 4  # equal to ring.net.codec.PROTOCOL_VERSION (tests/net/test_codec.py checks)
 CLUSTER = "ringkv"
 _HEADER = 4
 

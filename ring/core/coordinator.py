@@ -375,7 +375,7 @@ class Coordinator:
                 f"the record of this key on {self.name} does not decode ({exc}); it is being "
                 "repaired from the other replicas: retry",
             ) from None
-        self.storage.put(DATA + key, new)
+        self.replica.store(key, raw, new)
         table = self.view.ring
         p = table.partition_of(key)
         put = PutOp(origin, key, w, new, (), acked={self.name}, deadline_ms=now_ms + timeout_ms)

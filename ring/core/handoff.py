@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ring.core import aae
 from ring.core import messages as m
 from ring.core.layout import DATA, Storage
-from ring.core.table import Table, partition_of
+from ring.core.table import Table
 
 PAGE_BYTES = 1024 * 1024  # a page holds about this much
 SCAN_KEYS_PER_PAGE = 20_000  # keys a source looks at for one page, at most
@@ -48,7 +49,8 @@ CLEAN_KEYS_PER_TICK = 5_000  # keys a cleanup pass looks at per tick
 PROGRESS_LOG_MS = 10_000  # how often a node copying partitions logs its progress
 
 Send = Callable[[str, Any, list[m.Effect]], None]
-Merge = Callable[[bytes, bytes, list[m.Effect]], None]
+Merge = Callable[[bytes, bytes, list[m.Effect]], bool]
+Delete = Callable[[list[tuple[bytes, bytes]]], None]
 
 
 @dataclass(slots=True)
@@ -83,23 +85,17 @@ class Stats:
 
 def page(
     storage: Storage, partitions: set[int], table_partitions: int, after: bytes | None,
-    max_bytes: int,
+    max_bytes: int, segments: list[Any] | None = None,
 ) -> tuple[list[Any], bytes | None, bool]:  # fmt: skip
-    """A source's page: ``([key, record, ...], cursor, finished)``."""
-    start = DATA if after is None else DATA + after + b"\x00"
-    flat: list[Any] = []
-    size = looked = 0
-    last: bytes | None = after
-    for skey, raw in storage.scan(DATA, start, None, False, SCAN_KEYS_PER_PAGE):
-        key = skey[1:]
-        looked += 1
-        last = key
-        if partition_of(key, table_partitions) in partitions:
-            flat += (key, raw)
-            size += len(key) + len(raw)
-            if size >= max_bytes:
-                return flat, last, False
-    return flat, last, looked < SCAN_KEYS_PER_PAGE
+    """A source's page: ``([key, record, ...], cursor, finished)`` — of whole partitions (a
+    transfer), or of some of their segments (``segments``, one bitmap per partition in sorted
+    order: anti-entropy). The one stream of records both use (``ring.core.aae.page``)."""
+    parts = sorted(partitions)
+    if segments is None or len(segments) != len(parts):
+        filt: dict[int, frozenset[int] | None] = dict.fromkeys(parts)
+    else:
+        filt = {p: aae.bits_segments(b) for p, b in zip(parts, segments)}
+    return aae.page(storage, filt, table_partitions, after, max_bytes, SCAN_KEYS_PER_PAGE)
 
 
 class Handoff:
@@ -112,6 +108,7 @@ class Handoff:
         first_op_id: int,
         send: Send,
         merge: Merge,
+        delete: Delete,
         hold_cleanup: Callable[[], bool] = lambda: False,
         on_delete: Callable[[], None] = lambda: None,
     ) -> None:
@@ -126,6 +123,7 @@ class Handoff:
         self.rate_bytes_s = max(1, rate_bytes_s)
         self.send = send
         self.merge = merge
+        self.delete = delete  # (storage key, record) pairs, deleted through the replica
         self._next_op = first_op_id
         self.streams: dict[str, Stream] = {}  # source -> its stream to us
         self.copied: dict[str, set[int]] = {}  # source -> partitions fully copied from it
@@ -294,20 +292,20 @@ class Handoff:
         if c is None or c.done:
             return
         start = DATA if c.after is None else DATA + c.after + b"\x00"
-        deletes: list[bytes] = []
+        deletes: list[tuple[bytes, bytes]] = []
         looked = 0
-        for skey, _ in self.storage.scan(DATA, start, None, False, CLEAN_KEYS_PER_TICK):
+        for skey, raw in self.storage.scan(DATA, start, None, False, CLEAN_KEYS_PER_TICK):
             looked += 1
             key = skey[1:]
             c.after = key
             p = table.partition_of(key)
             if p in c.parts and self.name not in table.write_list(p):
-                deletes.append(skey)
+                deletes.append((skey, raw))
         if deletes:
             if not c.announced:
                 c.announced = True
                 self.on_delete()
-            self.storage.write((), deletes)
+            self.delete(deletes)
             c.deleted += len(deletes)
             self.stats.deleted_records += len(deletes)
         if looked < CLEAN_KEYS_PER_TICK:

@@ -265,13 +265,17 @@ class Stale:
 
 @message(12)
 class HandoffRequest:
-    """A page of the sender's records of ``partitions``, in key order after ``after``."""
+    """A page of the sender's records of ``partitions``, in key order after ``after``.
+    ``segments`` (anti-entropy) narrows each partition to some of its segments: a bitmap per
+    partition (``ring.core.aae.segment_bits``; ``b""`` for all of it), or None for whole
+    partitions (a transfer)."""
 
     op_id: int
     epoch: int
     partitions: list[int]
     after: bytes | None
     max_bytes: int
+    segments: list[bytes] | None = None
 
 
 @message(13)
@@ -301,6 +305,54 @@ class CleanupDone:
 
     epoch: int
     partitions: list[int]
+
+
+@message(40)
+class AaeRoots:
+    """Anti-entropy: the sender's tree roots (8 bytes each, little-endian) of ``partitions``,
+    which both own."""
+
+    op_id: int
+    epoch: int
+    parts: list[int]
+    roots: bytes
+
+
+@message(41)
+class AaeRootsReply:
+    """Which of the asked partitions' roots differ (``diff``) and, for the first ones, the
+    receiver's segment hashes (``b""``: it holds nothing of that partition). ``ready`` is False
+    when its tree is not built yet or its table differs (the sender tries later)."""
+
+    op_id: int
+    ready: bool
+    diff: list[int]
+    segs: list[bytes]
+
+
+@message(42)
+class AaePush:
+    """Anti-entropy: records (flat ``[key, record, ...]``) the receiver lacks or holds
+    differently; merged with ``reconcile``."""
+
+    op_id: int
+    epoch: int
+    items: list[Any]
+
+
+@message(43)
+class AaePushAck:
+    op_id: int
+    changed: int  # how many of the records changed the receiver's copy
+
+
+@message(44)
+class Reap:
+    """From a partition's first owner: these tombstones (flat ``[key, record hash, ...]``) are
+    on every replica and past the grace period; delete yours if it is the same."""
+
+    epoch: int
+    items: list[Any]
 
 
 class Gossip:

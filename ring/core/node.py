@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from ring.core import messages as m
 from ring.core import validate
+from ring.core.aae import AntiEntropy
 from ring.core.claimant import Claimant
 from ring.core.coordinator import Coordinator
 from ring.core.handoff import Handoff, page
@@ -81,6 +82,9 @@ class NodeConfig:
     w: int = 2
     partitions: int = 1024
     handoff_rate_mb_s: float = 32.0  # partition transfers are throttled to this, per receiver
+    aae_interval_ms: int = 60_000  # every partition is compared with each co-replica this often
+    tombstone_grace_ms: int = 86_400_000  # a tombstone is kept at least this long after the delete
+    aae_rebuild_ms: int = 3_600_000  # trees are rebuilt from the disk this often (0: never)
     request_timeout_ms: int = 2000
     tick_ms: int = 20
     hint_retry_ms: int = 500
@@ -92,6 +96,8 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.r <= self.n or not 1 <= self.w <= self.n:
             raise ValueError(f"need 1 <= R, W <= N (got N={self.n} R={self.r} W={self.w})")
+        if self.aae_interval_ms < 1 or self.tombstone_grace_ms < 0 or self.aae_rebuild_ms < 0:
+            raise ValueError("the anti-entropy interval is positive, the grace not negative")
 
     def view_config(self) -> ViewConfig:
         return ViewConfig(
@@ -150,15 +156,34 @@ class Node:
             first_op_id=rng.getrandbits(40) << 16,
             send=self.coordinator.send,
             merge=self.coordinator.replica.merge,
+            delete=self.coordinator.replica.delete,
             hold_cleanup=self._hints_to_hand_off,
             on_delete=self._renew_actor,
         )
+        rate = int(config.handoff_rate_mb_s * 1_000_000)
+        self.aae = AntiEntropy(
+            config.name,
+            storage,
+            partitions=config.partitions,
+            interval_ms=config.aae_interval_ms,
+            grace_ms=config.tombstone_grace_ms,
+            rebuild_ms=config.aae_rebuild_ms,
+            rate_bytes_s=rate,
+            first_op_id=rng.getrandbits(40) << 16,
+            now_ms=now_ms,
+            send=self.coordinator.send,
+            merge=self.coordinator.replica.merge,
+            delete=self.coordinator.replica.delete,
+            jitter=lambda n: self.rng.getrandbits(32) % max(1, n),
+        )
+        self.coordinator.replica.on_change = self.aae.trees.update
         self._held: list[tuple[int, str, Any]] = []  # (since, src, msg) waiting for a table
         self._table_asked: dict[str, tuple[int, int]] = {}  # peer -> (epoch, when)
         self._retired = False
         self._retire_logged = False
         if self.view.table is not None:
             self.handoff.refresh(self.view.table)
+            self.aae.refresh(self.view.table)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -380,7 +405,7 @@ class Node:
         elif op == "scan":
             c.start_scan(origin, args, now_ms, effects)
         elif op == "status":
-            c.answer(origin, None, self.status(), effects)
+            c.answer(origin, None, self.status(now_ms), effects)
         elif op == "ring":
             c.answer(origin, None, self.ring_info(), effects)
         elif op in ("leave", "remove"):
@@ -443,8 +468,26 @@ class Node:
             if self._routed_here(src, msg, now_ms, effects):
                 self._send_page(src, msg, effects)
         elif kind is m.HandoffPage:
-            if self.view.table is not None:
+            if self.view.table is None:
+                return
+            if self.aae.owns(src, msg.op_id):
+                self.aae.on_page(src, msg, now_ms, self.view.table, effects)
+            else:
                 self.handoff.on_page(src, msg, now_ms, self.view.table, effects)
+        elif kind is m.AaeRoots:
+            if self.view.table is not None and self.view.serving:
+                self.aae.on_roots(src, msg, self.view.table, effects)
+        elif kind is m.AaeRootsReply:
+            if self.view.table is not None:
+                self.aae.on_roots_reply(src, msg, now_ms, self.view.table, effects)
+        elif kind is m.AaePush:
+            if self.view.table is not None and self.view.serving:
+                self.aae.on_push(src, msg, self.view.table, effects)
+        elif kind is m.AaePushAck:
+            self.aae.on_push_ack(src, msg, now_ms)
+        elif kind is m.Reap:
+            if self.view.table is not None and msg.epoch == self.view.table.epoch:
+                self.aae.on_reap(src, msg, self.view.table)
         elif kind is m.TransferDone:
             if isinstance(msg.epoch, int) and isinstance(msg.partitions, list):
                 self.claimant.transfer_done(src, msg.epoch, msg.partitions)
@@ -499,8 +542,13 @@ class Node:
             raise ValueError("a handoff cursor is bytes or None")
         budget = msg.max_bytes if isinstance(msg.max_bytes, int) else 1
         budget = min(max(1, budget), 4 * 1024 * 1024)
+        segments = msg.segments
+        if segments is not None and (
+            not isinstance(segments, list) or not all(isinstance(b, bytes) for b in segments)
+        ):
+            raise ValueError("handoff segments are a list of bitmaps")
         items, after, done = page(
-            self.storage, set(msg.partitions), table.partitions, msg.after, budget
+            self.storage, set(msg.partitions), table.partitions, msg.after, budget, segments
         )
         self.handoff.stats.sent_bytes += sum(len(x) for x in items)
         self.coordinator.send(src, m.HandoffPage(msg.op_id, items, after, done), effects)
@@ -529,6 +577,7 @@ class Node:
         if not self.view.install(table):
             return
         self.handoff.refresh(table)
+        self.aae.refresh(table)
         if not self.view.serving:
             effects += self.view.progress(now_ms)
             self._after_view(effects)
@@ -679,6 +728,7 @@ class Node:
             table = new
         alive = self.view.membership.is_alive
         self.handoff.tick(now_ms, table, alive, effects)
+        self.aae.tick(now_ms, table, alive, effects, self.handoff.stats.log)
         log = self.handoff.stats.log
         if log:
             effects += [m.Log("info", text) for text in log]
@@ -686,7 +736,7 @@ class Node:
 
     # --- introspection -------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now_ms: int = 0) -> dict[str, Any]:
         table = self.view.table
         load = {} if table is None else table.load()
         members = []
@@ -717,6 +767,16 @@ class Node:
                 "deleted_records": h.deleted_records,
                 "refused_records": h.refused,
                 "streams": len(self.handoff.streams),
+            },
+            "aae": {
+                "exchanges": self.aae.stats.exchanges,
+                "keys_repaired": self.aae.stats.keys_repaired,
+                "tombstones_reaped": self.aae.stats.tombstones_reaped,
+                "last_sweep_s": self.aae.last_sweep_s(now_ms, table),
+                "trees_ready": self.aae.trees.ready,
+                "segments_differing": self.aae.stats.segments_differing,
+                "pulled_records": self.aae.stats.pulled_records,
+                "pushed_records": self.aae.stats.pushed_records,
             },
         }
 

@@ -49,6 +49,10 @@ class Replica:
         self.stats = stats
         self.report = report
         self.send = send
+        # Told of every change of a stored record, (user key, old, new) (None: absent): the
+        # anti-entropy trees (``ring.core.aae``) follow the disk through it. Every write of a
+        # record goes through ``merge``, ``store`` or ``delete`` below.
+        self.on_change: Callable[[bytes, bytes | None, bytes | None], None] = _ignore
 
     def _count(self, what: str, n: int = 1) -> None:
         self.stats[what] = self.stats.get(what, 0) + n
@@ -90,9 +94,21 @@ class Replica:
 
     # --- records -------------------------------------------------------------------------------
 
-    def merge(self, skey: bytes, incoming: bytes, effects: list[m.Effect]) -> None:
-        """Reconcile ``incoming`` (checked: ``ValueError``) into the stored record ``skey``. A
-        stored record that does not decode is replaced by the good incoming one."""
+    def store(self, key: bytes, old: bytes | None, new: bytes) -> None:
+        """Write ``new`` as the record of ``key`` (whose stored record was ``old``)."""
+        self.storage.put(DATA + key, new)
+        self.on_change(key, old, new)
+
+    def delete(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Delete stored records: ``(storage key, the record it held)`` pairs."""
+        self.storage.write((), [skey for skey, _ in items])
+        for skey, raw in items:
+            self.on_change(skey[1:], raw, None)
+
+    def merge(self, skey: bytes, incoming: bytes, effects: list[m.Effect]) -> bool:
+        """Reconcile ``incoming`` (checked: ``ValueError``) into the stored record ``skey``; True
+        when that changed it. A stored record that does not decode is replaced by the good
+        incoming one."""
         local = self.storage.get(skey)
         try:
             merged = rec.merge_encoded(local, incoming)
@@ -105,8 +121,11 @@ class Replica:
                 effects,
             )
             merged = incoming
-        if merged is not None:
-            self.storage.put(skey, merged)
+        if merged is None:
+            return False
+        self.storage.put(skey, merged)
+        self.on_change(skey[1:], local, merged)
+        return True
 
     def scan(
         self, start: bytes | None, stop: bytes | None, reverse: bool, limit: int, max_bytes: int
@@ -156,6 +175,7 @@ class Replica:
         if raw is None:
             return
         self.storage.write([(QUARANTINE + skey, raw)], [skey])
+        self.on_change(skey[1:], raw, None)
         self._count("quarantined")
         self.report(
             "quarantine",
@@ -163,3 +183,7 @@ class Replica:
             "was set aside (storage key prefix x) so the key can be written again",
             effects,
         )
+
+
+def _ignore(key: bytes, old: bytes | None, new: bytes | None) -> None:
+    pass

@@ -35,7 +35,7 @@ from ring.errors import (
 
 # 2: forwards carry hops and a time budget, scans a byte limit, node hellos the settings.
 # 3: replica requests carry the sender's table epoch; ownership tables and handoff pages travel.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 DEFAULT_CLUSTER = "ringkv"
 # Must exceed the 16 MiB value limit plus a 64 KiB key plus the envelope.
 MAX_FRAME_BYTES = 32 * 1024 * 1024

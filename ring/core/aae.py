@@ -1,0 +1,738 @@
+"""Active anti-entropy and tombstone reaping — pure.
+
+**Trees.** For every partition a node keeps ``SEGMENTS`` segment hashes in memory: a key falls in
+one segment of its partition (both from one hash of the key), and a segment's hash is the XOR of
+``record_hash(key, record)`` over its keys — a hash of the key and the record's head (its causal
+context and sibling dots, not the resolved value). The partition's root is the XOR of its
+segments. XOR makes every update O(1): a write of a key XORs out the old record's hash and XORs
+in the new one's (``Trees.update``, called for every change of a stored record, whichever path
+made it: a coordinated write, a replica write, read repair, hint delivery, handoff, an exchange,
+a cleanup or a reap), so a tree never needs a rebuild to stay current. Trees live in memory: they
+are built in the background from the disk when a node starts (no exchange until then) and
+rebuilt on a schedule (``rebuild_ms``), which catches what the disk changed behind the node's
+back; a record changed meanwhile updates the new tree too once the build has passed its key.
+
+**Exchanges.** Every ``interval_ms`` a node compares, with each co-replica (a member that owns a
+partition with it), the roots of every partition they both own (``AaeRoots``). The peer answers
+which roots differ and, for those, its segment hashes (``AaeRootsReply``, at most
+``MAX_DIFF_PARTS`` partitions per exchange; a next exchange follows at once for the rest). The
+node then knows the differing segments and reconciles their records both ways with the normal
+merge (``reconcile``; nothing is overwritten):
+
+1. *pull*: it streams the peer's records of those segments — the same ``HandoffRequest`` /
+   ``HandoffPage`` stream that moves partitions when the ring changes, with a segment filter —
+   and merges each one;
+2. *push*: it walks its own records of those segments and sends the peer (``AaePush``, merged
+   there) every one whose hash differs from what the peer had: the differing segments are
+   narrowed to the keys that differ.
+
+Pages of both directions are throttled to the handoff rate. One exchange runs at a time; a step
+not answered in ``STEP_TIMEOUT_MS`` ends it (the next one starts over).
+
+**Reaping.** A tombstone (a record with no live sibling) is removed once every replica of its
+partition holds it and ``grace_ms`` passed since the delete. "Holds it" is learnt from exchanges:
+when a segment compared equal with a co-replica, every record the segment held at that moment is
+on that co-replica. Each segment remembers the counter of its last change, each comparison the
+counter at which it was made; a tombstone is confirmed when, for every other owner, the last
+comparison found its segment equal and the segment has not changed since. Only the partition's
+first owner reaps, and only when its routing is settled (no transfer or cleanup in progress):
+it deletes its copy and tells the other owners (``Reap``), who delete theirs if it is still the
+same tombstone (same hash). A replica that was down, or missed the delete, never compares equal,
+so nothing is reaped while it could bring the key back. A lost ``Reap`` only leaves a tombstone
+that anti-entropy copies back and a later round reaps.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import mmh3
+
+from ring.core import messages as m
+from ring.core import record as rec
+from ring.core.layout import DATA, Storage
+from ring.core.table import Table
+
+SEGMENTS = 256  # segments per partition (a power of two)
+MAX_DIFF_PARTS = 256  # partitions whose segments one exchange narrows, at most
+BUILD_KEYS_PER_TICK = 2_000  # records a tree build reads per tick
+PUSH_BYTES = 1024 * 1024  # about this much per push message
+PULL_BYTES = 1024 * 1024  # the page size asked for when pulling
+STEP_TIMEOUT_MS = 5_000  # an exchange step not answered by then ends the exchange
+REAP_PER_TICK = 500  # tombstones reaped per tick, at most
+REAP_CHECK_MS = 500  # how often a node looks for tombstones to reap
+LOG_EVERY_MS = 60_000  # repairs and reaps are logged in aggregate at most this often
+
+_BIG = sys.byteorder == "big"
+_ZERO = bytes(8 * SEGMENTS)
+
+Send = Callable[[str, Any, list[m.Effect]], None]
+Merge = Callable[[bytes, bytes, list[m.Effect]], bool]
+Delete = Callable[[list[tuple[bytes, bytes]]], None]
+
+
+def place(key: bytes, partitions: int) -> tuple[int, int]:
+    """``(partition, segment)`` of a user key, from one hash (the partition is
+    ``table.partition_of``)."""
+    h0, h1 = mmh3.hash64(key, signed=False)
+    return (h0 * partitions) >> 64, h1 & (SEGMENTS - 1)
+
+
+def record_hash(key: bytes, raw: bytes) -> int:
+    """The hash a stored record adds to its segment: the key and the record's head (context,
+    dots, timestamps, tombstones), not its resolved value. Bytes that do not parse as a record
+    hash whole (they differ from any good copy)."""
+    n = raw[1] if len(raw) > 2 else 0
+    if n != 255 and 2 + n <= len(raw):
+        head = raw[2 : 2 + n]
+    else:
+        head = raw
+    return mmh3.hash64(key + b"\x00" + head, signed=False)[0] or 1
+
+
+def tombstone_ts(raw: bytes) -> int | None:
+    """The time of the newest delete of a record that holds no live sibling; None for a live
+    record (or one that does not decode)."""
+    if not raw or raw[0] != 0:
+        return None
+    try:
+        sibs = rec.decode_head(raw)[2]
+    except ValueError:
+        return None
+    stamps = [t for t in sibs[2::4] if type(t) is int]
+    return max(stamps) if stamps else None
+
+
+def _pack(a: array) -> bytes:  # type: ignore[type-arg]
+    if _BIG:
+        a = array("Q", a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _unpack(data: bytes) -> array | None:  # type: ignore[type-arg]
+    if not isinstance(data, bytes) or len(data) != 8 * SEGMENTS:
+        return None
+    a = array("Q")
+    a.frombytes(data)
+    if _BIG:
+        a.byteswap()
+    return a
+
+
+def segment_bits(segs: Iterable[int]) -> bytes:
+    out = bytearray(SEGMENTS // 8)
+    for s in segs:
+        out[s >> 3] |= 1 << (s & 7)
+    return bytes(out)
+
+
+def bits_segments(data: Any) -> frozenset[int] | None:
+    """A segment filter from the wire: ``b""`` is the whole partition (None)."""
+    if not isinstance(data, bytes) or not data:
+        return None
+    return frozenset(i for i in range(min(len(data) * 8, SEGMENTS)) if data[i >> 3] >> (i & 7) & 1)
+
+
+Filter = Mapping[int, frozenset[int] | None]  # partition -> its segments (None: all of them)
+
+
+def page(
+    storage: Storage, filt: Filter, partitions: int, after: bytes | None, max_bytes: int,
+    keys_per_page: int,
+) -> tuple[list[Any], bytes | None, bool]:  # fmt: skip
+    """One page of a node's records of the partitions (and segments) of ``filt``, in key order
+    after ``after``: ``([key, record, ...], cursor, finished)``. Handoff and anti-entropy both
+    stream with it. Keys are stored by user key, so a page looks at up to ``keys_per_page``
+    keys and keeps those of ``filt``."""
+    start = DATA if after is None else DATA + after + b"\x00"
+    flat: list[Any] = []
+    size = looked = 0
+    last: bytes | None = after
+    for skey, raw in storage.scan(DATA, start, None, False, keys_per_page):
+        key = skey[1:]
+        looked += 1
+        last = key
+        p, s = place(key, partitions)
+        if p in filt:
+            segs = filt[p]
+            if segs is None or s in segs:
+                flat += (key, raw)
+                size += len(key) + len(raw)
+                if size >= max_bytes:
+                    return flat, last, False
+    return flat, last, looked < keys_per_page
+
+
+# --- trees -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tree:
+    segs: list[array]  # type: ignore[type-arg]
+    roots: array  # type: ignore[type-arg]
+    tombs: list[dict[bytes, int]]  # per partition: tombstone key -> time of its newest delete
+
+    @classmethod
+    def empty(cls, partitions: int) -> _Tree:
+        return cls(
+            [array("Q", _ZERO) for _ in range(partitions)],
+            array("Q", bytes(8 * partitions)),
+            [{} for _ in range(partitions)],
+        )
+
+    def apply(self, p: int, s: int, x: int, key: bytes, new: bytes | None) -> None:
+        self.segs[p][s] ^= x
+        self.roots[p] ^= x
+        ts = None if new is None else tombstone_ts(new)
+        if ts is None:
+            self.tombs[p].pop(key, None)
+        else:
+            self.tombs[p][key] = ts
+
+
+class Trees:
+    """The segment hashes of every partition of one node, kept current with its disk."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.current: _Tree | None = None  # None until the first build ends
+        self.build: _Tree | None = None
+        self.build_after: bytes | None = None  # the last key the build has read
+        self.built = 0  # builds finished
+        # The change counter, and for each segment the counter of its last change.
+        self.counter = 0
+        self.versions = [array("Q", _ZERO) for _ in range(partitions)]
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    def update(self, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        """A stored record changed from ``old`` to ``new`` (None: absent)."""
+        p, s = place(key, self.partitions)
+        self.counter += 1
+        self.versions[p][s] = self.counter
+        x = (0 if old is None else record_hash(key, old)) ^ (
+            0 if new is None else record_hash(key, new)
+        )
+        if self.current is not None:
+            self.current.apply(p, s, x, key, new)
+        b = self.build
+        if b is not None and self.build_after is not None and key <= self.build_after:
+            b.apply(p, s, x, key, new)
+
+    def start_build(self) -> None:
+        self.build = _Tree.empty(self.partitions)
+        self.build_after = None
+
+    def build_step(self, storage: Storage, limit: int) -> bool:
+        """Read up to ``limit`` records into the tree being built; True when it is done (and
+        has replaced the current one)."""
+        b = self.build
+        if b is None:
+            return False
+        start = DATA if self.build_after is None else DATA + self.build_after + b"\x00"
+        looked = 0
+        parts = self.partitions
+        for skey, raw in storage.scan(DATA, start, None, False, limit):
+            looked += 1
+            key = skey[1:]
+            self.build_after = key
+            p, s = place(key, parts)
+            b.apply(p, s, record_hash(key, raw), key, raw)
+        if looked < limit:
+            self.current, self.build, self.build_after = b, None, None
+            self.built += 1
+            return True
+        return False
+
+    def roots(self, parts: list[int]) -> bytes:
+        cur = self.current
+        assert cur is not None
+        return _pack(array("Q", [cur.roots[p] for p in parts]))
+
+    def segments(self, p: int) -> bytes:
+        cur = self.current
+        assert cur is not None
+        return b"" if cur.roots[p] == 0 and not any(cur.segs[p]) else _pack(cur.segs[p])
+
+
+# --- exchanges ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Exchange:
+    peer: str
+    op_id: int
+    parts: list[int]
+    asked_ms: int
+    state: str = "roots"  # roots -> pull -> push
+    filt: dict[int, frozenset[int] | None] = field(default_factory=dict)
+    after: bytes | None = None
+    theirs: dict[bytes, int] = field(default_factory=dict)  # the peer's record hashes, pulled
+    more: bool = False  # more partitions differed than this exchange narrows
+    repaired_here: int = 0
+    pushed: int = 0
+    push_done: bool = False
+
+
+@dataclass(slots=True)
+class Stats:
+    exchanges: int = 0
+    keys_repaired: int = 0
+    tombstones_reaped: int = 0
+    segments_differing: int = 0
+    pulled_records: int = 0
+    pushed_records: int = 0
+    builds: int = 0
+
+
+class AntiEntropy:
+    def __init__(
+        self,
+        name: str,
+        storage: Storage,
+        *,
+        partitions: int,
+        interval_ms: int,
+        grace_ms: int,
+        rebuild_ms: int,
+        rate_bytes_s: int,
+        first_op_id: int,
+        now_ms: int,
+        send: Send,
+        merge: Merge,
+        delete: Delete,
+        jitter: Callable[[int], int],
+    ) -> None:
+        self.name = name
+        self.storage = storage
+        self.partitions = partitions
+        self.interval_ms = max(1, interval_ms)
+        self.grace_ms = max(0, grace_ms)
+        self.rebuild_ms = rebuild_ms
+        self.rate_bytes_s = max(1, rate_bytes_s)
+        self.send = send
+        self.merge = merge
+        self.delete = delete
+        self.jitter = jitter  # a random offset in [0, n)
+        self.trees = Trees(partitions)
+        self.trees.start_build()
+        self._next_op = first_op_id
+        self.exchange: Exchange | None = None
+        self.next_ms: dict[str, int] = {}  # peer -> when to compare with it next
+        self._next_page_ms = 0
+        self._next_reap_ms = 0
+        self._next_build_ms = 0
+        self._started_ms = now_ms
+        # (partition, peer) -> (the partition's routing epoch, change counter, differing
+        # segments) of the last comparison; and when it was made.
+        self.confirmed: dict[tuple[int, str], tuple[int, int, frozenset[int]]] = {}
+        self.compared_ms: dict[tuple[int, str], int] = {}
+        self.stats = Stats()
+        self._logged = Stats()
+        self._next_log_ms = now_ms + LOG_EVERY_MS
+
+    def owns(self, src: str, op_id: Any) -> bool:
+        x = self.exchange
+        return x is not None and x.peer == src and x.op_id == op_id
+
+    def _new_op(self) -> int:
+        self._next_op += 1
+        return self._next_op
+
+    # --- the table changed ---------------------------------------------------------------------
+
+    def refresh(self, table: Table) -> None:
+        """Forget comparisons made under another routing of their partition, and peers that
+        share nothing with us any more."""
+        self.confirmed = {
+            k: v for k, v in self.confirmed.items() if v[0] == table.changed[k[0]]
+        }
+        peers = set(_co_replicas(table, self.name))
+        for peer in list(self.next_ms):
+            if peer not in peers:
+                del self.next_ms[peer]
+        x = self.exchange
+        if x is not None and x.peer not in peers:
+            self.exchange = None
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def tick(
+        self,
+        now_ms: int,
+        table: Table,
+        alive: Callable[[str], bool],
+        effects: list[m.Effect],
+        log: list[str],
+    ) -> None:
+        trees = self.trees
+        if trees.build is None and trees.ready and self.rebuild_ms > 0:
+            if now_ms >= self._next_build_ms:
+                if self._next_build_ms:
+                    trees.start_build()
+                self._next_build_ms = now_ms + self.rebuild_ms
+        if trees.build is not None and trees.build_step(self.storage, BUILD_KEYS_PER_TICK):
+            self.stats.builds += 1
+            if not self._next_build_ms:
+                self._next_build_ms = now_ms + self.rebuild_ms
+        if not trees.ready:
+            return
+        x = self.exchange
+        if x is not None:
+            self._step(x, now_ms, table, effects)
+        else:
+            self._maybe_start(now_ms, table, alive, effects)
+        if now_ms >= self._next_reap_ms:
+            self._next_reap_ms = now_ms + REAP_CHECK_MS
+            self._reap(now_ms, table, alive, effects)
+        if now_ms >= self._next_log_ms:
+            self._next_log_ms = now_ms + LOG_EVERY_MS
+            self._log(log)
+
+    def _maybe_start(
+        self, now_ms: int, table: Table, alive: Callable[[str], bool], effects: list[m.Effect]
+    ) -> None:
+        due: list[tuple[int, str]] = []
+        for peer in _co_replicas(table, self.name):
+            when = self.next_ms.get(peer)
+            if when is None:
+                # First comparison with a peer: somewhere in the first interval.
+                when = self.next_ms[peer] = now_ms + self.jitter(self.interval_ms)
+            if when <= now_ms and alive(peer):
+                due.append((when, peer))
+        if not due:
+            return
+        _, peer = min(due)
+        parts = [p for p in range(table.partitions) if _both_own(table, p, self.name, peer)]
+        # The next comparison with this peer: within the interval (a little earlier, so that a
+        # slow step never makes it later than the interval).
+        self.next_ms[peer] = now_ms + self.interval_ms - self.jitter(max(1, self.interval_ms // 10))
+        if not parts:
+            return
+        x = Exchange(peer, self._new_op(), parts, now_ms)
+        self.exchange = x
+        self.send(peer, m.AaeRoots(x.op_id, table.epoch, parts, self.trees.roots(parts)), effects)
+
+    def _step(self, x: Exchange, now_ms: int, table: Table, effects: list[m.Effect]) -> None:
+        if x.state in ("roots", "pull") and x.asked_ms and now_ms - x.asked_ms >= STEP_TIMEOUT_MS:
+            self.exchange = None  # the peer did not answer: the next exchange starts over
+            return
+        if x.state == "pull" and not x.asked_ms and now_ms >= self._next_page_ms:
+            self._ask_page(x, now_ms, table, effects)
+        elif x.state == "push" and not x.asked_ms:
+            if now_ms >= self._next_page_ms:
+                self._push_page(x, now_ms, table, effects)
+        elif x.state == "push" and now_ms - x.asked_ms >= STEP_TIMEOUT_MS:
+            self.exchange = None
+
+    # --- the initiator -------------------------------------------------------------------------
+
+    def on_roots_reply(
+        self, src: str, msg: m.AaeRootsReply, now_ms: int, table: Table, effects: list[m.Effect]
+    ) -> None:
+        x = self.exchange
+        if x is None or x.peer != src or x.op_id != msg.op_id or x.state != "roots":
+            return
+        if msg.ready is not True or not isinstance(msg.diff, list) or not isinstance(msg.segs, list):
+            self.exchange = None  # the peer's tree is not built yet, or its table differs
+            self.next_ms[src] = min(self.next_ms.get(src, now_ms), now_ms + 1_000)
+            return
+        trees = self.trees
+        cur = trees.current
+        assert cur is not None
+        asked = set(x.parts)
+        diff = [p for p in msg.diff if type(p) is int and p in asked]
+        differing = set(diff)
+        version = trees.counter
+        for p in x.parts:
+            if p not in differing:
+                self._confirm(p, src, table, version, frozenset(), now_ms)
+        filt: dict[int, frozenset[int] | None] = {}
+        for p, theirs in zip(diff, msg.segs):
+            ours_empty = cur.roots[p] == 0 and not any(cur.segs[p])
+            if ours_empty or theirs == b"":
+                filt[p] = None
+                self._confirm(p, src, table, version, frozenset(range(SEGMENTS)), now_ms)
+                continue
+            segs = _unpack(theirs)
+            if segs is None:
+                continue
+            mine = cur.segs[p]
+            d = frozenset(s for s in range(SEGMENTS) if segs[s] != mine[s])
+            self._confirm(p, src, table, version, d, now_ms)
+            if d:
+                filt[p] = d
+        for p in diff[len(msg.segs) :]:
+            self.confirmed.pop((p, src), None)
+        x.more = len(diff) > len(msg.segs)
+        if not filt:
+            self._finish(x, now_ms)
+            return
+        self.stats.segments_differing += sum(
+            SEGMENTS if s is None else len(s) for s in filt.values()
+        )
+        x.filt, x.state, x.asked_ms, x.after = filt, "pull", 0, None
+        if now_ms >= self._next_page_ms:
+            self._ask_page(x, now_ms, table, effects)
+
+    def _confirm(
+        self, p: int, peer: str, table: Table, version: int, diff: frozenset[int], now_ms: int
+    ) -> None:
+        self.confirmed[(p, peer)] = (table.changed[p], version, diff)
+        self.compared_ms[(p, peer)] = now_ms
+
+    def _ask_page(self, x: Exchange, now_ms: int, table: Table, effects: list[m.Effect]) -> None:
+        x.op_id, x.asked_ms = self._new_op(), now_ms
+        parts = sorted(x.filt)
+        bits = [b"" if x.filt[p] is None else segment_bits(x.filt[p] or ()) for p in parts]
+        msg = m.HandoffRequest(x.op_id, table.epoch, parts, x.after, PULL_BYTES, bits)
+        self.send(x.peer, msg, effects)
+
+    def on_page(
+        self, src: str, msg: m.HandoffPage, now_ms: int, table: Table, effects: list[m.Effect]
+    ) -> None:
+        x = self.exchange
+        if x is None or x.state != "pull" or not self.owns(src, msg.op_id):
+            return
+        if not isinstance(msg.items, list):
+            self.exchange = None
+            return
+        x.asked_ms = 0
+        size = 0
+        items = msg.items
+        for key, raw in zip(items[0::2], items[1::2]):
+            if not isinstance(key, bytes) or not isinstance(raw, bytes):
+                continue
+            p, s = place(key, self.partitions)
+            segs = x.filt.get(p, frozenset())
+            if p not in x.filt or (segs is not None and s not in segs):
+                continue
+            x.theirs[key] = record_hash(key, raw)
+            size += len(key) + len(raw)
+            if self.name not in table.write_list(p):
+                continue
+            try:
+                if self.merge(DATA + key, raw, effects):
+                    x.repaired_here += 1
+            except ValueError:
+                continue  # the peer's copy does not decode: our push replaces it
+        self.stats.pulled_records += len(items) // 2
+        x.after = msg.after if isinstance(msg.after, bytes) else x.after
+        self._next_page_ms = max(self._next_page_ms, now_ms) + size * 1000 // self.rate_bytes_s
+        if msg.done is True:
+            x.state, x.after = "push", None
+            if now_ms >= self._next_page_ms:
+                self._push_page(x, now_ms, table, effects)
+        elif now_ms >= self._next_page_ms:
+            self._ask_page(x, now_ms, table, effects)
+
+    def _push_page(self, x: Exchange, now_ms: int, table: Table, effects: list[m.Effect]) -> None:
+        """Send the peer our records of the differing segments that it lacks or holds
+        differently (one message in flight)."""
+        flat: list[Any] = []
+        size = 0
+        done = False
+        while not done and size < PUSH_BYTES:
+            items, after, done = page(
+                self.storage, x.filt, self.partitions, x.after, PUSH_BYTES - size, 5_000
+            )
+            x.after = after
+            for key, raw in zip(items[0::2], items[1::2]):
+                if x.theirs.get(key) != record_hash(key, raw):
+                    flat += (key, raw)
+                    size += len(key) + len(raw)
+            if not items and not done:
+                break  # looked at a bounded number of keys: go on next tick
+        if flat:
+            x.op_id, x.asked_ms = self._new_op(), now_ms
+            x.pushed += len(flat) // 2
+            self.stats.pushed_records += len(flat) // 2
+            x.push_done = done
+            self.send(x.peer, m.AaePush(x.op_id, table.epoch, flat), effects)
+            self._next_page_ms = max(self._next_page_ms, now_ms) + size * 1000 // self.rate_bytes_s
+        elif done:
+            self._finish(x, now_ms)
+
+    def on_push_ack(self, src: str, msg: m.AaePushAck, now_ms: int) -> None:
+        x = self.exchange
+        if x is None or x.state != "push" or not self.owns(src, msg.op_id):
+            return
+        x.asked_ms = 0
+        if type(msg.changed) is int and msg.changed > 0:
+            self.stats.keys_repaired += msg.changed
+        if x.push_done:
+            self._finish(x, now_ms)
+
+    def _finish(self, x: Exchange, now_ms: int) -> None:
+        self.exchange = None
+        self.stats.exchanges += 1
+        self.stats.keys_repaired += x.repaired_here
+        if x.more:
+            self.next_ms[x.peer] = now_ms  # the partitions this one did not narrow, at once
+
+    # --- the responder -------------------------------------------------------------------------
+
+    def on_roots(self, src: str, msg: m.AaeRoots, table: Table, effects: list[m.Effect]) -> None:
+        cur = self.trees.current
+        parts = msg.parts
+        theirs = _unpack_roots(msg.roots, parts)
+        if cur is None or msg.epoch != table.epoch or theirs is None:
+            self.send(src, m.AaeRootsReply(msg.op_id, False, [], []), effects)
+            return
+        diff: list[int] = []
+        segs: list[bytes] = []
+        roots = cur.roots
+        for p, root in zip(parts, theirs):
+            if type(p) is not int or not 0 <= p < self.partitions:
+                continue
+            if roots[p] != root and self.name in table.owners[p]:
+                diff.append(p)
+                if len(segs) < MAX_DIFF_PARTS:
+                    segs.append(self.trees.segments(p))
+        self.send(src, m.AaeRootsReply(msg.op_id, True, diff, segs), effects)
+
+    def on_push(self, src: str, msg: m.AaePush, table: Table, effects: list[m.Effect]) -> None:
+        changed = 0
+        items = msg.items if isinstance(msg.items, list) else []
+        for key, raw in zip(items[0::2], items[1::2]):
+            if not isinstance(key, bytes) or not isinstance(raw, bytes):
+                continue
+            if self.name not in table.write_list(table.partition_of(key)):
+                continue
+            try:
+                if self.merge(DATA + key, raw, effects):
+                    changed += 1
+            except ValueError:
+                continue
+        self.send(src, m.AaePushAck(msg.op_id, changed), effects)
+
+    def on_reap(self, src: str, msg: m.Reap, table: Table) -> None:
+        """The partition's first owner found these tombstones on every replica: delete ours if
+        it is still the same tombstone."""
+        items = msg.items if isinstance(msg.items, list) else []
+        gone: list[tuple[bytes, bytes]] = []
+        for key, h in zip(items[0::2], items[1::2]):
+            if not isinstance(key, bytes) or type(h) is not int:
+                continue
+            p = table.partition_of(key)
+            if not table.owners[p] or table.owners[p][0] != src or not _settled(table, p):
+                continue
+            raw = self.storage.get(DATA + key)
+            if raw is not None and record_hash(key, raw) == h and tombstone_ts(raw) is not None:
+                gone.append((DATA + key, raw))
+        if gone:
+            self.delete(gone)
+            self.stats.tombstones_reaped += len(gone)
+
+    # --- reaping -------------------------------------------------------------------------------
+
+    def _reap(
+        self, now_ms: int, table: Table, alive: Callable[[str], bool], effects: list[m.Effect]
+    ) -> None:
+        cur = self.trees.current
+        if cur is None:
+            return
+        versions = self.trees.versions
+        budget = REAP_PER_TICK
+        for p in range(self.partitions):
+            tombs = cur.tombs[p]
+            if not tombs:
+                continue
+            owners = table.owners[p]
+            if not owners or owners[0] != self.name or not _settled(table, p):
+                continue
+            others = owners[1:]
+            if not all(alive(q) for q in others):
+                continue
+            checks = [self.confirmed.get((p, q)) for q in others]
+            if any(c is None or c[0] != table.changed[p] for c in checks):
+                continue
+            reaped: list[tuple[bytes, bytes]] = []
+            for key, ts in list(tombs.items()):
+                if now_ms - ts < self.grace_ms:
+                    continue
+                _, s = place(key, self.partitions)
+                v = versions[p][s]
+                if not all(c is not None and s not in c[2] and v <= c[1] for c in checks):
+                    continue
+                raw = self.storage.get(DATA + key)
+                if raw is None or tombstone_ts(raw) is None:
+                    continue
+                reaped.append((DATA + key, raw))
+                if len(reaped) >= budget:
+                    break
+            if not reaped:
+                continue
+            flat: list[Any] = []
+            for skey, raw in reaped:
+                flat += (skey[1:], record_hash(skey[1:], raw))
+            self.delete(reaped)
+            self.stats.tombstones_reaped += len(reaped)
+            for q in others:
+                self.send(q, m.Reap(table.epoch, flat), effects)
+            budget -= len(reaped)
+            if budget <= 0:
+                return
+
+    # --- visibility ----------------------------------------------------------------------------
+
+    def last_sweep_s(self, now_ms: int, table: Table | None) -> float:
+        """Seconds since every partition this node owns was last compared with each of its
+        co-replicas (since the node started, for one never compared)."""
+        if table is None:
+            return 0.0
+        oldest = now_ms
+        for p, owners in enumerate(table.owners):
+            if self.name not in owners:
+                continue
+            for q in owners:
+                if q != self.name:
+                    oldest = min(oldest, self.compared_ms.get((p, q), self._started_ms))
+        return round((now_ms - oldest) / 1000, 3)
+
+    def _log(self, log: list[str]) -> None:
+        s, before = self.stats, self._logged
+        repaired = s.keys_repaired - before.keys_repaired
+        reaped = s.tombstones_reaped - before.tombstones_reaped
+        if repaired or reaped:
+            log.append(
+                f"anti-entropy: {s.exchanges - before.exchanges} exchange(s), {repaired} key(s) "
+                f"repaired, {reaped} tombstone(s) reaped in the last {LOG_EVERY_MS // 1000} s"
+            )
+        self._logged = Stats(**{f: getattr(s, f) for f in s.__dataclass_fields__})
+
+
+def _co_replicas(table: Table, name: str) -> list[str]:
+    peers: set[str] = set()
+    for owners in table.owners:
+        if name in owners:
+            peers.update(owners)
+    peers.discard(name)
+    return sorted(peers)
+
+
+def _both_own(table: Table, p: int, a: str, b: str) -> bool:
+    owners = table.owners[p]
+    return a in owners and b in owners
+
+
+def _settled(table: Table, p: int) -> bool:
+    """No transfer, retirement or cleanup of ``p`` is under way."""
+    return p not in table.pending and p not in table.retiring and p not in table.cleanup
+
+
+def _unpack_roots(data: Any, parts: Any) -> list[int] | None:
+    if not isinstance(data, bytes) or not isinstance(parts, list) or len(data) != 8 * len(parts):
+        return None
+    a = array("Q")
+    a.frombytes(data)
+    if _BIG:
+        a.byteswap()
+    return a.tolist()
