@@ -318,7 +318,7 @@ class Coordinator:
         origin = Origin(msg.op_id, src)
         args = msg.args if isinstance(msg.args, dict) else {}
         try:
-            if msg.op not in ("put", "del"):
+            if msg.op not in ("put", "del", "absorb"):
                 raise RequestError("invalid", f"cannot forward {msg.op!r}")
             if not isinstance(msg.hops, int) or not isinstance(msg.timeout_ms, int):
                 raise RequestError("invalid", "a forward carries integer hops and timeout_ms")
@@ -360,6 +360,38 @@ class Coordinator:
         if w > len(pl):
             self.fail_quorum(origin, len(pl), w, "replicas exist in this cluster", effects)
             return
+        if op == "absorb":
+            new = self._absorb(key, args, effects)
+        else:
+            new = self._write_record(key, value, ctx, now_ms, effects)
+        table = self.view.ring
+        p = table.partition_of(key)
+        put = PutOp(origin, key, w, new, (), acked={self.name}, deadline_ms=now_ms + timeout_ms)
+        op_id = self.new_op(put, now_ms, timeout_ms)
+        self._replicate(op_id, put, table, p, effects)
+        self.progress_put(op_id, put, effects)
+
+    def _absorb(self, key: bytes, args: dict[str, Any], effects: list[m.Effect]) -> bytes:
+        """A whole record from elsewhere (a dump being loaded): merged into ours with
+        ``reconcile``, and sent as it is to the other replicas, which merge it too."""
+        record = args.get("record")
+        if not isinstance(record, bytes):
+            raise RequestError("invalid", "absorb takes a record (bytes, as a dump holds it)")
+        try:
+            self.replica.merge(DATA + key, record, effects)
+        except ValueError as exc:
+            raise RequestError("invalid", f"not a stored record: {exc}") from None
+        return record
+
+    def _write_record(
+        self,
+        key: bytes,
+        value: bytes | None,
+        ctx: Any,
+        now_ms: int,
+        effects: list[m.Effect],
+    ) -> bytes:
+        """The coordinator's new record of a put or delete, stored."""
         raw = self.storage.get(DATA + key)
         try:
             if ctx is None and value is not None:
@@ -376,12 +408,7 @@ class Coordinator:
                 "repaired from the other replicas: retry",
             ) from None
         self.replica.store(key, raw, new)
-        table = self.view.ring
-        p = table.partition_of(key)
-        put = PutOp(origin, key, w, new, (), acked={self.name}, deadline_ms=now_ms + timeout_ms)
-        op_id = self.new_op(put, now_ms, timeout_ms)
-        self._replicate(op_id, put, table, p, effects)
-        self.progress_put(op_id, put, effects)
+        return new
 
     def _replicate(
         self, op_id: int, put: PutOp, table: Table, p: int, effects: list[m.Effect]

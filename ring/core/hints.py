@@ -80,6 +80,22 @@ class HintStore:
                 out.append((skey, key, raw))
         return out
 
+    def page(self, after: bytes | None, max_bytes: int) -> tuple[list[object], bytes | None, bool]:
+        """A page of every hint kept, whatever its target: ``([key, record, ...], cursor,
+        finished)``; the cursor is opaque (a storage key)."""
+        start = HINT if after is None else after + b"\x00"
+        flat: list[object] = []
+        size = looked = 0
+        last = after
+        for skey, raw in self.storage.scan(HINT, start, None, False, 20_000):
+            looked += 1
+            last = skey
+            flat += (split_hint_key(skey)[1], raw)
+            size += len(skey) + len(raw)
+            if size >= max_bytes:
+                return flat, last, False
+        return flat, last, looked < 20_000
+
     # --- changes -------------------------------------------------------------------------------
 
     def store(self, target: str, key: bytes, record: bytes, epoch: int = 0) -> None:

@@ -392,7 +392,7 @@ class Node:
     ) -> None:
         args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
         c = self.coordinator
-        if op in ("get", "getv", "put", "del", "scan"):
+        if op in ("get", "getv", "put", "del", "scan", "absorb"):
             c.check_serving()
         if op in ("get", "getv"):
             key = validate.key(args, self.config.max_key_bytes)
@@ -400,8 +400,11 @@ class Node:
             pl = c.preference_list(key)
             r = validate.quorum(args, "r", min(self.config.r, len(pl)), self.config.n)
             c.start_get(origin, key, r, op == "getv", now_ms, effects, pl)
-        elif op in ("put", "del"):
+        elif op in ("put", "del", "absorb"):
             c.route_write(origin, op, args, now_ms, effects)
+        elif op == "records":
+            c.check_serving()
+            c.answer(origin, None, self._records(args), effects)
         elif op == "scan":
             c.start_scan(origin, args, now_ms, effects)
         elif op == "status":
@@ -535,6 +538,34 @@ class Node:
                 self.coordinator.send(src, m.Stale(msg.op_id, table.epoch), effects)
             self.stats["stale_requests"] = self.stats.get("stale_requests", 0) + 1
         return not stale
+
+    def _records(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One page of this node's stored records (a cluster-wide save reads every node with
+        it): of the partitions it owns, in key order after ``after``; or, with ``hints``, of the
+        hints it keeps for other nodes (writes acknowledged through it that their owners may
+        not hold yet)."""
+        after = args.get("after")
+        if after is not None and not isinstance(after, bytes):
+            raise RequestError("invalid", "records: after is bytes or null")
+        budget = args.get("max_bytes", 1024 * 1024)
+        if type(budget) is not int or budget < 1:
+            raise RequestError("invalid", "records: max_bytes is a positive integer")
+        budget = min(budget, 4 * 1024 * 1024)
+        table = self.view.ring
+        owned = [p for p in range(table.partitions) if self.name in table.owners[p]]
+        if args.get("hints"):
+            items, after, done = self.coordinator.hints.page(after, budget)
+        else:
+            items, after, done = page(
+                self.storage, set(owned), table.partitions, after, budget
+            )
+        return {
+            "items": items,
+            "after": after,
+            "done": done,
+            "epoch": table.epoch,
+            "partitions": owned,
+        }
 
     def _send_page(self, src: str, msg: m.HandoffRequest, effects: list[m.Effect]) -> None:
         table = self.view.ring
