@@ -69,6 +69,7 @@ def status(args: argparse.Namespace, out: Output) -> None:
             "address": m["address"],
             "state": m["state"],
             "partitions": int(m.get("partitions", 0)),
+            "aae": _member_aae(args, info, m),
         }
         for m in info["members"]
     ]
@@ -87,15 +88,52 @@ def status(args: argparse.Namespace, out: Output) -> None:
         )
         return
     width = max([len(m["name"]) for m in members] + [4])
-    out.line(f"{'NAME':<{width}}  {'ADDRESS':<21}  {'STATE':<8}  {'PARTITIONS':>10}  HINTS")
+    out.line(
+        f"{'NAME':<{width}}  {'ADDRESS':<21}  {'STATE':<8}  {'PARTITIONS':>10}  {'HINTS':>5}  "
+        "ANTI-ENTROPY"
+    )
     for m in members:
         held = hints.get(m["name"], 0)
+        a = m["aae"]
+        aae = (
+            "-"
+            if a is None
+            else f"{a['exchanges']} exchanges, {a['keys_repaired']} repaired, "
+            f"{a['tombstones_reaped']} reaped, last sweep {a['last_sweep_s']:.0f} s ago"
+        )
         out.line(
             f"{m['name']:<{width}}  {m['address']:<21}  {m['state']:<8}  "
-            f"{m['partitions']:>10}  {held}"
+            f"{m['partitions']:>10}  {held:>5}  {aae}"
         )
     settled = "settled" if not pending else f"{pending} partition transfer(s) pending"
     out.line(f"ring epoch {info.get('epoch')}: {settled}")
+
+
+def _member_aae(
+    args: argparse.Namespace, info: dict[str, Any], member: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A member's anti-entropy counters, from the member itself (None when it is not up or does
+    not answer within a couple of seconds)."""
+    import ring
+
+    if member["name"] == info.get("node"):
+        got = info.get("aae")
+    elif member.get("state") != "up" or not member.get("address"):
+        return None
+    else:
+        try:
+            with ring.connect(member["address"], timeout=2.0) as client:
+                got = client.status().get("aae")
+        except (ring.RingError, OSError):
+            return None
+    if not isinstance(got, dict):
+        return None
+    return {
+        "exchanges": int(got.get("exchanges", 0)),
+        "keys_repaired": int(got.get("keys_repaired", 0)),
+        "tombstones_reaped": int(got.get("tombstones_reaped", 0)),
+        "last_sweep_s": float(got.get("last_sweep_s", 0.0)),
+    }
 
 
 @command("ring", "partitions owned per node, the balance of the ring, transfers in progress")

@@ -83,6 +83,16 @@ SETTINGS: dict[str, tuple[type, str]] = {
         float,
         "partition transfers into this node are throttled to this many MB/s (default 32)",
     ),
+    "aae_interval_s": (
+        float,
+        "anti-entropy: every partition is compared with each co-replica this often "
+        "(default 60)",
+    ),
+    "tombstone_grace_s": (
+        float,
+        "a tombstone is reaped this long after its delete at the earliest, and only once "
+        "every replica holds it (default 86400)",
+    ),
     "request_timeout_ms": (int, "quorum request timeout (default 2000)"),
     "tick_ms": (int, "timer resolution of the node (default 20)"),
     "sync": (bool, "fsync every write (default false: write-ahead log only)"),
@@ -114,6 +124,8 @@ class Settings:
     advertise: str | None
     partitions: int
     handoff_rate_mb_s: float
+    aae_interval_s: float
+    tombstone_grace_s: float
     request_timeout_ms: int
     tick_ms: int
     sync: bool
@@ -219,6 +231,12 @@ def _settle(values: dict[str, Any]) -> Settings:
     rate = tuning["handoff_rate_mb_s"]
     if not 0.01 <= rate <= 100_000:  # also refuses nan and inf
         raise ConfigError(f"handoff_rate_mb_s must be between 0.01 and 100000, not {rate}")
+    interval = float(values.get("aae_interval_s", 60.0))
+    if not 0.1 <= interval <= 86_400:  # also refuses nan and inf
+        raise ConfigError(f"aae_interval_s must be between 0.1 and 86400, not {interval}")
+    grace = float(values.get("tombstone_grace_s", 86_400.0))
+    if not 0 <= grace <= 10 * 365 * 86_400:
+        raise ConfigError(f"tombstone_grace_s must be between 0 and 315360000, not {grace}")
     return Settings(
         name=values["name"],
         listen=listen,
@@ -231,6 +249,8 @@ def _settle(values: dict[str, Any]) -> Settings:
         cluster=cluster,
         advertise=values.get("advertise"),
         **tuning,
+        aae_interval_s=interval,
+        tombstone_grace_s=grace,
         sync=bool(values.get("sync", False)),
         drain_s=float(values.get("drain_s", 5.0)),
         max_frame_bytes=int(values.get("max_frame_bytes", MAX_FRAME_BYTES)),
@@ -295,6 +315,8 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         w=settings.w,
         partitions=settings.partitions,
         handoff_rate_mb_s=settings.handoff_rate_mb_s,
+        aae_interval_ms=max(1, round(settings.aae_interval_s * 1000)),
+        tombstone_grace_ms=round(settings.tombstone_grace_s * 1000),
         request_timeout_ms=settings.request_timeout_ms,
         tick_ms=settings.tick_ms,
         sync=settings.sync,
