@@ -13,7 +13,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from ring.client import NodeUnavailable, describe
+from ring.client import (
+    RECORDS_PAGE_BYTES,
+    NodeUnavailable,
+    absorb_args,
+    describe,
+    records_args,
+    records_of,
+)
 from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
 from ring.net import clientops as ops
@@ -254,6 +261,22 @@ class AsyncClient:
                 raise
             for item in cursor.feed(result):
                 yield item
+
+    async def records(
+        self,
+        after: bytes | None = None,
+        max_bytes: int = RECORDS_PAGE_BYTES,
+        hints: bool = False,
+    ) -> dict[str, Any]:
+        """``ring.Client.records``: one page of the connected node's own records (or hints)."""
+        address = self.address
+        return records_of(
+            await self._call("records", records_args(after, max_bytes, hints)), address
+        )
+
+    async def absorb(self, key: Any, record: bytes, w: int | None = None) -> None:
+        """``ring.Client.absorb``: merge a whole stored record into the key's replicas."""
+        await self._call("absorb", absorb_args(key, record, w))
 
     async def status(self) -> dict[str, Any]:
         result = await self._call("status", {})

@@ -2,7 +2,9 @@
 
 It has the embedded store's methods (``get``, ``get_versioned``, ``put``, ``delete``, ``scan``,
 ``close``, a context manager), each taking ``r=`` / ``w=`` where it applies, plus ``status()``
-and ``ring_info()``. Plain blocking sockets, one request at a time per client (a lock makes a
+and ``ring_info()``, and the two ops a cluster-wide save and load use: ``records()`` (a page of
+the connected node's own stored records or hints) and ``absorb()`` (merge a whole stored record
+into its key's replicas). Plain blocking sockets, one request at a time per client (a lock makes a
 client safe to share between threads); use ``ring.aio`` for many requests in flight.
 
 Failover: any node coordinates any request, so when the connected node cannot be reached — a
@@ -39,6 +41,7 @@ from ring.net.codec import (
 )
 
 _RECV_BYTES = 256 * 1024
+RECORDS_PAGE_BYTES = 1024 * 1024  # what one ``records`` page holds by default (a node caps 4 MiB)
 
 
 class NodeUnavailable(Exception):
@@ -205,6 +208,29 @@ class Client:
                 raise
             yield from cursor.feed(result)
 
+    def records(
+        self,
+        after: bytes | None = None,
+        max_bytes: int = RECORDS_PAGE_BYTES,
+        hints: bool = False,
+    ) -> dict[str, Any]:
+        """One page of the stored records of the node this client is connected to (not a
+        cluster-wide read: give the client that one node's address only, or a failover would
+        mix two nodes' pages). Without ``hints``: the records of the partitions it owns, in key
+        order after the cursor ``after``; with ``hints``: the hints it keeps for other nodes.
+        Returns ``{"items": [key, record, ...], "after": cursor, "done": bool, "epoch": int,
+        "partitions": [...]}`` (``partitions``: the partitions the node owns at ``epoch``);
+        pass ``after`` back for the next page until ``done``."""
+        return records_of(
+            self._call("records", records_args(after, max_bytes, hints)), self.address
+        )
+
+    def absorb(self, key: Any, record: bytes, w: int | None = None) -> None:
+        """Merge a whole stored record (as a dump holds it: clocks, siblings, tombstones) into
+        the key's replicas with ``reconcile``, replicated as a put is (W acknowledgements,
+        hints for replicas that are down). Loading the same record twice changes nothing."""
+        self._call("absorb", absorb_args(key, record, w))
+
     def status(self) -> dict[str, Any]:
         """The contacted node's view: ``{"node", "members": [...], "counters": {...}}``."""
         result = self._call("status", {})
@@ -265,6 +291,46 @@ class Client:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"via {self.node or 'no node yet'}"
         return f"<ring.Client {','.join(self.addresses)} {state}>"
+
+
+def records_args(after: bytes | None, max_bytes: int, hints: bool) -> dict[str, Any]:
+    if after is not None and not isinstance(after, bytes):
+        raise InvalidInput("records: after is the bytes cursor of the previous page, or None")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise InvalidInput(f"records: max_bytes must be a positive integer, not {max_bytes!r}")
+    return {"after": after, "max_bytes": max_bytes, "hints": bool(hints)}
+
+
+def records_of(result: Any, address: str) -> dict[str, Any]:
+    """A ``records`` answer, checked: every item a byte string, keys and records alternating."""
+    if not isinstance(result, dict):
+        raise ProtocolError(f"a records answer from {address} is a map")
+    items, after = result.get("items"), result.get("after")
+    epoch, parts = result.get("epoch"), result.get("partitions")
+    if (
+        not isinstance(items, list)
+        or len(items) % 2
+        or not all(isinstance(x, bytes) for x in items)
+        or (after is not None and not isinstance(after, bytes))
+        or not isinstance(result.get("done"), bool)
+        or not isinstance(epoch, int)
+        or not isinstance(parts, list)
+        or not all(isinstance(p, int) for p in parts)
+    ):
+        raise ProtocolError(f"a records answer from {address} is malformed")
+    return result
+
+
+def absorb_args(key: Any, record: bytes, w: int | None) -> dict[str, Any]:
+    args = ops.get_args(key, None)
+    if not isinstance(record, bytes | bytearray | memoryview):
+        raise InvalidInput("absorb takes a stored record (bytes, as a dump holds it)")
+    args["record"] = bytes(record)
+    if w is not None:
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise InvalidInput(f"w must be a positive integer, not {w!r}")
+        args["w"] = w
+    return args
 
 
 def connect(

@@ -237,3 +237,20 @@ def read(f: BinaryIO, on_progress: OnProgress = _noop) -> Iterator[tuple[bytes, 
             return
         yield _check_item(obj, count, offset)
         on_progress(offset, count + 1)
+
+
+def read_encoded(f: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
+    """The ``(key, encoded record)`` items of a dump that :func:`verify` accepted, in file order,
+    with the record bytes as stored (a cluster load sends them as they are; ``verify`` decoded
+    every one already)."""
+    f.seek(0)
+    header_len = _read_header(f)
+    for count, (offset, obj) in enumerate(_items(f, header_len)):
+        if obj is None or isinstance(obj, dict):
+            return
+        if not (isinstance(obj, list) and len(obj) == 2 and all(isinstance(x, bytes) for x in obj)):
+            raise DumpError(
+                f"record #{count + 1} (at byte {offset}) is malformed: expected [key, record] as "
+                "two byte strings"
+            )
+        yield obj[0], obj[1]
