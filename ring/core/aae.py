@@ -54,7 +54,7 @@ import mmh3
 
 from ring.core import messages as m
 from ring.core import record as rec
-from ring.core.layout import DATA, Storage
+from ring.core.layout import DATA, META, Storage
 from ring.core.table import Table
 
 SEGMENTS = 256  # segments per partition (a power of two)
@@ -66,6 +66,8 @@ STEP_TIMEOUT_MS = 5_000  # an exchange step not answered by then ends the exchan
 REAP_PER_TICK = 500  # tombstones reaped per tick, at most
 REAP_CHECK_MS = 500  # how often a node looks for tombstones to reap
 LOG_EVERY_MS = 60_000  # repairs and reaps are logged in aggregate at most this often
+
+REAP_SYNC_KEY = META + b"reapcheck"  # written with sync before a ReapCheck is answered
 
 _BIG = sys.byteorder == "big"
 _ZERO = bytes(8 * SEGMENTS)
@@ -282,6 +284,17 @@ class Exchange:
 
 
 @dataclass(slots=True)
+class Reaping:
+    """Tombstones the first owner asked the other owners about (``ReapCheck``)."""
+
+    op_id: int
+    partition: int
+    found: dict[bytes, int]  # key -> record hash
+    waiting: set[str]
+    asked_ms: int
+
+
+@dataclass(slots=True)
 class Stats:
     exchanges: int = 0
     keys_repaired: int = 0
@@ -309,6 +322,7 @@ class AntiEntropy:
         merge: Merge,
         delete: Delete,
         jitter: Callable[[int], int],
+        hinted: Callable[[bytes], bool] = lambda key: False,
     ) -> None:
         self.name = name
         self.storage = storage
@@ -321,10 +335,12 @@ class AntiEntropy:
         self.merge = merge
         self.delete = delete
         self.jitter = jitter  # a random offset in [0, n)
+        self.hinted = hinted  # whether this node keeps a hint of a key (for any target)
         self.trees = Trees(partitions)
         self.trees.start_build()
         self._next_op = first_op_id
         self.exchange: Exchange | None = None
+        self.reaping: Reaping | None = None
         self.next_ms: dict[str, int] = {}  # peer -> when to compare with it next
         self._next_page_ms = 0
         self._next_reap_ms = 0
@@ -636,11 +652,23 @@ class AntiEntropy:
     def _reap(
         self, now_ms: int, table: Table, alive: Callable[[str], bool], effects: list[m.Effect]
     ) -> None:
+        """Find tombstones to reap (first owner only): past the grace period, and confirmed on
+        every other owner by the last exchanges; ask every other member to check
+        (``ReapCheck``): the owners that they hold the same tombstone, everyone that they keep
+        no hint of the key (a hint of an older write, handed on after the reap, would bring it
+        back). So nothing is reaped while any member is down."""
+        members = [q for q in table.members() if q != self.name]
+        if not all(alive(q) for q in members):
+            return
         cur = self.trees.current
+        r = self.reaping
+        if r is not None:
+            if now_ms - r.asked_ms < STEP_TIMEOUT_MS:
+                return
+            self.reaping = None  # an owner did not answer: found again next time
         if cur is None:
             return
         versions = self.trees.versions
-        budget = REAP_PER_TICK
         for p in range(self.partitions):
             tombs = cur.tombs[p]
             if not tombs:
@@ -654,32 +682,95 @@ class AntiEntropy:
             checks = [self.confirmed.get((p, q)) for q in others]
             if any(c is None or c[0] != table.changed[p] for c in checks):
                 continue
-            reaped: list[tuple[bytes, bytes]] = []
-            for key, ts in list(tombs.items()):
+            found: dict[bytes, int] = {}
+            for key, ts in tombs.items():
                 if now_ms - ts < self.grace_ms:
                     continue
                 _, s = place(key, self.partitions)
                 v = versions[p][s]
-                if not all(c is not None and s not in c[2] and v <= c[1] for c in checks):
+                if self._confirmed_by_all(checks, s, v):
+                    raw = self.storage.get(DATA + key)
+                    if raw is not None and tombstone_ts(raw) is not None and not self.hinted(key):
+                        found[key] = record_hash(key, raw)
+                        if len(found) >= REAP_PER_TICK:
+                            break
+            if not found:
+                continue
+            if not members:
+                self._reap_now(found, table, effects)
+                return
+            flat: list[Any] = []
+            for key, h in found.items():
+                flat += (key, h)
+            self.reaping = Reaping(self._new_op(), p, found, set(members), now_ms)
+            for q in members:
+                self.send(q, m.ReapCheck(self.reaping.op_id, table.epoch, flat), effects)
+            return
+
+    @staticmethod
+    def _confirmed_by_all(
+        checks: list[tuple[int, int, frozenset[int]] | None], s: int, version: int
+    ) -> bool:
+        """Segment ``s`` compared equal with every other owner, and has not changed here since
+        (its last change, ``version``, is no later than each comparison)."""
+        return all(c is not None and s not in c[2] and version <= c[1] for c in checks)
+
+    def on_reap_check(
+        self, src: str, msg: m.ReapCheck, table: Table, effects: list[m.Effect]
+    ) -> None:
+        """The keys whose tombstone we hold exactly as the first owner does (an owner), or of
+        which we hold nothing (any other member), and of which we keep no hint; made durable
+        before we say so (the answer leaves after the sync)."""
+        items = msg.items if isinstance(msg.items, list) else []
+        same: list[bytes] = []
+        if msg.epoch == table.epoch:
+            for key, h in zip(items[0::2], items[1::2]):
+                if not isinstance(key, bytes) or type(h) is not int:
+                    continue
+                p = table.partition_of(key)
+                if table.owners[p][0] != src or not _settled(table, p) or self.hinted(key):
                     continue
                 raw = self.storage.get(DATA + key)
-                if raw is None or tombstone_ts(raw) is None:
-                    continue
-                reaped.append((DATA + key, raw))
-                if len(reaped) >= budget:
-                    break
-            if not reaped:
-                continue
-            flat: list[Any] = []
-            for skey, raw in reaped:
-                flat += (skey[1:], record_hash(skey[1:], raw))
-            self.delete(reaped)
-            self.stats.tombstones_reaped += len(reaped)
-            for q in others:
-                self.send(q, m.Reap(table.epoch, flat), effects)
-            budget -= len(reaped)
-            if budget <= 0:
-                return
+                if self.name not in table.owners[p]:
+                    if raw is None:
+                        same.append(key)
+                elif raw is not None and record_hash(key, raw) == h and tombstone_ts(raw) is not None:
+                    same.append(key)
+        if same:
+            self.storage.write([(REAP_SYNC_KEY, b"")], sync=True)
+        self.send(src, m.ReapAck(msg.op_id, same), effects)
+
+    def on_reap_ack(self, src: str, msg: m.ReapAck, table: Table, effects: list[m.Effect]) -> None:
+        r = self.reaping
+        if r is None or r.op_id != msg.op_id or src not in r.waiting:
+            return
+        r.waiting.discard(src)
+        keys = set(msg.keys) if isinstance(msg.keys, list) else set()
+        for key in list(r.found):
+            if key not in keys:
+                del r.found[key]
+        if r.waiting:
+            return
+        self.reaping = None
+        if r.found:
+            self._reap_now(r.found, table, effects)
+
+    def _reap_now(self, found: dict[bytes, int], table: Table, effects: list[m.Effect]) -> None:
+        """Every owner holds these tombstones: delete ours (if unchanged) and tell the others."""
+        gone: list[tuple[bytes, bytes]] = []
+        flat: list[Any] = []
+        for key, h in found.items():
+            raw = self.storage.get(DATA + key)
+            if raw is not None and record_hash(key, raw) == h:
+                gone.append((DATA + key, raw))
+                flat += (key, h)
+        if not gone:
+            return
+        self.delete(gone)
+        self.stats.tombstones_reaped += len(gone)
+        p = table.partition_of(gone[0][0][1:])
+        for q in table.owners[p][1:]:
+            self.send(q, m.Reap(table.epoch, flat), effects)
 
     # --- visibility ----------------------------------------------------------------------------
 

@@ -96,6 +96,9 @@ class Coordinator:
         self.storage = storage
         self.view = view
         self.actor = actor
+        # Every dot this node makes is above this: the highest counter of its actor in a record
+        # it reaped (``ring.core.aae``), kept on disk with the actor (``Node``).
+        self.floor = 0
         self.stats = stats
         self.report = report
         self.hints = HintStore(storage)
@@ -395,10 +398,10 @@ class Coordinator:
         raw = self.storage.get(DATA + key)
         try:
             if ctx is None and value is not None:
-                new = rec.blind_write_encoded(raw, self.actor, value, now_ms)
+                new = rec.blind_write_encoded(raw, self.actor, value, now_ms, self.floor)
             else:
                 local = rec.EMPTY if raw is None else rec.decode(raw)
-                new = rec.encode(rec.write(local, self.actor, value, now_ms, ctx))
+                new = rec.encode(rec.write(local, self.actor, value, now_ms, ctx, self.floor))
         except ValueError as exc:
             self.replica.checked(self.name, key, raw, effects)
             self.repair(key, now_ms, effects)

@@ -53,6 +53,10 @@ class HintStore:
     def __len__(self) -> int:
         return sum(len(keys) for keys in self._index.values())
 
+    def holds(self, key: bytes) -> bool:
+        """Whether a hint of ``key`` is kept, for any target."""
+        return any(key in keys for keys in self._index.values())
+
     def epoch_of(self, target: str, key: bytes) -> int:
         return self._epochs.get(hint_key(target, key), 0)
 

@@ -25,6 +25,9 @@ HINT = b"h"
 QUARANTINE = b"x"  # + the storage key of a record that does not decode and could not be repaired
 ACTOR_KEY = META + b"actor"
 RING_KEY = META + b"ring"
+# "actor counter": the highest counter of this node's actor in a record it reaped; its new dots
+# are above it (``ring.core.aae``).
+FLOOR_KEY = META + b"floor"
 # Present while a node runs (deleted by a clean stop); its value says whether that run fsynced
 # every write (b"1") or not (b"0"). Found at a start: the last run ended without a clean stop.
 RUNNING_KEY = META + b"running"

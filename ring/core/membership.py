@@ -753,6 +753,10 @@ class Membership:
                 # Same incarnation, same node: keep the address we know.
                 address = address if inc > old.incarnation else old.address
                 self._set(Member(name, address, inc, state, now_ms))
+            elif old.state == LEFT and not old.address and _fits(address) and address:
+                # A member we marked left knowing its name only (from a table): its address,
+                # so that it still gets the answers to what it sends while it hands off.
+                self._members[name] = replace(old, address=address)
 
     def _hear_about_self(self, inc: int, state: str, now_ms: int) -> None:
         me = self._members[self.name]

@@ -355,5 +355,24 @@ class Reap:
     items: list[Any]
 
 
+@message(45)
+class ReapCheck:
+    """From a partition's first owner, before it reaps: which of these tombstones (flat
+    ``[key, record hash, ...]``) does the receiver hold exactly so, durably?"""
+
+    op_id: int
+    epoch: int
+    items: list[Any]
+
+
+@message(46)
+class ReapAck:
+    """The keys of a ``ReapCheck`` the sender holds the same tombstone of (on disk: it synced
+    before answering)."""
+
+    op_id: int
+    keys: list[bytes]
+
+
 class Gossip:
     """Marker base for gossip (UDP) messages; they are defined in ``ring.core.membership``."""

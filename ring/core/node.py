@@ -50,7 +50,8 @@ from ring.core.aae import AntiEntropy
 from ring.core.claimant import Claimant
 from ring.core.coordinator import Coordinator
 from ring.core.handoff import Handoff, page
-from ring.core.layout import ACTOR_KEY, RUNNING_KEY, Storage
+from ring.core import record as rec
+from ring.core.layout import ACTOR_KEY, FLOOR_KEY, RUNNING_KEY, Storage
 from ring.core.membership import MAX_FIELD_BYTES, Membership, MembershipConfig, RandomSource
 from ring.core.ops import ForwardOp, Origin
 from ring.core.table import Table
@@ -173,10 +174,12 @@ class Node:
             now_ms=now_ms,
             send=self.coordinator.send,
             merge=self.coordinator.replica.merge,
-            delete=self.coordinator.replica.delete,
+            delete=self._reap_records,
             jitter=lambda n: self.rng.getrandbits(32) % max(1, n),
+            hinted=self.coordinator.hints.holds,
         )
         self.coordinator.replica.on_change = self.aae.trees.update
+        self.coordinator.floor = self._load_floor()
         self._held: list[tuple[int, str, Any]] = []  # (since, src, msg) waiting for a table
         self._table_asked: dict[str, tuple[int, int]] = {}  # peer -> (epoch, when)
         self._retired = False
@@ -210,12 +213,42 @@ class Node:
         self.storage.write([(RUNNING_KEY, flag)], sync=True)
         return actor
 
+    def _load_floor(self) -> int:
+        raw = self.storage.get(FLOOR_KEY)
+        if raw is None:
+            return 0
+        actor, _, counter = raw.decode(errors="replace").rpartition(" ")
+        return int(counter) if actor == self.actor and counter.isdigit() else 0
+
+    def _reap_records(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Delete reaped tombstones; first raise the floor of our dots above every counter of
+        our actor they held, in the same write (a replica that missed the reap still holds
+        them, and must not take a new write of ours for one it has seen)."""
+        c = self.coordinator
+        top = c.floor
+        for _, raw in items:
+            try:
+                flat = rec.decode_head(raw)[1]
+            except ValueError:
+                continue
+            for actor, n in zip(flat[0::2], flat[1::2]):
+                if actor == self.actor and type(n) is int and n > top:
+                    top = n
+        puts: list[tuple[bytes, bytes]] = []
+        if top > c.floor:
+            c.floor = top
+            puts.append((FLOOR_KEY, f"{self.actor} {top}".encode()))
+        self.storage.write(puts, [skey for skey, _ in items])
+        for skey, raw in items:
+            c.replica.on_change(skey[1:], raw, None)
+
     def _renew_actor(self) -> None:
         """A new actor epoch, before the node deletes a copy of partitions that moved away
         (``ring.core.handoff``): counters of the old one are never issued again."""
         self.actor = f"{self.name}@{self.rng.getrandbits(48):012x}"
         self.storage.write([(ACTOR_KEY, self.actor.encode())], sync=True)
         self.coordinator.actor = self.actor
+        self.coordinator.floor = 0  # a new actor has issued no counter yet
         self.stats["actor_renewals"] = self.stats.get("actor_renewals", 0) + 1
 
     # --- the parts, as tests and the simulator look at them -----------------------------------
@@ -488,6 +521,12 @@ class Node:
                 self.aae.on_push(src, msg, self.view.table, effects)
         elif kind is m.AaePushAck:
             self.aae.on_push_ack(src, msg, now_ms)
+        elif kind is m.ReapCheck:
+            if self.view.table is not None and self.view.serving:
+                self.aae.on_reap_check(src, msg, self.view.table, effects)
+        elif kind is m.ReapAck:
+            if self.view.table is not None:
+                self.aae.on_reap_ack(src, msg, self.view.table, effects)
         elif kind is m.Reap:
             if self.view.table is not None and msg.epoch == self.view.table.epoch:
                 self.aae.on_reap(src, msg, self.view.table)

@@ -125,15 +125,19 @@ def write(
     value: bytes | None,
     ts_ms: int,
     context: Mapping[str, int] | None = None,
+    floor: int = 0,
 ) -> Record:
     """The coordinator's step of a put (or, with ``value=None``, a delete).
 
     ``context`` is what the client saw (from ``get_versioned``); without one the write supersedes
     everything ``local`` holds, which gives a single writer plain overwrite semantics.
     Siblings of ``local`` that ``context`` did not see stay as siblings of the new value.
+    ``floor``: the new dot's counter is above it (the highest counter of ``actor`` in a record
+    that was reaped: a replica that still holds that record must not take the new write for
+    one it has seen).
     """
     seen: Mapping[str, int] = local.context if context is None else context
-    counter = max(local.context.get(actor, 0), seen.get(actor, 0)) + 1
+    counter = max(local.context.get(actor, 0), seen.get(actor, 0), floor) + 1
     keep = [s for s in local.siblings if not vclock.covers(seen, s.actor, s.counter)]
     new = Sibling(actor, counter, ts_ms, value)
     keep.append(new)
@@ -299,11 +303,15 @@ def decode_resolved(data: bytes) -> bytes | None:
     raise ValueError("not an encoded record (bad kind byte)")
 
 
-def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int) -> bytes:
-    """``encode(write(decode(data), actor, value, ts_ms))`` for a put without context, which
-    supersedes every sibling and so needs only the stored context: the hot path of ``put``."""
+def blind_write_encoded(
+    data: bytes | None, actor: str, value: bytes, ts_ms: int, floor: int = 0
+) -> bytes:
+    """``encode(write(decode(data), actor, value, ts_ms, None, floor))`` for a put without
+    context, which supersedes every sibling and so needs only the stored context: the hot path
+    of ``put``."""
     if data is None:
-        return _frame(_packb((FORMAT_VERSION, (actor, 1), (actor, 1, ts_ms, True))), value)
+        c = floor + 1
+        return _frame(_packb((FORMAT_VERSION, (actor, c), (actor, c, ts_ms, True))), value)
     n = data[1] if len(data) > 2 else 255
     if n != 255 and data[0] <= 1:
         try:
@@ -321,15 +329,15 @@ def blind_write_encoded(data: bytes | None, actor: str, value: bytes, ts_ms: int
         ):
             # The usual case: this actor is the only writer the key has seen. Its siblings are
             # all superseded, so only the context (checked here) goes into the new record.
-            counter = flat[1] + 1
+            counter = max(flat[1], floor) + 1
             return _frame(
                 _packb((FORMAT_VERSION, (actor, counter), (actor, counter, ts_ms, True))), value
             )
     ctx = _checked_context(decode_head(data)[1])  # the siblings are all superseded
     if len(ctx) >= MAX_CONTEXT_ACTORS:
-        return encode(write(decode(data), actor, value, ts_ms))  # may need pruning
+        return encode(write(decode(data), actor, value, ts_ms, None, floor))  # may need pruning
     # The new context is the stored one with this actor's counter one higher.
-    counter = ctx.get(actor, 0) + 1
+    counter = max(ctx.get(actor, 0), floor) + 1
     ctx[actor] = counter
     return _frame(
         _packb((FORMAT_VERSION, vclock.to_flat(ctx), (actor, counter, ts_ms, True))), value

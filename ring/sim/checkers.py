@@ -53,7 +53,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ring.core import aae
 from ring.core import record as rec
+from ring.core.layout import DATA
+from ring.core.node import Node
 from ring.core.vclock import covers
 from ring.sim.history import History, Op, Violation, Write
 
@@ -67,8 +70,10 @@ def check_view(
     tombstones_visible: bool,
     upto_ms: int,
     where: str,
+    since_ms: int | None = None,
 ) -> list[Violation]:
-    """Check one view of ``key`` (see the module docstring); ``present`` are its siblings."""
+    """Check one view of ``key`` (see the module docstring); ``present`` are its siblings;
+    ``since_ms``: when the view was asked for (reaps before it count)."""
     out: list[Violation] = []
     here = {id(w) for w in present}
     for w in present:
@@ -80,6 +85,19 @@ def check_view(
             )
     for x in history.writes.get(key, ()):
         if x.dot is None or not covers(context, *x.dot):
+            continue
+        if history.reaped_covers(key, x.dot, since_ms):
+            # A delete that had seen it was reaped: it is gone for good (a tombstone may come
+            # back, from a replica the reap did not reach, until it is reaped again).
+            if id(x) in here and x.value is not None:
+                out.append(
+                    Violation(
+                        "reaped-value-came-back",
+                        key,
+                        f"{where}: {x.describe()} came back after a tombstone that had seen it "
+                        "was reaped",
+                    )
+                )
             continue
         by = next((y for y in x.superseded_by if y.dot and covers(context, *y.dot)), None)
         if id(x) in here and by is not None:
@@ -189,6 +207,7 @@ def check_reads(history: History) -> list[Violation]:
             tombstones_visible=False,
             upto_ms=op.end_ms,
             where=where,
+            since_ms=op.start_ms,
         )
     return out
 
@@ -284,7 +303,7 @@ def check_final(
         w = history.write_of.get(op.id)
         if w is None or w.dot is None:
             continue  # reported when it was acknowledged
-        if not covers(merged.context, *w.dot):
+        if not covers(merged.context, *w.dot) and not history.reaped_covers(op.key, w.dot):
             out.append(
                 Violation(
                     "acknowledged-write-lost",
@@ -309,27 +328,32 @@ def check_final(
 
 
 def check_replicated(
-    history: History, replicas: dict[bytes, dict[str, rec.Record]]
+    history: History, replicas: dict[bytes, dict[str, rec.Record]], *, since_wipe: bool = True
 ) -> list[Violation]:
     """Check 7, after the heal and the hinted handoff and *before* any read could repair: every
     replica of a key holds every write of it acknowledged since the last lost disk. A write is
     acknowledged after W replicas stored it, and every other replica then has a hint kept for
     it (by a fallback, or by the coordinator before it answered), so handoff alone must bring
-    it everywhere; reads and their repair must not be needed."""
+    it everywhere; reads and their repair must not be needed.
+
+    With ``since_wipe=False`` (after anti-entropy has run, still before any read) every
+    acknowledged write counts, those before a lost disk too: anti-entropy copies them back from
+    the replicas that kept them."""
     out: list[Violation] = []
+    how = "after hinted handoff" if since_wipe else "after anti-entropy"
     for op in sorted(history.ops.values(), key=lambda o: o.id):
-        if not op.acked or op.start_ms <= history.last_wipe_ms:
+        if not op.acked or (since_wipe and op.start_ms <= history.last_wipe_ms):
             continue
         w = history.write_of.get(op.id)
         if w is None or w.dot is None:
             continue
         for name, record in sorted(replicas.get(op.key, {}).items()):
-            if not covers(record.context, *w.dot):
+            if not covers(record.context, *w.dot) and not history.reaped_covers(op.key, w.dot):
                 out.append(
                     Violation(
                         "acknowledged-write-not-replicated",
                         op.key,
-                        f"after hinted handoff, {name}, a replica of the key, lacks {w.describe()}",
+                        f"{how}, {name}, a replica of the key, lacks {w.describe()}",
                     )
                 )
     return out
@@ -356,7 +380,12 @@ def check_read_your_writes(history: History, n: int, r: int, w: int) -> list[Vio
             if (g.r or r) + (x.w or w) <= n:
                 continue
             wx = history.write_of.get(x.id)
-            if wx is not None and wx.dot is not None and not covers(context, *wx.dot):
+            if (
+                wx is not None
+                and wx.dot is not None
+                and not covers(context, *wx.dot)
+                and not history.reaped_covers(g.key, wx.dot, g.start_ms)
+            ):
                 out.append(
                     Violation(
                         "stale-quorum-read",
@@ -387,6 +416,32 @@ def check_placement(
                     "misplaced",
                     key,
                     f"{key!r} is on the disks of {sorted(held)}; its owners are {sorted(owners)}",
+                )
+            )
+    return out
+
+
+def check_trees(nodes: Iterable[tuple[str, Node]]) -> list[Violation]:
+    """Every running node's anti-entropy tree equals one built afresh from its storage: no path
+    that changes a record forgets to update the tree."""
+    out: list[Violation] = []
+    for name, node in nodes:
+        trees = node.aae.trees
+        cur = trees.current
+        if cur is None:
+            continue
+        fresh = [[0] * aae.SEGMENTS for _ in range(trees.partitions)]
+        for skey, raw in node.storage.scan(DATA):
+            p, s = aae.place(skey[1:], trees.partitions)
+            fresh[p][s] ^= aae.record_hash(skey[1:], raw)
+        wrong = [p for p in range(trees.partitions) if list(cur.segs[p]) != fresh[p]]
+        if wrong:
+            out.append(
+                Violation(
+                    "aae-tree-stale",
+                    None,
+                    f"{name}'s anti-entropy tree differs from its storage in partition(s) "
+                    f"{wrong[:10]}",
                 )
             )
     return out

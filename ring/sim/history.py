@@ -128,11 +128,31 @@ class History:
         self.op_of_value: dict[bytes, Op] = {}
         self.violations: list[Violation] = []
         self.last_wipe_ms = -1
+        # Tombstones anti-entropy reaped, per key (every reaping node's copy): the writes their
+        # contexts cover were deleted, and must never be seen again.
+        self.graveyard: dict[bytes, list[tuple[int, rec.Record]]] = {}
         # Writes a coordinator made since its last group commit: a crash before the commit
         # takes them back (they never left the node), so their dots were never used.
         self._tentative: dict[str, list[Write]] = {}
         self.on_outcome: Callable[[Op], None] = lambda op: None
         self.trace: Any = None
+
+    def reaped(self, name: str, key: bytes, raw: bytes) -> None:
+        """``name`` reaped its tombstone of ``key``."""
+        self.graveyard.setdefault(key, []).append((self._now(), rec.decode(raw)))
+
+    def reaped_covers(
+        self, key: bytes, dot: tuple[str, int] | None, before_ms: int | None = None
+    ) -> bool:
+        """Whether a tombstone of ``key`` reaped (before ``before_ms``) had seen the write of
+        ``dot``: that write was deleted for good."""
+        if dot is None:
+            return False
+        return any(
+            covers(g.context, *dot)
+            for t, g in self.graveyard.get(key, ())
+            if before_ms is None or t < before_ms
+        )
 
     # --- recording ops -------------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class SimConfig:
     min_changes: int = 0  # at least this many ring changes per run (the drawn number, if more)
     boot_ms: int = 10_000
     converge_ms: int = 30_000
+    aae_interval_ms: int = 1_000  # anti-entropy: each partition compared this often
+    tombstone_grace_ms: int = 1_000  # tombstones reaped once every replica holds them, after this
 
     def node_config(self, name: str, address: str, life: Life, *, sync: bool = False) -> NodeConfig:
         """The cluster's node configuration; timers are shorter than the defaults so that a few
@@ -81,6 +83,9 @@ class SimConfig:
             w=self.w,
             partitions=64,
             handoff_rate_mb_s=1000.0,
+            aae_interval_ms=self.aae_interval_ms,
+            tombstone_grace_ms=self.tombstone_grace_ms,
+            aae_rebuild_ms=7_000,
             request_timeout_ms=1000,
             tick_ms=20,
             hint_retry_ms=200,
@@ -193,6 +198,22 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
         ok = _run_until(sched, settled, cfg.converge_ms)
         if ok:  # before any read repairs anything
             violations += checkers.check_replicated(history, _replicas(world, workload.keys))
+            # Anti-entropy alone (still no read) makes every replica of a key equal, and brings
+            # back what lost disks held.
+            agree = lambda: world.quiet() and _replicas_agree(world, workload.keys)  # noqa: E731
+            if _run_until(sched, agree, max(0, deadline - sched.now)):
+                violations += checkers.check_replicated(
+                    history, _replicas(world, workload.keys), since_wipe=False
+                )
+            else:
+                violations.append(
+                    Violation(
+                        "replicas-differ",
+                        None,
+                        "anti-entropy did not make the replicas equal before the deadline: "
+                        + _differing(world, workload.keys),
+                    )
+                )
         ok = ok and _final_reads(sched, workload, final_reads, deadline)
         # Read repair is fire-and-forget: let it land, then the cluster must be quiet again.
         sched.run_until(sched.now + 200)
@@ -200,6 +221,9 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
         if ok:
             violations += checkers.check_placement(
                 final_reads, _holders(world, workload.keys), cfg.n
+            )
+            violations += checkers.check_trees(
+                (name, node) for name in world.members if (node := world.node(name)) is not None
             )
         if not ok:
             violations.append(
@@ -276,6 +300,26 @@ def _replicas(world: World, keys: list[bytes]) -> dict[bytes, dict[str, rec.Reco
                 by_node[name] = rec.EMPTY if raw is None else rec.decode(raw)
         out[key] = by_node
     return out
+
+
+def _replicas_agree(world: World, keys: list[bytes]) -> bool:
+    """Every key's owners hold the same bytes (or all none)."""
+    return not _differing(world, keys)
+
+
+def _differing(world: World, keys: list[bytes]) -> str:
+    out = []
+    for key in keys:
+        held: dict[str, bytes | None] = {}
+        for name in world.members:
+            node = world.node(name)
+            if node is None:
+                return f"{name} is down"
+            if name in node.preference_list(key):
+                held[name] = node.storage.get(DATA + key)
+        if len(set(held.values())) > 1:
+            out.append(f"{key!r} on {sorted(n for n, v in held.items() if v is not None)}")
+    return ", ".join(out)
 
 
 def _holders(world: World, keys: list[bytes]) -> dict[bytes, tuple[set[str], set[str]]]:

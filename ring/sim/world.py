@@ -81,6 +81,9 @@ class Observer(Protocol):
 
     def reply_delivered(self, reply: m.Reply) -> None: ...
 
+    def reaped(self, name: str, key: bytes, raw: bytes) -> None:
+        """``name`` reaped its tombstone of ``key`` (``raw``)."""
+
 
 @dataclass(slots=True)
 class Slot:
@@ -190,6 +193,14 @@ class World:
         node_rng = random.Random(self.rng.getrandbits(64))
         node = Node(cfg, slot.storage, now_ms=now, rng=node_rng, incarnation=slot.incarnation)
         slot.node = node
+        reap = node.aae.delete
+
+        def recorded(items: list[tuple[bytes, bytes]]) -> None:
+            for skey, raw in items:
+                self.observer.reaped(name, skey[1:], raw)
+            reap(items)
+
+        node.aae.delete = recorded
         self._hold(slot, node.start(now), None)
         # Ticks start at a random phase, so nodes do not tick in lock step.
         self.sched.after(self.rng.randrange(1, cfg.tick_ms + 1), self._tick, name, slot.generation)
