@@ -570,6 +570,7 @@ def _cluster_load(nodes: str, f: BinaryIO, total: int, progress: Progress) -> No
         if not up:  # the contacted node lists itself up once it serves
             up = [_Member(client.node or client.address, client.address)]
     stats = _LoadStats(total)
+    progress.show(f"load: merging 0/{total:,} records into {len(up)} members", force=True)
     try:
         _run(_absorb_all(up, partitions, dump.read_encoded(f), stats, progress))
     except KeyboardInterrupt:
