@@ -719,3 +719,49 @@ def verify_after_heal(
         text = (cluster.root / f"{name}.log").read_text(errors="replace")
         assert "Traceback" not in text, f"{context}: {name} logged a traceback:\n{text[-5000:]}"
     return verdict
+
+
+# --- anti-entropy: what a node holds on its own disk, and its counters ------------------------
+
+
+def local_records(cluster: Cluster, name: str, page_bytes: int = 1 << 20) -> dict[bytes, bytes]:
+    """Every record ``name`` stores for the partitions it owns, tombstones included, as stored
+    (the client op ``records``, paged; asked of that node alone: no quorum read, no read
+    repair). Raises ``ring.RingError`` while the node does not serve."""
+
+    def ask() -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        after: bytes | None = None
+        with cluster.client(name) as client:
+            while True:
+                page = client._call("records", {"after": after, "max_bytes": page_bytes})
+                items = page["items"]
+                out.update(zip(items[0::2], items[1::2]))
+                if page["done"]:
+                    return out
+                after = page["after"]
+
+    result: dict[bytes, bytes] = cluster.call(ask)
+    return result
+
+
+def aae_status(cluster: Cluster, name: str) -> dict[str, Any]:
+    """``name``'s own anti-entropy block of its ``status`` (exchanges, keys_repaired,
+    tombstones_reaped, last_sweep_s, trees_ready, pulled_records, pushed_records, ...)."""
+
+    def ask() -> dict[str, Any]:
+        with cluster.client(name) as client:
+            return dict(client.status()["aae"])
+
+    result: dict[str, Any] = cluster.call(ask)
+    return result
+
+
+def ringctl(*argv: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """``ringctl ARGV`` as a real process (``python -m ring.cli.ringctl``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ring.cli.ringctl", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
