@@ -225,7 +225,7 @@ def _trailer_end(f: BinaryIO, header_len: int, trailer_offset: int) -> int:
     f.seek(trailer_offset)
     unpacker = _unpacker(f)
     next(unpacker)
-    return trailer_offset + unpacker.tell()
+    return trailer_offset + int(unpacker.tell())
 
 
 def read(f: BinaryIO, on_progress: OnProgress = _noop) -> Iterator[tuple[bytes, rec.Record]]:

@@ -35,7 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
@@ -227,9 +227,9 @@ class _Merged:
         wopts: Any = rocksdict.WriteOptions()  # its stub calls disable_wal a method
         wopts.disable_wal = True
         self._db.set_write_options(wopts)
-        # Keys whose copy from some member did not decode: (member, key, why), the first few.
-        self.corrupt: list[tuple[str, bytes, str]] = []
-        self.corrupt_count = 0
+        # Keys of which some member's copy did not decode -> (that member, why).
+        self.corrupt: dict[bytes, tuple[str, str]] = {}
+        self._open_iters: list[Generator[tuple[bytes, bytes], None, None]] = []
 
     def merge(self, member: str, flat: list[bytes]) -> None:
         """Merge one page (``[key, record, key, record, ...]``) in one write batch."""
@@ -245,9 +245,7 @@ class _Merged:
             except ValueError as exc:
                 # A replica's copy that does not decode: the others' are still merged; a key
                 # with no good copy anywhere fails the save (see _check_corrupt).
-                self.corrupt_count += 1
-                if len(self.corrupt) < 100:
-                    self.corrupt.append((member, key, str(exc)))
+                self.corrupt.setdefault(key, (member, str(exc)))
                 continue
             if merged is not None:
                 pending[key] = merged
@@ -261,14 +259,25 @@ class _Merged:
         return self._db.get(key) is not None
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every merged record in key order."""
+        gen = self._items()
+        self._open_iters.append(gen)
+        return gen
+
+    def _items(self) -> Generator[tuple[bytes, bytes], None, None]:
         it = self._db.iter()
-        it.seek_to_first()
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
-        del it
+        try:
+            it.seek_to_first()
+            while it.valid():
+                yield it.key(), it.value()
+                it.next()
+        finally:
+            del it
 
     def close(self) -> None:
+        for gen in self._open_iters:  # no RocksDB iterator may outlive the database
+            with contextlib.suppress(Exception):
+                gen.close()
         with contextlib.suppress(Exception):
             self._db.close()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -383,7 +392,7 @@ async def _read_member(
         while True:
             if page["epoch"] != epoch:
                 raise _RingChanged(member.name, epoch, page["epoch"])
-            if page["node"] != member.name:
+            if page["node"] not in (None, member.name):  # another node took over the address
                 raise _MemberFailed(f"{member.address} is {page['node']}, not {member.name}")
             after = page["after"]
             if not page["done"]:
@@ -460,7 +469,7 @@ def _check_coverage(read: _Read, up: list[_Member], others: list[str], partition
 
 
 def _check_corrupt(merged: _Merged) -> None:
-    for member, key, why in merged.corrupt:
+    for key, (member, why) in merged.corrupt.items():
         if not merged.has(key):
             raise CorruptData(
                 f"the record of key '{escape_text(key)}' on {member} does not decode ({why}) "

@@ -392,3 +392,21 @@ def test_members_down_one_saves_everything_two_leave_partitions_without_replica(
     assert "partitions have no replica that answered" in r.err
     assert "n2" in r.err and "n3" in r.err and "Nothing was written" in r.err
     assert os.listdir(out) == []  # no dump, no temporary file or directory
+
+
+def test_a_copy_that_does_not_decode_is_skipped_unless_no_replica_has_a_good_one(
+    tmp_path: Path,
+) -> None:
+    good = rec.encode(rec.write(rec.EMPTY, "n1@1", b"value", 1000, None))
+    merged = transfer._Merged(str(tmp_path))
+    try:
+        merged.merge("n1", [b"a", b"\x07not a record", b"b", good])
+        merged.merge("n2", [b"a", good])
+        transfer._check_corrupt(merged)  # a's good copy came from n2
+        assert list(merged.items()) == [(b"a", good), (b"b", good)]
+        merged.merge("n2", [b"c", b"\x07not a record"])
+        with pytest.raises(ring.CorruptData, match="key 'c' on n2 does not decode"):
+            transfer._check_corrupt(merged)
+    finally:
+        merged.close()
+    assert os.listdir(tmp_path) == []
