@@ -354,14 +354,17 @@ def idle_cpu(args: argparse.Namespace, work: Path, interval_s: float | None) -> 
 # --- (d): save and load --------------------------------------------------------------------------
 
 
-def ringctl(*argv: str) -> tuple[float, dict[str, Any] | None, str]:
-    """Seconds, the ``-o json`` summary (None on failure), stderr."""
+def ringctl(cwd: Path, *argv: str) -> tuple[float, dict[str, Any] | None, str]:
+    """Seconds, the ``-o json`` summary (None on failure), stderr. Run in ``cwd``: ``python -m``
+    puts the working directory first on the path, and ``benchmarks/feeds.py`` would shadow the
+    ``feeds`` package."""
     t0 = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "ring.cli.ringctl", "-o", "json", *argv],
         capture_output=True,
         text=True,
         timeout=1800,
+        cwd=cwd,
     )
     took = time.monotonic() - t0
     if done.returncode != 0:
@@ -375,22 +378,26 @@ def save_load(args: argparse.Namespace, cluster: Ringd, work: Path) -> dict[str,
     the same dump."""
     dumpfile, again = work / "cluster.dump", work / "embedded.dump"
     nodes = ",".join(cluster.addresses)
-    save_s, saved, error = ringctl("--nodes", nodes, "save", str(dumpfile))
+    save_s, saved, error = ringctl(work, "--nodes", nodes, "save", str(dumpfile))
     if saved is None:
-        return {"available": False, "why": f"cluster save failed: {error[-500:]}"}
+        missing = "unrecognized arguments" in error or "invalid choice" in error
+        why = "not available" if missing else f"cluster save failed: {error[-500:]}"
+        return {"available": False, "why": why}
     records = int(saved["records"])
     fresh = Ringd(work / "fresh", [], ringd_command(args.ringd))
     try:
         fresh.start()
         fresh.wait_settled()
-        load_s, loaded, error = ringctl("--nodes", ",".join(fresh.addresses), "load", str(dumpfile))
+        load_s, loaded, error = ringctl(
+            work, "--nodes", ",".join(fresh.addresses), "load", str(dumpfile)
+        )
     finally:
         fresh.stop()
     if loaded is None:
         return {"available": False, "why": f"cluster load failed: {error[-500:]}"}
     data = str(work / "embedded")
-    eload_s, eloaded, error = ringctl("--data", data, "load", str(dumpfile))
-    esave_s, esaved, error2 = ringctl("--data", data, "save", str(again))
+    eload_s, eloaded, error = ringctl(work, "--data", data, "load", str(dumpfile))
+    esave_s, esaved, error2 = ringctl(work, "--data", data, "save", str(again))
     if eloaded is None or esaved is None:
         return {"available": False, "why": f"embedded load/save failed: {error or error2}"}
     out = {
@@ -543,7 +550,7 @@ def report(r: dict[str, Any]) -> None:
         f"(goal ≤ {CPU_GOAL_PCT:g}%: {verdict}); measured over {idle['wall_s']:g} s each"
     )
     if not sl.get("available"):
-        print(f"cluster save/load: not available ({sl.get('why', '')})")
+        print(f"cluster save/load: not measured: {sl.get('why', '')}")
 
 
 def main(argv: list[str] | None = None) -> int:
