@@ -187,14 +187,17 @@ class _Tree:
             [{} for _ in range(partitions)],
         )
 
-    def apply(self, p: int, s: int, x: int, key: bytes, new: bytes | None) -> None:
+    def apply(self, p: int, s: int, x: int, key: bytes, new: bytes | None, now_ms: int) -> None:
         self.segs[p][s] ^= x
         self.roots[p] ^= x
         ts = None if new is None else tombstone_ts(new)
         if ts is None:
             self.tombs[p].pop(key, None)
         else:
-            self.tombs[p][key] = ts
+            # The grace runs from when the tombstone reached this node (by this node's clock, so
+            # clock skew between nodes does not shorten or stretch it); for a tombstone found on
+            # disk by the build after a restart, from the delete (or the build, if earlier).
+            self.tombs[p][key] = now_ms if now_ms >= 0 else min(ts, -now_ms)
 
 
 class Trees:
@@ -209,6 +212,7 @@ class Trees:
         # The change counter, and for each segment the counter of its last change.
         self.counter = 0
         self.versions = [array("Q", _ZERO) for _ in range(partitions)]
+        self.now_ms = 0  # the time of the event being handled (the node sets it)
 
     @property
     def ready(self) -> bool:
@@ -223,10 +227,10 @@ class Trees:
             0 if new is None else record_hash(key, new)
         )
         if self.current is not None:
-            self.current.apply(p, s, x, key, new)
+            self.current.apply(p, s, x, key, new, self.now_ms)
         b = self.build
         if b is not None and self.build_after is not None and key <= self.build_after:
-            b.apply(p, s, x, key, new)
+            b.apply(p, s, x, key, new, self.now_ms)
 
     def start_build(self) -> None:
         self.build = _Tree.empty(self.partitions)
@@ -246,7 +250,7 @@ class Trees:
             key = skey[1:]
             self.build_after = key
             p, s = place(key, parts)
-            b.apply(p, s, record_hash(key, raw), key, raw)
+            b.apply(p, s, record_hash(key, raw), key, raw, -self.now_ms)
         if looked < limit:
             self.current, self.build, self.build_after = b, None, None
             self.built += 1
@@ -657,8 +661,8 @@ class AntiEntropy:
         (``ReapCheck``): the owners that they hold the same tombstone, everyone that they keep
         no hint of the key (a hint of an older write, handed on after the reap, would bring it
         back). So nothing is reaped while any member is down."""
-        members = [q for q in table.members() if q != self.name]
-        if not all(alive(q) for q in members):
+        members = self._to_ask([q for q in table.members() if q != self.name], alive)
+        if members is None:
             return
         cur = self.trees.current
         r = self.reaping
@@ -676,9 +680,7 @@ class AntiEntropy:
             owners = table.owners[p]
             if not owners or owners[0] != self.name or not _settled(table, p):
                 continue
-            others = owners[1:]
-            if not all(alive(q) for q in others):
-                continue
+            others = [q for q in owners[1:] if q in members]
             checks = [self.confirmed.get((p, q)) for q in others]
             if any(c is None or c[0] != table.changed[p] for c in checks):
                 continue
@@ -706,6 +708,11 @@ class AntiEntropy:
             for q in members:
                 self.send(q, m.ReapCheck(self.reaping.op_id, table.epoch, flat), effects)
             return
+
+    @staticmethod
+    def _to_ask(members: list[str], alive: Callable[[str], bool]) -> list[str] | None:
+        """The members a reap must ask: all of them, and none may be down (None)."""
+        return members if all(alive(q) for q in members) else None
 
     @staticmethod
     def _confirmed_by_all(

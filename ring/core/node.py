@@ -299,6 +299,7 @@ class Node:
         effects: list[m.Effect] = []
         kind = type(event)
         self.coordinator.answered.clear()
+        self.aae.trees.now_ms = now_ms
         if kind is m.Tick:
             self._tick(now_ms, effects)  # several pieces of work, each isolated on its own
             return effects

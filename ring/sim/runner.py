@@ -58,7 +58,10 @@ class SimConfig:
     boot_ms: int = 10_000
     converge_ms: int = 30_000
     aae_interval_ms: int = 1_000  # anti-entropy: each partition compared this often
-    tombstone_grace_ms: int = 1_000  # tombstones reaped once every replica holds them, after this
+    # Tombstones are reaped once every replica holds them and this long after the delete: longer
+    # than a record can travel in the simulated network (spikes of 1.5 s, request timeouts, held
+    # requests), so that no late message carries back a value a reaped delete had superseded.
+    tombstone_grace_ms: int = 5_000
 
     def node_config(self, name: str, address: str, life: Life, *, sync: bool = False) -> NodeConfig:
         """The cluster's node configuration; timers are shorter than the defaults so that a few
@@ -85,7 +88,7 @@ class SimConfig:
             handoff_rate_mb_s=1000.0,
             aae_interval_ms=self.aae_interval_ms,
             tombstone_grace_ms=self.tombstone_grace_ms,
-            aae_rebuild_ms=7_000,
+            aae_rebuild_ms=30_000,
             request_timeout_ms=1000,
             tick_ms=20,
             hint_retry_ms=200,
@@ -236,6 +239,7 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
             )
         else:
             replicas = _replicas(world, workload.keys)
+            violations += _reap_phase(sched, world, workload.keys, cfg)
 
     # 4. checks
     violations += history.violations
@@ -299,6 +303,47 @@ def _replicas(world: World, keys: list[bytes]) -> dict[bytes, dict[str, rec.Reco
                 raw = node.storage.get(DATA + key)
                 by_node[name] = rec.EMPTY if raw is None else rec.decode(raw)
         out[key] = by_node
+    return out
+
+
+def _reap_phase(
+    sched: Scheduler, world: World, keys: list[bytes], cfg: SimConfig
+) -> list[Violation]:
+    """5. With every node up and quiet, every tombstone is reaped within the grace period and a
+    few anti-entropy rounds, and nothing else changes: live records stay as they were, and no
+    deleted key comes back."""
+    before = _replicas(world, keys)
+    deleted = [k for k, by in before.items() if all(r.is_deleted for r in by.values())]
+
+    def reaped() -> bool:
+        return world.quiet() and not any(
+            world.slots[n].storage.get(DATA + k) is not None for n in world.members for k in deleted
+        )
+
+    limit = cfg.tombstone_grace_ms + 10 * cfg.aae_interval_ms
+    if not _run_until(sched, reaped, limit):
+        left = [
+            f"{k!r} on {n}"
+            for k in deleted
+            for n in world.members
+            if world.slots[n].storage.get(DATA + k) is not None
+        ]
+        return [
+            Violation(
+                "liveness",
+                None,
+                f"tombstones not reaped {limit} ms after the heal: {', '.join(left[:6])}",
+            )
+        ]
+    out = []
+    after = _replicas(world, keys)
+    for key in sorted(keys):
+        if key in deleted:
+            continue
+        if after[key] != before[key]:
+            out.append(
+                Violation("reaping-changed-data", key, f"{before[key]!r} became {after[key]!r}")
+            )
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ring.core import aae as aae_mod
 from ring.core import handoff as handoff_mod
 from ring.core import node as node_mod
 from ring.core import record as rec
@@ -28,6 +29,9 @@ MAX_SEEDS = 50
 # the clients spread over more keys, so that a write that missed a replica is not soon covered
 # by a later write of the same key.
 RING_CHANGES = SimConfig(min_changes=3, keys=32)
+# Clients spread over more keys: a key's tombstone often outlives the grace period (and is
+# reaped) while the run's faults go on.
+MANY_KEYS = SimConfig(keys=32)
 
 
 def first_caught(config: SimConfig | None = None) -> tuple[int, set[str]]:
@@ -252,3 +256,89 @@ def test_request_served_on_a_stale_epoch(monkeypatch: pytest.MonkeyPatch) -> Non
     seed, kinds = first_caught(RING_CHANGES)
     assert kinds & {"acknowledged-write-not-replicated", "misplaced"}
     clean_without_the_patch(monkeypatch, seed, RING_CHANGES)
+
+
+# --- anti-entropy and reaping ----------------------------------------------------------------
+
+
+def test_reaping_while_a_replica_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reaper asks only the members that are up, takes a down owner's say for given and
+    does not wait for the hints kept for it: a replica that missed the delete brings the value
+    back when it returns."""
+
+    def up_ones(members: list[str], alive: Any) -> list[str]:
+        return [q for q in members if alive(q)]
+
+    original = aae_mod.AntiEntropy.__init__
+
+    def no_hints(self: Any, *args: Any, **kw: Any) -> None:
+        original(self, *args, **kw)
+        self.hinted = lambda key: False
+
+    monkeypatch.setattr(aae_mod.AntiEntropy, "_to_ask", staticmethod(up_ones))
+    monkeypatch.setattr(aae_mod.AntiEntropy, "__init__", no_hints)
+    _, kinds = first_caught(MANY_KEYS)
+    assert kinds & {"reaped-value-came-back", "write-lost", "deleted-value-came-back"}, kinds
+
+
+def test_an_exchange_that_overwrites_instead_of_merging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records pulled or pushed by anti-entropy replace the stored one instead of being merged:
+    concurrent siblings and newer writes are lost."""
+    original = aae_mod.AntiEntropy.__init__
+
+    def overwriting(self: Any, name: str, storage: Any, **kw: Any) -> None:
+        original(self, name, storage, **kw)
+
+        def put(skey: bytes, raw: bytes, effects: list[Any]) -> bool:
+            old = storage.get(skey)
+            if old == raw:
+                return False
+            storage.put(skey, raw)
+            self.trees.update(skey[1:], old, raw)
+            return True
+
+        self.merge = put
+
+    monkeypatch.setattr(aae_mod.AntiEntropy, "__init__", overwriting)
+    _, kinds = first_caught()
+    assert kinds & {"write-lost", "acknowledged-write-lost", "acknowledged-write-not-replicated"}
+
+
+def test_a_tree_not_updated_by_handoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records copied by a partition transfer are stored without updating the anti-entropy
+    tree: the tree no longer describes the disk."""
+    original = handoff_mod.Handoff.__init__
+
+    def forgetful(self: Any, name: str, storage: Any, **kw: Any) -> None:
+        merge = kw["merge"]
+
+        def silent(skey: bytes, raw: bytes, effects: list[Any]) -> bool:
+            replica = merge.__self__
+            saved, replica.on_change = replica.on_change, lambda *a: None
+            try:
+                return bool(merge(skey, raw, effects))
+            finally:
+                replica.on_change = saved
+
+        kw["merge"] = silent
+        original(self, name, storage, **kw)
+
+    monkeypatch.setattr(handoff_mod.Handoff, "__init__", forgetful)
+    _, kinds = first_caught(RING_CHANGES)
+    assert "aae-tree-stale" in kinds or "replicas-differ" in kinds, kinds
+
+
+def test_a_tree_not_updated_by_read_repair(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator's own copy repaired by a read is stored without updating its tree."""
+    original = Coordinator._read_repair
+
+    def forgetful(self: Any, op: Any, effects: list[Any]) -> None:
+        saved, self.replica.on_change = self.replica.on_change, lambda *a: None
+        try:
+            original(self, op, effects)
+        finally:
+            self.replica.on_change = saved
+
+    monkeypatch.setattr(Coordinator, "_read_repair", forgetful)
+    _, kinds = first_caught()
+    assert "aae-tree-stale" in kinds or "replicas-differ" in kinds, kinds
