@@ -734,7 +734,7 @@ def local_records(cluster: Cluster, name: str, page_bytes: int = 1 << 20) -> dic
         after: bytes | None = None
         with cluster.client(name) as client:
             while True:
-                page = client._call("records", {"after": after, "max_bytes": page_bytes})
+                page = client.records(after, page_bytes)
                 items = page["items"]
                 out.update(zip(items[0::2], items[1::2]))
                 if page["done"]:
