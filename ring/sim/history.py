@@ -131,15 +131,43 @@ class History:
         # Tombstones anti-entropy reaped, per key (every reaping node's copy): the writes their
         # contexts cover were deleted, and must never be seen again.
         self.graveyard: dict[bytes, list[tuple[int, rec.Record]]] = {}
+        # Every node's storage as the node sees it (writes not yet committed included).
+        self.live: Callable[[], Iterable[tuple[str, Storage]]] = lambda: ()
         # Writes a coordinator made since its last group commit: a crash before the commit
         # takes them back (they never left the node), so their dots were never used.
         self._tentative: dict[str, list[Write]] = {}
         self.on_outcome: Callable[[Op], None] = lambda op: None
         self.trace: Any = None
 
-    def reaped(self, name: str, key: bytes, raw: bytes) -> None:
-        """``name`` reaped its tombstone of ``key``."""
-        self.graveyard.setdefault(key, []).append((self._now(), rec.decode(raw)))
+    def reaped(self, name: str, key: bytes, raw: bytes, owners: tuple[str, ...]) -> None:
+        """``name`` reaped its tombstone of ``key``. When the key's first owner reaps, every
+        other owner must hold the tombstone on disk (or a record that has seen it), and no
+        member may keep a hint of a value it deleted: else a replica that missed the delete,
+        or a late hint, could bring the value back."""
+        tomb = rec.decode(raw)
+        self.graveyard.setdefault(key, []).append((self._now(), tomb))
+        if not owners or owners[0] != name:
+            return
+        for node, storage in self._storages():
+            held = storage.get(DATA + key)
+            if node in owners[1:]:  # on disk
+                got = rec.EMPTY if held is None else rec.decode(held)
+                if any(got.context.get(a, 0) < c for a, c in tomb.context.items()):
+                    self.violation(
+                        "reaped-too-early",
+                        key,
+                        f"{name} reaped {key!r} while {node}, an owner, held {got!r}",
+                    )
+        for node, storage in self.live():  # hints it has handed off are gone
+            for skey, hinted in storage.scan(HINT):
+                if split_hint_key(skey)[1] == key and any(
+                    covers(tomb.context, s.actor, s.counter) for s in rec.decode(hinted).live
+                ):
+                    self.violation(
+                        "reaped-too-early",
+                        key,
+                        f"{name} reaped {key!r} while {node} kept a hint of a value it deleted",
+                    )
 
     def reaped_covers(
         self, key: bytes, dot: tuple[str, int] | None, before_ms: int | None = None

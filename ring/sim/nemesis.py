@@ -112,7 +112,12 @@ class Nemesis:
         *,
         n: int = 3,
         spares: list[str] | None = None,
+        long_down_ms: int = 0,
     ) -> None:
+        # Some crashes keep the node down this long (to twice as long): longer than the
+        # tombstone grace period and a few anti-entropy rounds, so that deletes it missed could
+        # be reaped while it is away.
+        self.long_down_ms = long_down_ms
         self.world = world
         self.sched = sched
         self.rng = rng
@@ -210,6 +215,12 @@ class Nemesis:
         self._count("stop" if graceful else "power_loss" if power else "crash")
         if lost:
             self._count("batches_lost")
+        if self.long_down_ms and self.rng.random() < 0.15:
+            self._count("long_outage")
+            self.sched.after(
+                self.rng.randint(self.long_down_ms, 2 * self.long_down_ms), self._restart, name
+            )
+            return
         self.sched.after(self.rng.randint(50, 2000), self._restart, name)
 
     def _restart_all(self) -> None:

@@ -144,6 +144,8 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
         lambda: sched.now, lambda: [(n, s.storage.committed()) for n, s in world.slots.items()]
     )
     history.trace = trace
+    # The nodes that run or may run again (one that left or was removed never does).
+    history.live = lambda: [(n, s.storage) for n, s in world.slots.items() if n not in world.gone]
     plan = FaultPlan.draw(
         rng,
         cfg.nodes,
@@ -167,7 +169,10 @@ def run_seed(seed: int, config: SimConfig | None = None) -> RunResult:
         members + spares, make_config, sched, rng, counters, trace, history, sync=sync,
         members=members,
     )  # fmt: skip
-    nemesis = Nemesis(world, sched, rng, history, plan, counters, n=cfg.n, spares=spares)
+    nemesis = Nemesis(
+        world, sched, rng, history, plan, counters, n=cfg.n, spares=spares,
+        long_down_ms=cfg.tombstone_grace_ms + 3 * cfg.aae_interval_ms,
+    )  # fmt: skip
     wl_cfg = WorkloadConfig(
         clients=cfg.clients, keys=cfg.keys, ops=cfg.ops, use_context=0.0 if cfg.blind else 0.6
     )

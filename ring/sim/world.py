@@ -81,8 +81,9 @@ class Observer(Protocol):
 
     def reply_delivered(self, reply: m.Reply) -> None: ...
 
-    def reaped(self, name: str, key: bytes, raw: bytes) -> None:
-        """``name`` reaped its tombstone of ``key`` (``raw``)."""
+    def reaped(self, name: str, key: bytes, raw: bytes, owners: tuple[str, ...]) -> None:
+        """``name`` reaped its tombstone of ``key`` (``raw``); ``owners`` of the key's partition
+        in its table."""
 
 
 @dataclass(slots=True)
@@ -195,9 +196,11 @@ class World:
         slot.node = node
         reap = node.aae.delete
 
-        def recorded(items: list[tuple[bytes, bytes]]) -> None:
+        def recorded(items: list[tuple[bytes, bytes]], node: Node = node) -> None:
+            table = node.view.ring
             for skey, raw in items:
-                self.observer.reaped(name, skey[1:], raw)
+                owners = table.owners[table.partition_of(skey[1:])]
+                self.observer.reaped(name, skey[1:], raw, owners)
             reap(items)
 
         node.aae.delete = recorded
