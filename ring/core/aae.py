@@ -292,7 +292,6 @@ class Reaping:
     """Tombstones the first owner asked the other owners about (``ReapCheck``)."""
 
     op_id: int
-    partition: int
     found: dict[bytes, int]  # key -> record hash
     waiting: set[str]
     asked_ms: int
@@ -673,7 +672,10 @@ class AntiEntropy:
         if cur is None:
             return
         versions = self.trees.versions
+        found: dict[bytes, int] = {}
         for p in range(self.partitions):
+            if len(found) >= REAP_PER_TICK:
+                break
             tombs = cur.tombs[p]
             if not tombs:
                 continue
@@ -684,7 +686,6 @@ class AntiEntropy:
             checks = [self.confirmed.get((p, q)) for q in others]
             if any(c is None or c[0] != table.changed[p] for c in checks):
                 continue
-            found: dict[bytes, int] = {}
             for key, ts in tombs.items():
                 if now_ms - ts < self.grace_ms:
                     continue
@@ -696,18 +697,17 @@ class AntiEntropy:
                         found[key] = record_hash(key, raw)
                         if len(found) >= REAP_PER_TICK:
                             break
-            if not found:
-                continue
-            if not members:
-                self._reap_now(found, table, effects)
-                return
-            flat: list[Any] = []
-            for key, h in found.items():
-                flat += (key, h)
-            self.reaping = Reaping(self._new_op(), p, found, set(members), now_ms)
-            for q in members:
-                self.send(q, m.ReapCheck(self.reaping.op_id, table.epoch, flat), effects)
+        if not found:
             return
+        if not members:
+            self._reap_now(found, table, effects)
+            return
+        flat: list[Any] = []
+        for key, h in found.items():
+            flat += (key, h)
+        self.reaping = Reaping(self._new_op(), found, set(members), now_ms)
+        for q in members:
+            self.send(q, m.ReapCheck(self.reaping.op_id, table.epoch, flat), effects)
 
     @staticmethod
     def _to_ask(members: list[str], alive: Callable[[str], bool]) -> list[str] | None:
@@ -765,19 +765,21 @@ class AntiEntropy:
     def _reap_now(self, found: dict[bytes, int], table: Table, effects: list[m.Effect]) -> None:
         """Every owner holds these tombstones: delete ours (if unchanged) and tell the others."""
         gone: list[tuple[bytes, bytes]] = []
-        flat: list[Any] = []
         for key, h in found.items():
             raw = self.storage.get(DATA + key)
             if raw is not None and record_hash(key, raw) == h:
                 gone.append((DATA + key, raw))
-                flat += (key, h)
         if not gone:
             return
         self.delete(gone)
         self.stats.tombstones_reaped += len(gone)
-        p = table.partition_of(gone[0][0][1:])
-        for q in table.owners[p][1:]:
-            self.send(q, m.Reap(table.epoch, flat), effects)
+        by_owner: dict[str, list[Any]] = {}
+        for skey, _ in gone:
+            key = skey[1:]
+            for q in table.owners[table.partition_of(key)][1:]:
+                by_owner.setdefault(q, []).extend((key, found[key]))
+        for q, items in sorted(by_owner.items()):
+            self.send(q, m.Reap(table.epoch, items), effects)
 
     # --- visibility ----------------------------------------------------------------------------
 

@@ -403,14 +403,17 @@ def check_placement(
 ) -> list[Violation]:
     """After the heal, every live key is on exactly its owners' disks — N of them (fewer only
     when the cluster has fewer members): transfers copied it to every new owner, and every old
-    holder deleted its copy."""
+    holder deleted its copy. A deleted key (its tombstone) is on no other disk."""
     out: list[Violation] = []
     for key, (held, owners) in sorted(holders.items()):
         op = final_reads.get(key)
         live = op is not None and op.outcome == "ok" and isinstance(op.result, list)
         if not live or not op.result[0]:  # type: ignore[union-attr]
-            continue
-        if held != owners or len(owners) > n:
+            # Deleted: its tombstone may be reaped already, but never kept off its owners.
+            wrong = bool(held - owners)
+        else:
+            wrong = held != owners
+        if wrong or len(owners) > n:
             out.append(
                 Violation(
                     "misplaced",

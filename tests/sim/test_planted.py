@@ -149,12 +149,16 @@ def test_blind_write_that_supersedes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     """A put without a context that keeps every sibling: siblings pile up with every write."""
     write = rec.write
 
-    def hoarding(local: rec.Record, actor: str, value: Any, ts: int, context: Any = None) -> Any:
-        return write(local, actor, value, ts, {} if context is None else context)
+    def hoarding(
+        local: rec.Record, actor: str, value: Any, ts: int, context: Any = None, floor: int = 0
+    ) -> Any:
+        return write(local, actor, value, ts, {} if context is None else context, floor)
 
-    def hoarding_encoded(raw: bytes | None, actor: str, value: bytes, ts: int) -> bytes:
+    def hoarding_encoded(
+        raw: bytes | None, actor: str, value: bytes, ts: int, floor: int = 0
+    ) -> bytes:
         local = rec.EMPTY if raw is None else rec.decode(raw)
-        return rec.encode(hoarding(local, actor, value, ts))
+        return rec.encode(hoarding(local, actor, value, ts, None, floor))
 
     monkeypatch.setattr(rec, "write", hoarding)
     monkeypatch.setattr(rec, "blind_write_encoded", hoarding_encoded)  # the put fast path
