@@ -41,7 +41,10 @@ EXIT_CODES: dict[int, str] = {
     USAGE: "usage error: unknown command, missing or bad arguments",
     INVALID: "invalid input, or a corrupt or truncated dump (nothing was applied)",
     UNAVAILABLE: "store unavailable: data directory locked, missing or unreadable; I/O error",
-    UNREACHABLE: "cluster unreachable, or too few replicas answered (quorum error)",
+    UNREACHABLE: (
+        "cluster unreachable, too few replicas answered (quorum error), a cluster save with a "
+        "partition no member answered for, or a cluster load with records it could not merge"
+    ),
     INTERNAL: "internal error (a bug): set RINGKV_DEBUG=1 to see the traceback",
     INTERRUPTED: "interrupted (Ctrl-C)",
     BROKEN_PIPE: "stdout was closed early (e.g. piped into head)",

@@ -97,3 +97,34 @@ def test_records_and_absorb() -> None:
     got = c.request("c", "getv", key=b"x", r=3).result
     assert sorted(got[0]) == [b"1", b"two"]
     assert c.request("a", "absorb", key=b"x", record=b"junk").error == "invalid"
+
+
+def test_a_write_after_a_reap_stays_above_the_reaped_counters() -> None:
+    """A replica that missed the reap still holds the tombstone: a new write of the key by the
+    node that reaped it must not pass for one that tombstone has seen."""
+    c = _cluster(tombstone_grace_ms=0)
+    pl = c.nodes["a"].preference_list(b"k")
+    coordinator = pl[0]
+    c.request(coordinator, "put", key=b"k", value=b"old")
+    c.request(coordinator, "del", key=b"k")
+    c.run(300)
+    tomb = c.storage[pl[1]].get(DATA + b"k")
+    assert tomb is not None
+    c.run(6_000)
+    assert all(c.storage[n].get(DATA + b"k") is None for n in c.names)  # reaped everywhere
+    assert c.nodes[coordinator].coordinator.floor >= 2
+    c.storage[pl[1]].put(DATA + b"k", tomb)  # as if it had missed the reap
+    c.nodes[pl[1]].aae.trees.update(b"k", None, tomb)
+    assert c.request(coordinator, "put", key=b"k", value=b"new", w=3).error is None
+    for n in c.names:
+        got = rec.decode(c.storage[n].get(DATA + b"k") or b"")
+        assert [s.value for s in got.live] == [b"new"], n
+    # The floor is on disk: a clean restart keeps it (with the actor); an unclean one makes a
+    # new actor, which has issued no counter yet.
+    node = c.nodes[coordinator]
+    floor, actor = node.coordinator.floor, node.actor
+    node.stop(c.now)
+    c.start(coordinator, incarnation=5)
+    assert (c.nodes[coordinator].actor, c.nodes[coordinator].coordinator.floor) == (actor, floor)
+    c.start(coordinator, incarnation=6)
+    assert c.nodes[coordinator].actor != actor and c.nodes[coordinator].coordinator.floor == 0
