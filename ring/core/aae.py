@@ -14,10 +14,10 @@ back; a record changed meanwhile updates the new tree too once the build has pas
 
 **Exchanges.** Every ``interval_ms`` a node compares, with each co-replica (a member that owns a
 partition with it), the roots of every partition they both own (``AaeRoots``). The peer answers
-which roots differ and, for those, its segment hashes (``AaeRootsReply``, at most
-``MAX_DIFF_PARTS`` partitions per exchange; a next exchange follows at once for the rest). The
-node then knows the differing segments and reconciles their records both ways with the normal
-merge (``reconcile``; nothing is overwritten):
+which roots differ and, for at most ``MAX_DIFF_PARTS`` of them, its segment hashes
+(``AaeRootsReply``); the differing partitions it did not narrow go first in the next exchange
+with that peer, which starts at once. The node then knows the differing segments and reconciles
+their records both ways with the normal merge (``reconcile``; nothing is overwritten):
 
 1. *pull*: it streams the peer's records of those segments — the same ``HandoffRequest`` /
    ``HandoffPage`` stream that moves partitions when the ring changes, with a segment filter —
@@ -26,20 +26,27 @@ merge (``reconcile``; nothing is overwritten):
    there) every one whose hash differs from what the peer had: the differing segments are
    narrowed to the keys that differ.
 
-Pages of both directions are throttled to the handoff rate. One exchange runs at a time; a step
-not answered in ``STEP_TIMEOUT_MS`` ends it (the next one starts over).
+A partition only one side holds anything of is pulled, or pushed, whole, without keeping the
+other side's hashes. Pages of both directions are throttled to the handoff rate, and a push looks
+at a bounded number of keys per tick. One exchange runs with each peer at a time; a step not
+answered in ``STEP_TIMEOUT_MS`` ends it (the next one starts over).
 
 **Reaping.** A tombstone (a record with no live sibling) is removed once every replica of its
-partition holds it and ``grace_ms`` passed since the delete. "Holds it" is learnt from exchanges:
-when a segment compared equal with a co-replica, every record the segment held at that moment is
-on that co-replica. Each segment remembers the counter of its last change, each comparison the
-counter at which it was made; a tombstone is confirmed when, for every other owner, the last
-comparison found its segment equal and the segment has not changed since. Only the partition's
-first owner reaps, and only when its routing is settled (no transfer or cleanup in progress):
-it deletes its copy and tells the other owners (``Reap``), who delete theirs if it is still the
-same tombstone (same hash). A replica that was down, or missed the delete, never compares equal,
-so nothing is reaped while it could bring the key back. A lost ``Reap`` only leaves a tombstone
-that anti-entropy copies back and a later round reaps.
+partition holds it and ``grace_ms`` passed since it reached this node (by this node's clock;
+for a tombstone found on disk when a node starts, since the delete). Each segment remembers the
+counter of its last change, each comparison the counter at which its roots were sent: a
+tombstone is a candidate when its segment compared equal with every other owner and has not
+changed since. Only the partition's first owner reaps, only when its routing is settled (no
+transfer, retirement or cleanup) and only when every member is up. It asks every member
+(``ReapCheck``): an owner confirms it holds the same tombstone (same hash), any other member
+that it holds no copy, and every member that it keeps no hint of the key (a fallback's hint of
+an older value, handed on after the reap, would bring it back); each answers after a synced
+write, so a confirmation survives a power loss. With every confirmation in, under the same
+table, it deletes its copy and tells the other owners (``Reap``), who delete theirs if it is
+still the same tombstone. A lost ``Reap`` only leaves a tombstone that anti-entropy copies back
+and a later round reaps. Deleting through ``delete`` raises the node's counter floor
+(``Node``), so a later write of the key never reuses a counter a replica that missed the reap
+still remembers.
 """
 
 from __future__ import annotations
@@ -61,9 +68,11 @@ SEGMENTS = 256  # segments per partition (a power of two)
 MAX_DIFF_PARTS = 256  # partitions whose segments one exchange narrows, at most
 BUILD_KEYS_PER_TICK = 2_000  # records a tree build reads per tick
 PUSH_BYTES = 1024 * 1024  # about this much per push message
+PUSH_KEYS_PER_TICK = 10_000  # keys a push looks at per tick, at most
 PULL_BYTES = 1024 * 1024  # the page size asked for when pulling
 STEP_TIMEOUT_MS = 5_000  # an exchange step not answered by then ends the exchange
-REAP_PER_TICK = 500  # tombstones reaped per tick, at most
+REAP_PER_TICK = 500  # tombstones reaped per round, at most
+REAP_LOOK_PER_TICK = 20_000  # tombstones looked at per round, about
 REAP_CHECK_MS = 500  # how often a node looks for tombstones to reap
 LOG_EVERY_MS = 60_000  # repairs and reaps are logged in aggregate at most this often
 
@@ -71,6 +80,7 @@ REAP_SYNC_KEY = META + b"reapcheck"  # written with sync before a ReapCheck is a
 
 _BIG = sys.byteorder == "big"
 _ZERO = bytes(8 * SEGMENTS)
+ALL_SEGMENTS = frozenset(range(SEGMENTS))
 
 Send = Callable[[str, Any, list[m.Effect]], None]
 Merge = Callable[[bytes, bytes, list[m.Effect]], bool]
@@ -195,8 +205,9 @@ class _Tree:
             self.tombs[p].pop(key, None)
         else:
             # The grace runs from when the tombstone reached this node (by this node's clock, so
-            # clock skew between nodes does not shorten or stretch it); for a tombstone found on
-            # disk by the build after a restart, from the delete (or the build, if earlier).
+            # clock skew between nodes does not shorten or stretch it); for one the first build
+            # after a start finds on disk, from the delete (or the build, if earlier). A
+            # negative ``now_ms`` says it is such a build.
             self.tombs[p][key] = now_ms if now_ms >= 0 else min(ts, -now_ms)
 
 
@@ -245,12 +256,18 @@ class Trees:
         start = DATA if self.build_after is None else DATA + self.build_after + b"\x00"
         looked = 0
         parts = self.partitions
+        cur = self.current
         for skey, raw in storage.scan(DATA, start, None, False, limit):
             looked += 1
             key = skey[1:]
             self.build_after = key
             p, s = place(key, parts)
             b.apply(p, s, record_hash(key, raw), key, raw, -self.now_ms)
+            if cur is not None and key in b.tombs[p]:
+                # A rebuild keeps when the node first had the tombstone.
+                since = cur.tombs[p].get(key)
+                if since is not None:
+                    b.tombs[p][key] = since
         if looked < limit:
             self.current, self.build, self.build_after = b, None, None
             self.built += 1
@@ -277,21 +294,26 @@ class Exchange:
     op_id: int
     parts: list[int]
     asked_ms: int
+    table: Table  # the table the roots were sent under
+    version: int  # our change counter when the roots were sent
     state: str = "roots"  # roots -> pull -> push
-    filt: dict[int, frozenset[int] | None] = field(default_factory=dict)
+    pull: dict[int, frozenset[int] | None] = field(default_factory=dict)  # from the peer
+    push: dict[int, frozenset[int] | None] = field(default_factory=dict)  # to the peer
     after: bytes | None = None
-    theirs: dict[bytes, int] = field(default_factory=dict)  # the peer's record hashes, pulled
-    more: bool = False  # more partitions differed than this exchange narrows
+    # The peer's record hashes, from the pull, of the partitions both hold something of (the
+    # push sends only the keys that differ); a partition only one side holds needs none.
+    theirs: dict[bytes, int] = field(default_factory=dict)
+    rest: list[int] = field(default_factory=list)  # differing partitions left for the next one
     repaired_here: int = 0
-    pushed: int = 0
     push_done: bool = False
 
 
 @dataclass(slots=True)
 class Reaping:
-    """Tombstones the first owner asked the other owners about (``ReapCheck``)."""
+    """Tombstones the first owner asked every member about (``ReapCheck``)."""
 
     op_id: int
+    epoch: int  # the table the check was asked under
     found: dict[bytes, int]  # key -> record hash
     waiting: set[str]
     asked_ms: int
@@ -342,14 +364,16 @@ class AntiEntropy:
         self.trees = Trees(partitions)
         self.trees.start_build()
         self._next_op = first_op_id
-        self.exchange: Exchange | None = None
+        self.exchanges: dict[str, Exchange] = {}  # peer -> the exchange with it under way
+        self.rest: dict[str, list[int]] = {}  # peer -> differing partitions not narrowed yet
         self.reaping: Reaping | None = None
+        self._reap_cursor = 0  # the partition the next reap round starts at
         self.next_ms: dict[str, int] = {}  # peer -> when to compare with it next
         self._next_page_ms = 0
         self._next_reap_ms = 0
         self._next_build_ms = 0
         self._started_ms = now_ms
-        # (partition, peer) -> (the partition's routing epoch, change counter, differing
+        # (partition, peer) -> (the partition's routing epoch, our change counter, differing
         # segments) of the last comparison; and when it was made.
         self.confirmed: dict[tuple[int, str], tuple[int, int, frozenset[int]]] = {}
         self.compared_ms: dict[tuple[int, str], int] = {}
@@ -358,8 +382,8 @@ class AntiEntropy:
         self._next_log_ms = now_ms + LOG_EVERY_MS
 
     def owns(self, src: str, op_id: Any) -> bool:
-        x = self.exchange
-        return x is not None and x.peer == src and x.op_id == op_id
+        x = self.exchanges.get(src)
+        return x is not None and x.op_id == op_id
 
     def _new_op(self) -> int:
         self._next_op += 1
@@ -369,17 +393,17 @@ class AntiEntropy:
 
     def refresh(self, table: Table) -> None:
         """Forget comparisons made under another routing of their partition, and peers that
-        share nothing with us any more."""
+        share nothing with us any more; a reap asked under another table is dropped."""
         self.confirmed = {
             k: v for k, v in self.confirmed.items() if v[0] == table.changed[k[0]]
         }
         peers = set(_co_replicas(table, self.name))
-        for peer in list(self.next_ms):
-            if peer not in peers:
-                del self.next_ms[peer]
-        x = self.exchange
-        if x is not None and x.peer not in peers:
-            self.exchange = None
+        for d in (self.next_ms, self.exchanges, self.rest):
+            for peer in [q for q in d if q not in peers]:
+                del d[peer]
+        self.compared_ms = {k: v for k, v in self.compared_ms.items() if k[1] in peers}
+        if self.reaping is not None and self.reaping.epoch != table.epoch:
+            self.reaping = None
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -403,11 +427,9 @@ class AntiEntropy:
                 self._next_build_ms = now_ms + self.rebuild_ms
         if not trees.ready:
             return
-        x = self.exchange
-        if x is not None:
+        for x in list(self.exchanges.values()):
             self._step(x, now_ms, table, effects)
-        else:
-            self._maybe_start(now_ms, table, alive, effects)
+        self._maybe_start(now_ms, table, alive, effects)
         if now_ms >= self._next_reap_ms:
             self._next_reap_ms = now_ms + REAP_CHECK_MS
             self._reap(now_ms, table, alive, effects)
@@ -418,110 +440,123 @@ class AntiEntropy:
     def _maybe_start(
         self, now_ms: int, table: Table, alive: Callable[[str], bool], effects: list[m.Effect]
     ) -> None:
-        due: list[tuple[int, str]] = []
+        """Start an exchange with every co-replica whose turn it is (one with each at a time)."""
         for peer in _co_replicas(table, self.name):
             when = self.next_ms.get(peer)
             if when is None:
                 # First comparison with a peer: somewhere in the first interval.
                 when = self.next_ms[peer] = now_ms + self.jitter(self.interval_ms)
-            if when <= now_ms and alive(peer):
-                due.append((when, peer))
-        if not due:
-            return
-        _, peer = min(due)
-        parts = [p for p in range(table.partitions) if _both_own(table, p, self.name, peer)]
-        # The next comparison with this peer: within the interval (a little earlier, so that a
-        # slow step never makes it later than the interval).
-        self.next_ms[peer] = now_ms + self.interval_ms - self.jitter(max(1, self.interval_ms // 10))
-        if not parts:
-            return
-        x = Exchange(peer, self._new_op(), parts, now_ms)
-        self.exchange = x
-        self.send(peer, m.AaeRoots(x.op_id, table.epoch, parts, self.trees.roots(parts)), effects)
+            if when > now_ms or peer in self.exchanges or not alive(peer):
+                continue
+            both = [p for p in range(table.partitions) if _both_own(table, p, self.name, peer)]
+            # Partitions that differed last time and were not narrowed go first.
+            rest = [p for p in self.rest.pop(peer, ()) if _both_own(table, p, self.name, peer)]
+            first = set(rest)
+            parts = rest + [p for p in both if p not in first]
+            # The next comparison with this peer: within the interval (a little earlier, so
+            # that a slow step never makes it later than the interval).
+            self.next_ms[peer] = (
+                now_ms + self.interval_ms - self.jitter(max(1, self.interval_ms // 10))
+            )
+            if not parts:
+                continue
+            x = Exchange(peer, self._new_op(), parts, now_ms, table, self.trees.counter)
+            self.exchanges[peer] = x
+            roots = self.trees.roots(parts)
+            self.send(peer, m.AaeRoots(x.op_id, table.epoch, parts, roots), effects)
 
     def _step(self, x: Exchange, now_ms: int, table: Table, effects: list[m.Effect]) -> None:
-        if x.state in ("roots", "pull") and x.asked_ms and now_ms - x.asked_ms >= STEP_TIMEOUT_MS:
-            self.exchange = None  # the peer did not answer: the next exchange starts over
+        if x.asked_ms and now_ms - x.asked_ms >= STEP_TIMEOUT_MS:
+            # The peer did not answer: the next exchange with it starts over.
+            self.exchanges.pop(x.peer, None)
             return
-        if x.state == "pull" and not x.asked_ms and now_ms >= self._next_page_ms:
+        if x.asked_ms or now_ms < self._next_page_ms:
+            return
+        if x.state == "pull":
             self._ask_page(x, now_ms, table, effects)
-        elif x.state == "push" and not x.asked_ms:
-            if now_ms >= self._next_page_ms:
-                self._push_page(x, now_ms, table, effects)
-        elif x.state == "push" and now_ms - x.asked_ms >= STEP_TIMEOUT_MS:
-            self.exchange = None
+        elif x.state == "push":
+            self._push_page(x, now_ms, table, effects)
 
     # --- the initiator -------------------------------------------------------------------------
 
     def on_roots_reply(
         self, src: str, msg: m.AaeRootsReply, now_ms: int, table: Table, effects: list[m.Effect]
     ) -> None:
-        x = self.exchange
-        if x is None or x.peer != src or x.op_id != msg.op_id or x.state != "roots":
+        x = self.exchanges.get(src)
+        if x is None or x.op_id != msg.op_id or x.state != "roots":
             return
         if msg.ready is not True or not isinstance(msg.diff, list) or not isinstance(msg.segs, list):
-            self.exchange = None  # the peer's tree is not built yet, or its table differs
+            del self.exchanges[src]  # the peer's tree is not built yet, or its table differs
             self.next_ms[src] = min(self.next_ms.get(src, now_ms), now_ms + 1_000)
             return
-        trees = self.trees
-        cur = trees.current
+        cur = self.trees.current
         assert cur is not None
         asked = set(x.parts)
-        diff = [p for p in msg.diff if type(p) is int and p in asked]
-        differing = set(diff)
-        version = trees.counter
+        # The peer compared our roots as they were when we sent them: a comparison stands for
+        # what we held then (the counter and the table of that moment).
+        diff: list[int] = []
+        narrowed: dict[int, Any] = {}
+        for i, p in enumerate(msg.diff):
+            if type(p) is not int or p not in asked or p in narrowed or p in diff:
+                continue
+            diff.append(p)
+            if i < len(msg.segs):
+                narrowed[p] = msg.segs[i]
         for p in x.parts:
-            if p not in differing:
-                self._confirm(p, src, table, version, frozenset(), now_ms)
-        filt: dict[int, frozenset[int] | None] = {}
-        for p, theirs in zip(diff, msg.segs):
+            if p not in diff:
+                self._confirm(p, src, x, frozenset(), now_ms)
+        for p in diff:
+            theirs = narrowed.get(p)
             ours_empty = cur.roots[p] == 0 and not any(cur.segs[p])
-            if ours_empty or theirs == b"":
-                filt[p] = None
-                self._confirm(p, src, table, version, frozenset(range(SEGMENTS)), now_ms)
-                continue
-            segs = _unpack(theirs)
-            if segs is None:
-                continue
-            mine = cur.segs[p]
-            d = frozenset(s for s in range(SEGMENTS) if segs[s] != mine[s])
-            self._confirm(p, src, table, version, d, now_ms)
-            if d:
-                filt[p] = d
-        for p in diff[len(msg.segs) :]:
-            self.confirmed.pop((p, src), None)
-        x.more = len(diff) > len(msg.segs)
-        if not filt:
+            if theirs is None:
+                self.confirmed.pop((p, src), None)
+                x.rest.append(p)
+            elif ours_empty and theirs == b"":
+                self.confirmed.pop((p, src), None)  # both empty, yet the roots differed
+            elif ours_empty:
+                x.pull[p] = None
+                self._confirm(p, src, x, ALL_SEGMENTS, now_ms)
+            elif theirs == b"":
+                x.push[p] = None
+                self._confirm(p, src, x, ALL_SEGMENTS, now_ms)
+            elif (segs := _unpack(theirs)) is None:
+                self.confirmed.pop((p, src), None)
+            else:
+                mine = cur.segs[p]
+                d = frozenset(s for s in range(SEGMENTS) if segs[s] != mine[s])
+                self._confirm(p, src, x, d, now_ms)
+                if d:
+                    x.pull[p] = x.push[p] = d
+        if not x.pull and not x.push:
             self._finish(x, now_ms)
             return
-        self.stats.segments_differing += sum(
-            SEGMENTS if s is None else len(s) for s in filt.values()
-        )
-        x.filt, x.state, x.asked_ms, x.after = filt, "pull", 0, None
-        if now_ms >= self._next_page_ms:
-            self._ask_page(x, now_ms, table, effects)
+        for p in x.pull.keys() | x.push.keys():
+            f = x.pull[p] if p in x.pull else x.push[p]
+            self.stats.segments_differing += SEGMENTS if f is None else len(f)
+        x.state, x.asked_ms, x.after = ("pull" if x.pull else "push"), 0, None
+        self._step(x, now_ms, table, effects)
 
     def _confirm(
-        self, p: int, peer: str, table: Table, version: int, diff: frozenset[int], now_ms: int
+        self, p: int, peer: str, x: Exchange, diff: frozenset[int], now_ms: int
     ) -> None:
-        self.confirmed[(p, peer)] = (table.changed[p], version, diff)
+        self.confirmed[(p, peer)] = (x.table.changed[p], x.version, diff)
         self.compared_ms[(p, peer)] = now_ms
 
     def _ask_page(self, x: Exchange, now_ms: int, table: Table, effects: list[m.Effect]) -> None:
         x.op_id, x.asked_ms = self._new_op(), now_ms
-        parts = sorted(x.filt)
-        bits = [b"" if x.filt[p] is None else segment_bits(x.filt[p] or ()) for p in parts]
+        parts = sorted(x.pull)
+        bits = [b"" if x.pull[p] is None else segment_bits(x.pull[p] or ()) for p in parts]
         msg = m.HandoffRequest(x.op_id, table.epoch, parts, x.after, PULL_BYTES, bits)
         self.send(x.peer, msg, effects)
 
     def on_page(
         self, src: str, msg: m.HandoffPage, now_ms: int, table: Table, effects: list[m.Effect]
     ) -> None:
-        x = self.exchange
-        if x is None or x.state != "pull" or not self.owns(src, msg.op_id):
+        x = self.exchanges.get(src)
+        if x is None or x.state != "pull" or x.op_id != msg.op_id:
             return
         if not isinstance(msg.items, list):
-            self.exchange = None
+            del self.exchanges[src]
             return
         x.asked_ms = 0
         size = 0
@@ -530,10 +565,11 @@ class AntiEntropy:
             if not isinstance(key, bytes) or not isinstance(raw, bytes):
                 continue
             p, s = place(key, self.partitions)
-            segs = x.filt.get(p, frozenset())
-            if p not in x.filt or (segs is not None and s not in segs):
+            segs = x.pull.get(p, frozenset())
+            if p not in x.pull or (segs is not None and s not in segs):
                 continue
-            x.theirs[key] = record_hash(key, raw)
+            if p in x.push:
+                x.theirs[key] = record_hash(key, raw)
             size += len(key) + len(raw)
             if self.name not in table.write_list(p):
                 continue
@@ -547,31 +583,30 @@ class AntiEntropy:
         self._next_page_ms = max(self._next_page_ms, now_ms) + size * 1000 // self.rate_bytes_s
         if msg.done is True:
             x.state, x.after = "push", None
-            if now_ms >= self._next_page_ms:
-                self._push_page(x, now_ms, table, effects)
-        elif now_ms >= self._next_page_ms:
-            self._ask_page(x, now_ms, table, effects)
+            if not x.push:
+                self._finish(x, now_ms)
+                return
+        self._step(x, now_ms, table, effects)
 
     def _push_page(self, x: Exchange, now_ms: int, table: Table, effects: list[m.Effect]) -> None:
         """Send the peer our records of the differing segments that it lacks or holds
-        differently (one message in flight)."""
+        differently (one message in flight; at most ``PUSH_KEYS_PER_TICK`` keys looked at per
+        tick)."""
         flat: list[Any] = []
-        size = 0
+        size = looked = 0
         done = False
-        while not done and size < PUSH_BYTES:
+        while not done and size < PUSH_BYTES and looked < PUSH_KEYS_PER_TICK:
             items, after, done = page(
-                self.storage, x.filt, self.partitions, x.after, PUSH_BYTES - size, 5_000
+                self.storage, x.push, self.partitions, x.after, PUSH_BYTES - size, 5_000
             )
+            looked += 5_000
             x.after = after
             for key, raw in zip(items[0::2], items[1::2]):
                 if x.theirs.get(key) != record_hash(key, raw):
                     flat += (key, raw)
                     size += len(key) + len(raw)
-            if not items and not done:
-                break  # looked at a bounded number of keys: go on next tick
         if flat:
             x.op_id, x.asked_ms = self._new_op(), now_ms
-            x.pushed += len(flat) // 2
             self.stats.pushed_records += len(flat) // 2
             x.push_done = done
             self.send(x.peer, m.AaePush(x.op_id, table.epoch, flat), effects)
@@ -580,8 +615,8 @@ class AntiEntropy:
             self._finish(x, now_ms)
 
     def on_push_ack(self, src: str, msg: m.AaePushAck, now_ms: int) -> None:
-        x = self.exchange
-        if x is None or x.state != "push" or not self.owns(src, msg.op_id):
+        x = self.exchanges.get(src)
+        if x is None or x.state != "push" or x.op_id != msg.op_id:
             return
         x.asked_ms = 0
         if type(msg.changed) is int and msg.changed > 0:
@@ -590,10 +625,11 @@ class AntiEntropy:
             self._finish(x, now_ms)
 
     def _finish(self, x: Exchange, now_ms: int) -> None:
-        self.exchange = None
+        self.exchanges.pop(x.peer, None)
         self.stats.exchanges += 1
         self.stats.keys_repaired += x.repaired_here
-        if x.more:
+        if x.rest:
+            self.rest[x.peer] = x.rest
             self.next_ms[x.peer] = now_ms  # the partitions this one did not narrow, at once
 
     # --- the responder -------------------------------------------------------------------------
@@ -673,9 +709,14 @@ class AntiEntropy:
             return
         versions = self.trees.versions
         found: dict[bytes, int] = {}
-        for p in range(self.partitions):
-            if len(found) >= REAP_PER_TICK:
+        looked = 0
+        # Partitions in turn from a cursor, a bounded number of tombstones per round: a large
+        # number of them costs little per round, and none waits behind others found again.
+        for i in range(self.partitions):
+            if len(found) >= REAP_PER_TICK or looked >= REAP_LOOK_PER_TICK:
                 break
+            p = (self._reap_cursor + i) % self.partitions
+            self._reap_cursor = (p + 1) % self.partitions
             tombs = cur.tombs[p]
             if not tombs:
                 continue
@@ -686,6 +727,7 @@ class AntiEntropy:
             checks = [self.confirmed.get((p, q)) for q in others]
             if any(c is None or c[0] != table.changed[p] for c in checks):
                 continue
+            looked += len(tombs)
             for key, ts in tombs.items():
                 if now_ms - ts < self.grace_ms:
                     continue
@@ -705,7 +747,7 @@ class AntiEntropy:
         flat: list[Any] = []
         for key, h in found.items():
             flat += (key, h)
-        self.reaping = Reaping(self._new_op(), found, set(members), now_ms)
+        self.reaping = Reaping(self._new_op(), table.epoch, found, set(members), now_ms)
         for q in members:
             self.send(q, m.ReapCheck(self.reaping.op_id, table.epoch, flat), effects)
 
@@ -751,6 +793,9 @@ class AntiEntropy:
         r = self.reaping
         if r is None or r.op_id != msg.op_id or src not in r.waiting:
             return
+        if r.epoch != table.epoch:
+            self.reaping = None  # asked under another table: found and asked again
+            return
         r.waiting.discard(src)
         keys = set(msg.keys) if isinstance(msg.keys, list) else set()
         for key in list(r.found):
@@ -766,6 +811,9 @@ class AntiEntropy:
         """Every owner holds these tombstones: delete ours (if unchanged) and tell the others."""
         gone: list[tuple[bytes, bytes]] = []
         for key, h in found.items():
+            p = table.partition_of(key)
+            if table.owners[p][0] != self.name or not _settled(table, p):
+                continue
             raw = self.storage.get(DATA + key)
             if raw is not None and record_hash(key, raw) == h:
                 gone.append((DATA + key, raw))

@@ -437,10 +437,19 @@ def check_trees(nodes: Iterable[tuple[str, Node]]) -> list[Violation]:
         if cur is None:
             continue
         fresh = [[0] * aae.SEGMENTS for _ in range(trees.partitions)]
+        tombs: list[set[bytes]] = [set() for _ in range(trees.partitions)]
         for skey, raw in node.storage.scan(DATA):
             p, s = aae.place(skey[1:], trees.partitions)
             fresh[p][s] ^= aae.record_hash(skey[1:], raw)
-        wrong = [p for p in range(trees.partitions) if list(cur.segs[p]) != fresh[p]]
+            if aae.tombstone_ts(raw) is not None:
+                tombs[p].add(skey[1:])
+        wrong = [
+            p
+            for p in range(trees.partitions)
+            if list(cur.segs[p]) != fresh[p]
+            or cur.roots[p] != _xor(fresh[p])
+            or set(cur.tombs[p]) != tombs[p]
+        ]
         if wrong:
             out.append(
                 Violation(
@@ -450,4 +459,11 @@ def check_trees(nodes: Iterable[tuple[str, Node]]) -> list[Violation]:
                     f"{wrong[:10]}",
                 )
             )
+    return out
+
+
+def _xor(values: list[int]) -> int:
+    out = 0
+    for v in values:
+        out ^= v
     return out
