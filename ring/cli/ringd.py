@@ -85,8 +85,7 @@ SETTINGS: dict[str, tuple[type, str]] = {
     ),
     "aae_interval_s": (
         float,
-        "anti-entropy: every partition is compared with each co-replica this often "
-        "(default 60)",
+        "anti-entropy: every partition is compared with each co-replica this often (default 60)",
     ),
     "tombstone_grace_s": (
         float,

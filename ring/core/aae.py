@@ -99,10 +99,7 @@ def record_hash(key: bytes, raw: bytes) -> int:
     dots, timestamps, tombstones), not its resolved value. Bytes that do not parse as a record
     hash whole (they differ from any good copy)."""
     n = raw[1] if len(raw) > 2 else 0
-    if n != 255 and 2 + n <= len(raw):
-        head = raw[2 : 2 + n]
-    else:
-        head = raw
+    head = raw[2 : 2 + n] if n != 255 and 2 + n <= len(raw) else raw
     return mmh3.hash64(key + b"\x00" + head, signed=False)[0] or 1
 
 
@@ -394,9 +391,7 @@ class AntiEntropy:
     def refresh(self, table: Table) -> None:
         """Forget comparisons made under another routing of their partition, and peers that
         share nothing with us any more; a reap asked under another table is dropped."""
-        self.confirmed = {
-            k: v for k, v in self.confirmed.items() if v[0] == table.changed[k[0]]
-        }
+        self.confirmed = {k: v for k, v in self.confirmed.items() if v[0] == table.changed[k[0]]}
         peers = set(_co_replicas(table, self.name))
         for d in (self.next_ms, self.exchanges, self.rest):
             for peer in [q for q in d if q not in peers]:
@@ -416,11 +411,11 @@ class AntiEntropy:
         log: list[str],
     ) -> None:
         trees = self.trees
-        if trees.build is None and trees.ready and self.rebuild_ms > 0:
-            if now_ms >= self._next_build_ms:
-                if self._next_build_ms:
-                    trees.start_build()
-                self._next_build_ms = now_ms + self.rebuild_ms
+        rebuild_due = self.rebuild_ms > 0 and now_ms >= self._next_build_ms
+        if trees.build is None and trees.ready and rebuild_due:
+            if self._next_build_ms:
+                trees.start_build()
+            self._next_build_ms = now_ms + self.rebuild_ms
         if trees.build is not None and trees.build_step(self.storage, BUILD_KEYS_PER_TICK):
             self.stats.builds += 1
             if not self._next_build_ms:
@@ -485,7 +480,8 @@ class AntiEntropy:
         x = self.exchanges.get(src)
         if x is None or x.op_id != msg.op_id or x.state != "roots":
             return
-        if msg.ready is not True or not isinstance(msg.diff, list) or not isinstance(msg.segs, list):
+        well_formed = isinstance(msg.diff, list) and isinstance(msg.segs, list)
+        if msg.ready is not True or not well_formed:
             del self.exchanges[src]  # the peer's tree is not built yet, or its table differs
             self.next_ms[src] = min(self.next_ms.get(src, now_ms), now_ms + 1_000)
             return
@@ -536,9 +532,7 @@ class AntiEntropy:
         x.state, x.asked_ms, x.after = ("pull" if x.pull else "push"), 0, None
         self._step(x, now_ms, table, effects)
 
-    def _confirm(
-        self, p: int, peer: str, x: Exchange, diff: frozenset[int], now_ms: int
-    ) -> None:
+    def _confirm(self, p: int, peer: str, x: Exchange, diff: frozenset[int], now_ms: int) -> None:
         self.confirmed[(p, peer)] = (x.table.changed[p], x.version, diff)
         self.compared_ms[(p, peer)] = now_ms
 
@@ -783,8 +777,9 @@ class AntiEntropy:
                 if self.name not in table.owners[p]:
                     if raw is None:
                         same.append(key)
-                elif raw is not None and record_hash(key, raw) == h and tombstone_ts(raw) is not None:
-                    same.append(key)
+                elif raw is not None and record_hash(key, raw) == h:
+                    if tombstone_ts(raw) is not None:
+                        same.append(key)
         if same:
             self.storage.write([(REAP_SYNC_KEY, b"")], sync=True)
         self.send(src, m.ReapAck(msg.op_id, same), effects)

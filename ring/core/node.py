@@ -45,12 +45,12 @@ from typing import Any, Protocol
 
 from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from ring.core import messages as m
+from ring.core import record as rec
 from ring.core import validate
 from ring.core.aae import AntiEntropy
 from ring.core.claimant import Claimant
 from ring.core.coordinator import Coordinator
 from ring.core.handoff import Handoff, page
-from ring.core import record as rec
 from ring.core.layout import ACTOR_KEY, FLOOR_KEY, RUNNING_KEY, Storage
 from ring.core.membership import MAX_FIELD_BYTES, Membership, MembershipConfig, RandomSource
 from ring.core.ops import ForwardOp, Origin
@@ -596,9 +596,7 @@ class Node:
         if args.get("hints"):
             items, after, done = self.coordinator.hints.page(after, budget)
         else:
-            items, after, done = page(
-                self.storage, set(owned), table.partitions, after, budget
-            )
+            items, after, done = page(self.storage, set(owned), table.partitions, after, budget)
         return {
             "items": items,
             "after": after,

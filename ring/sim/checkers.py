@@ -411,11 +411,9 @@ def check_placement(
     for key, (held, owners) in sorted(holders.items()):
         op = final_reads.get(key)
         live = op is not None and op.outcome == "ok" and isinstance(op.result, list)
-        if not live or not op.result[0]:  # type: ignore[union-attr]
-            # Deleted: its tombstone may be reaped already, but never kept off its owners.
-            wrong = bool(held - owners)
-        else:
-            wrong = held != owners
+        deleted = not live or not op.result[0]  # type: ignore[union-attr]
+        # A deleted key's tombstone may be reaped already, but is never kept off its owners.
+        wrong = bool(held - owners) if deleted else held != owners
         if wrong or len(owners) > n:
             out.append(
                 Violation(
