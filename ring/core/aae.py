@@ -777,9 +777,11 @@ class AntiEntropy:
                 if self.name not in table.owners[p]:
                     if raw is None:
                         same.append(key)
-                elif raw is not None and record_hash(key, raw) == h:
-                    if tombstone_ts(raw) is not None:
-                        same.append(key)
+                    continue
+                if raw is None or record_hash(key, raw) != h:
+                    continue  # not the same record
+                if tombstone_ts(raw) is not None:
+                    same.append(key)
         if same:
             self.storage.write([(REAP_SYNC_KEY, b"")], sync=True)
         self.send(src, m.ReapAck(msg.op_id, same), effects)
