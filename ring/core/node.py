@@ -751,6 +751,28 @@ class Node:
                 op_id = c.new_op(ForwardOp(origin, claimant), now_ms)
                 c.send(claimant, m.Forward(op_id, op, {"name": name}, 1, 0), effects)
                 return
+            known = self.view.membership.get(name)
+            if (
+                op == "remove"
+                and name not in table.members()
+                and name not in table.gone
+                and known is not None
+                and known.state in ("down", "suspect")
+            ):
+                # A node that died before it had joined the ring (it holds no partition): it is
+                # out for good, so that it cannot come back under that name.
+                self.view.membership.mark_left(name, now_ms)
+                result = {
+                    "name": name,
+                    "change": op,
+                    "epoch": table.epoch,
+                    "moves": 0,
+                    "members": list(table.target_members()),
+                    "transfers_pending": table.transfers_pending(),
+                    "note": f"{name} had not joined the ring: it held no data",
+                }
+                c.answer(origin, None, result, effects)
+                return
             newest = self.view.membership.newest_epoch
             new, result = self.claimant.change(op, name, table, self.view.membership, newest)
             if op == "remove":

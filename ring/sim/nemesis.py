@@ -301,7 +301,9 @@ class Nemesis:
 
         def answered(reply: Any) -> None:
             done.append(True)
-            if reply.error is None or "already" in str(reply.result):
+            # A node removed before it joined (the cluster never heard of it) is out too.
+            never = op == "remove" and "is not a member of the ring" in str(reply.result)
+            if reply.error is None or "already" in str(reply.result) or never:
                 self.requests.discard((op, name))
                 if op == "remove":
                     self.world.set_gone(name)

@@ -205,6 +205,8 @@ AAE_SEEDS: list[tuple[int, SimConfig, str]] = [
     (226, SimConfig(), "a hint of an old value handed on after every owner reaped the delete"),
     (369, SimConfig(), "a late message carried back a value whose delete had been reaped"),
     (3, SimConfig(keys=32), "a reap checked against the hints of a member that was removed"),
+    (2180, SimConfig(), "a node removed before it had joined: the remove was refused forever"),
+    (7122, SimConfig(keys=32), "a node down before it had joined the table could not be removed"),
 ]
 
 
