@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from ring.cli import reach
 from ring.cli.app import UNAVAILABLE, UNREACHABLE, USAGE, CliError, arguments, command, group
 from ring.cli.output import Output
 
@@ -63,13 +64,14 @@ def status(args: argparse.Namespace, out: Output) -> None:
             f"node {info.get('node')} does not serve yet: it waits for {info.get('waiting_for')}",
             UNREACHABLE,
         )
+    given = reach.given_addresses(nodes_of(args))
     members = [
         {
             "name": m["name"],
             "address": m["address"],
             "state": m["state"],
             "partitions": int(m.get("partitions", 0)),
-            "aae": _member_aae(args, info, m),
+            "aae": _member_aae(info, m, given),
         }
         for m in info["members"]
     ]
@@ -110,10 +112,11 @@ def status(args: argparse.Namespace, out: Output) -> None:
 
 
 def _member_aae(
-    args: argparse.Namespace, info: dict[str, Any], member: dict[str, Any]
+    info: dict[str, Any], member: dict[str, Any], given: dict[str, str]
 ) -> dict[str, Any] | None:
-    """A member's anti-entropy counters, from the member itself (None when it is not up or does
-    not answer within a couple of seconds)."""
+    """A member's anti-entropy counters, from the member itself — at its ``--nodes`` address if
+    it is one of them, else at the one it advertises (``ring.cli.reach``); None when it is not
+    up or does not answer within a couple of seconds."""
     import ring
 
     if member["name"] == info.get("node"):
@@ -121,8 +124,9 @@ def _member_aae(
     elif member.get("state") != "up" or not member.get("address"):
         return None
     else:
+        address = reach.address_of(member["name"], member["address"], given)
         try:
-            with ring.connect(member["address"], timeout=2.0) as client:
+            with ring.connect(address, timeout=reach.PROBE_TIMEOUT_S) as client:
                 got = client.status().get("aae")
         except (ring.RingError, OSError):
             return None

@@ -41,7 +41,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import ring
 from ring.aio import AsyncClient
-from ring.cli import dump
+from ring.cli import dump, reach
 from ring.cli.app import (
     INTERRUPTED,
     INVALID,
@@ -293,15 +293,18 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def _members(client: Any) -> tuple[list[_Member], list[str], int, int]:
-    """(members that are up, "name (state)" of the others, partitions, the ring's epoch)."""
+def _members(client: Any, nodes: str) -> tuple[list[_Member], list[str], int, int]:
+    """(members that are up, "name (state)" of the others, partitions, the ring's epoch). A
+    member among ``nodes`` is reached there, any other at the address it advertises
+    (``ring.cli.reach``)."""
     info = client.status()
     ring_info = client.ring_info()
+    given = reach.given_addresses(nodes)
     up, others = [], []
     for m in info.get("members") or []:
         name, state, address = str(m.get("name")), m.get("state"), m.get("address")
         if state == "up" and isinstance(address, str) and address:
-            up.append(_Member(name, address))
+            up.append(_Member(name, reach.address_of(name, address, given)))
         elif state != "left":
             others.append(f"{name} ({state})")
     return up, others, int(ring_info["partitions"]), int(ring_info["epoch"])
@@ -311,7 +314,7 @@ def _cluster_save(nodes: str, file: str, out: Output, progress: Progress) -> dum
     parent = None if file == "-" else os.path.dirname(os.path.abspath(file))
     with ring.connect(nodes, timeout=SAVE_TIMEOUT_S) as client:
         for attempt in (1, 2):
-            up, others, partitions, epoch = _members(client)
+            up, others, partitions, epoch = _members(client, nodes)
             try:
                 merged = _Merged(parent)
             except OSError as exc:
@@ -575,7 +578,7 @@ class _LoadStats:
 
 def _cluster_load(nodes: str, f: BinaryIO, total: int, progress: Progress) -> None:
     with ring.connect(nodes, timeout=LOAD_TIMEOUT_S) as client:
-        up, _, partitions, _ = _members(client)
+        up, _, partitions, _ = _members(client, nodes)
         if not up:  # the contacted node lists itself up once it serves
             up = [_Member(client.node or client.address, client.address)]
     stats = _LoadStats(total)
