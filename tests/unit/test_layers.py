@@ -294,3 +294,25 @@ def test_private_name_checker_catches_reaches(source: str) -> None:
 )
 def test_private_name_checker_allows_own_names(source: str) -> None:
     assert private_uses(source, defined_names(ast.parse(source))) == []
+
+
+# --- search uses only the public key-value API ----------------------------------------------
+
+SEARCH_DIR = REPO_DIR / "search"
+NOT_FOR_SEARCH = ("ring.core", "ring.net", "ring.embedded", "ring.storage", "ring.sim", "rocksdict")
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SEARCH_DIR.glob("*.py")), ids=lambda p: str(p.relative_to(REPO_DIR))
+)
+def test_search_uses_only_the_public_key_value_api(path: Path) -> None:
+    # The same index code runs on ring.open(...) and ring.connect(...): no protocol internals,
+    # no storage engine.
+    bad = imports_of(path.read_text(encoding="utf-8"), package_of(path), NOT_FOR_SEARCH)
+    assert not bad, f"{path} imports ring internals (use the key-value API): {bad}"
+
+
+def test_search_layer_checker_catches_internal_imports() -> None:
+    assert imports_of("from ring.core import record", "search", NOT_FOR_SEARCH)
+    assert imports_of("import ring.net.codec", "search", NOT_FOR_SEARCH)
+    assert not imports_of("from ring.errors import InvalidInput", "search", NOT_FOR_SEARCH)

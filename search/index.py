@@ -1,0 +1,738 @@
+"""``Index``: add, remove, get, search, repair. The rules it keeps are in the package docstring.
+
+Store operations per call (``tests/search`` counts them), for a document with ``u`` distinct
+(field, term) pairs replacing one with ``u'``:
+
+=================  ============================================================  ==========
+operation          reads; writes (in order)                                      total
+=================  ============================================================  ==========
+add                scan T bucket, scan versions; intent, doc, u postings,        3 + u + u'
+                   stats, old stats (del), u' old postings (del), old doc (del),   + 6
+                   scan versions (check), intent (del)
+add_many of k      the same per document, but the stats once per bucket and     ~k(2+u+u')
+                   every phase one ``batch`` where the store has one                 + ...
+remove             scan T bucket, scan versions; intent, u postings (del), doc   2 + u + 4
+                   (del), stats, old stats (del), intent (del)
+get                scan versions                                                 1
+len                scan T, scan W                                                2
+search             scan W, scan T, one scan per (field, term) or (field,         2 + s + h
+                   prefix) of the query, one get per hit returned
+=================  ============================================================  ==========
+
+Intents left by a crash (or by writers still at work) cost a search one scan per such document
+and one bucket scan per bucket they are in, until ``repair`` removes them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ring.errors import InvalidInput
+from search import keys as K
+from search.analysis import Analyzer, analyzer_named
+from search.query import Group, Node, Prefix, parse
+from search.records import (
+    Fields,
+    Stats,
+    decode_intent,
+    doc_fields,
+    doc_lengths,
+    encode_doc_record,
+    encode_intent,
+    encode_posting,
+    normalize,
+    posting_head,
+    posting_positions,
+)
+
+K1 = 1.2
+B = 0.75
+BATCH = 256
+
+Word = tuple[str, str]  # (field, term)
+
+
+class KVStore(Protocol):
+    """The part of the ringkv API the index uses (``batch`` is used where it exists)."""
+
+    def get(self, key: Any) -> bytes | None: ...
+
+    def put(self, key: Any, value: Any, context: Any = None) -> None: ...
+
+    def delete(self, key: Any, context: Any = None) -> None: ...
+
+    def scan(
+        self,
+        prefix: Any = None,
+        start: Any = None,
+        stop: Any = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: K.DocId
+    score: float
+    fields: Fields
+    snippet: str | None = None
+
+
+@dataclass(slots=True)
+class RepairReport:
+    intents: int = 0
+    buckets_recomputed: int = 0
+    postings_written: int = 0
+    postings_deleted: int = 0
+    versions_deleted: int = 0
+
+
+def bm25(tf: int, dl: int, n_t: int, n: int, avgdl: float) -> float:
+    idf = math.log(1 + (n - n_t + 0.5) / (n_t + 0.5))
+    return idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl / avgdl))
+
+
+@dataclass(slots=True)
+class Analyzed:
+    """A document version taken apart: per field its length and its terms' positions."""
+
+    lens: dict[str, int]
+    postings: dict[Word, list[int]]
+
+
+def analyze(analyzer: Analyzer, fields: Fields) -> Analyzed:
+    lens: dict[str, int] = {}
+    postings: dict[Word, list[int]] = {}
+    for f, text in fields.items():
+        terms = analyzer.terms(text)
+        lens[f] = len(terms)
+        for pos, t in terms:
+            postings.setdefault((f, t), []).append(pos)
+    return Analyzed(lens, postings)
+
+
+class Writes:
+    """Writes collected for one phase; ``flush`` applies them in order (one atomic batch where
+    the store has ``batch``)."""
+
+    def __init__(self, store: KVStore) -> None:
+        self.store = store
+        self.ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self.ops.append((key, None))
+
+    def flush(self) -> None:
+        ops, self.ops = self.ops, []
+        if not ops:
+            return
+        batch: Callable[[], Any] | None = getattr(self.store, "batch", None)
+        if batch is not None and len(ops) > 1:
+            with batch() as b:
+                for k, v in ops:
+                    if v is None:
+                        b.delete(k)
+                    else:
+                        b.put(k, v)
+            return
+        for k, v in ops:
+            if v is None:
+                self.store.delete(k)
+            else:
+                self.store.put(k, v)
+
+
+class _Writer(threading.local):
+    def __init__(self, fixed: bytes | None) -> None:
+        self.id = fixed or K.new_writer_id()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One document of an add in flight."""
+
+    doc: bytes
+    fields: Fields
+    analyzed: Analyzed
+    bucket: bytes
+    old: dict[bytes, bytes]  # version -> record, as read before writing
+    version: bytes = b""
+
+
+class Index:
+    """A full-text index named ``name`` in ``store`` (``ring.open(...)`` or ``ring.connect(...)``).
+
+    Safe to share between threads; each thread writes as its own writer (a random 4-byte id in
+    the versions it makes). ``writer`` (4 bytes) and ``clock`` (microseconds) are for tests.
+    """
+
+    def __init__(
+        self,
+        store: KVStore,
+        name: object,
+        analyzer: str = "standard",
+        *,
+        writer: bytes | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        if writer is not None and (not isinstance(writer, bytes) or len(writer) != 4):
+            raise InvalidInput("writer must be 4 bytes")
+        self.store = store
+        self.keys = K.Keys(name)
+        self.analyzer = analyzer_named(analyzer)
+        self._writer = _Writer(writer)
+        self.clock = K.HybridClock(clock)
+        stored = store.get(self.keys.meta)
+        if stored is None:
+            store.put(self.keys.meta, self.analyzer.name.encode())
+        elif stored != self.analyzer.name.encode():
+            raise InvalidInput(
+                f"index {self.keys.name!r} uses analyzer {stored.decode(errors='replace')!r},"
+                f" not {self.analyzer.name!r}"
+            )
+
+    # --- reads of the store ---------------------------------------------------------------
+
+    def _versions(self, doc: bytes) -> dict[bytes, bytes]:
+        """Every stored version of ``doc``: version -> record."""
+        prefix = self.keys.doc_prefix(doc)
+        n = len(prefix)
+        return {k[n:]: v for k, v in self.store.scan(prefix=prefix)}
+
+    def _bucket_stats(self, bucket: bytes) -> list[tuple[bytes, bytes]]:
+        return list(self.store.scan(prefix=self.keys.bucket_stats(bucket)))
+
+    def _recompute(self, bucket: bytes) -> Stats:
+        """A bucket's statistics from its documents: each document's newest version."""
+        winners: dict[bytes, bytes] = {}
+        for key, value in self.store.scan(prefix=self.keys.bucket_docs(bucket)):
+            doc = key[len(self.keys.docs) + 2 : -K.VERSION_BYTES]
+            version = key[-K.VERSION_BYTES :]
+            if doc not in winners or version > winners[doc][: K.VERSION_BYTES]:
+                winners[doc] = version + value
+        total = Stats()
+        for vv in winners.values():
+            total.add(Stats.of(doc_lengths(vv[K.VERSION_BYTES :])))
+        return total
+
+    def _intents(self) -> dict[bytes, list[tuple[bytes, str]]]:
+        found: dict[bytes, list[tuple[bytes, str]]] = defaultdict(list)
+        for key, value in self.store.scan(prefix=self.keys.intents):
+            doc, version = self.keys.parse_intent_key(key)
+            found[doc].append((version, decode_intent(value)))
+        return found
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _new_version(self, observed: Iterable[bytes] = ()) -> bytes:
+        seen = max((K.hts_of(v) for v in observed), default=0)
+        return K.version(self.clock.tick(seen), self._writer.id)
+
+    def _delete_version(self, w: Writes, doc: bytes, version: bytes, record: bytes) -> None:
+        """Queue the deletes of one document version: its postings, then its record."""
+        for f, t in analyze(self.analyzer, doc_fields(record)).postings:
+            w.delete(self.keys.posting(f, t, doc, version))
+
+    def _write_stats(
+        self, w: Writes, bucket: bytes, read: list[tuple[bytes, bytes]], delta: Stats | None
+    ) -> None:
+        """Replace the bucket's statistics keys ``read`` by one: the single key read plus
+        ``delta``, or — when there was not exactly one (writers raced, or none yet) — the
+        statistics recomputed from the bucket's documents."""
+        if len(read) == 1 and delta is not None:
+            new = Stats.decode(read[0][1])
+            new.add(delta)
+        else:
+            new = self._recompute(bucket)
+        w.put(self.keys.stat(bucket, self._new_version()), new.encode())
+        for key, _ in read:
+            w.delete(key)
+
+    def add(self, doc_id: K.DocId, doc: object) -> None:
+        """Index ``doc`` (a str: the field "body"; or a dict field -> str) as ``doc_id``,
+        replacing the document of that id if there is one."""
+        self._apply([(K.encode_doc(doc_id), normalize(doc))])
+
+    def add_many(self, items: Iterable[tuple[K.DocId, object]], batch_size: int = BATCH) -> int:
+        """``add`` for each ``(doc_id, doc)``, ``batch_size`` at a time. Returns how many."""
+        chunk: dict[bytes, Fields] = {}
+        count = 0
+        for doc_id, doc in items:
+            enc = K.encode_doc(doc_id)
+            if enc in chunk or len(chunk) >= batch_size:
+                self._apply(list(chunk.items()))
+                chunk = {}
+            chunk[enc] = normalize(doc)
+            count += 1
+        if chunk:
+            self._apply(list(chunk.items()))
+        return count
+
+    def _apply(self, docs: list[tuple[bytes, Fields]]) -> None:
+        w = Writes(self.store)
+        buckets = {K.bucket_of(d) for d, _ in docs}
+        # 1. The window opens: the buckets' statistics keys, then the versions they cover.
+        stats_read = {b: self._bucket_stats(b) for b in sorted(buckets)}
+        pending = [
+            _Pending(d, f, analyze(self.analyzer, f), K.bucket_of(d), self._versions(d))
+            for d, f in docs
+        ]
+        for p in pending:
+            p.version = self._new_version(p.old)
+            w.put(self.keys.intent(p.doc, p.version), encode_intent("a"))
+        w.flush()
+        # 2. The new versions: record first, then postings (a posting's record always exists).
+        for p in pending:
+            w.put(self.keys.doc(p.doc, p.version), encode_doc_record(p.analyzed.lens, p.fields))
+            for (f, t), positions in p.analyzed.postings.items():
+                w.put(
+                    self.keys.posting(f, t, p.doc, p.version),
+                    encode_posting(p.analyzed.lens[f], positions),
+                )
+        w.flush()
+        # 3. Statistics: the window closes.
+        deltas: dict[bytes, Stats] = defaultdict(Stats)
+        for p in pending:
+            deltas[p.bucket].add(Stats.of(p.analyzed.lens))
+            if p.old:
+                deltas[p.bucket].add(Stats.of(doc_lengths(p.old[max(p.old)])), -1)
+        for b in sorted(buckets):
+            self._write_stats(w, b, stats_read[b], deltas[b])
+        w.flush()
+        # 4. The versions this add replaced: postings, then records (oldest first).
+        for p in pending:
+            for version in sorted(p.old):
+                self._delete_version(w, p.doc, version, p.old[version])
+        for p in pending:
+            for version in sorted(p.old):
+                w.delete(self.keys.doc(p.doc, version))
+        w.flush()
+        # 5. The check: a concurrent writer may have made a newer version, or removed ours.
+        for p in pending:
+            now = self._versions(p.doc)
+            top = max(now, default=b"")
+            if top != p.version:
+                for f, t in p.analyzed.postings:
+                    w.delete(self.keys.posting(f, t, p.doc, p.version))
+                if p.version in now:
+                    w.delete(self.keys.doc(p.doc, p.version))
+            for version in sorted(now):
+                if version < top and version != p.version:
+                    self._delete_version(w, p.doc, version, now[version])
+                    w.delete(self.keys.doc(p.doc, version))
+        w.flush()
+        for p in pending:
+            w.delete(self.keys.intent(p.doc, p.version))
+        w.flush()
+
+    def remove(self, doc_id: K.DocId) -> bool:
+        """Remove the document ``doc_id``; True if it was there."""
+        doc = K.encode_doc(doc_id)
+        bucket = K.bucket_of(doc)
+        read = self._bucket_stats(bucket)
+        old = self._versions(doc)
+        if not old:
+            return False
+        w = Writes(self.store)
+        version = self._new_version(old)
+        w.put(self.keys.intent(doc, version), encode_intent("r"))
+        w.flush()
+        for v in sorted(old):
+            self._delete_version(w, doc, v, old[v])
+        for v in sorted(old):
+            w.delete(self.keys.doc(doc, v))
+        w.flush()
+        delta = Stats()
+        delta.add(Stats.of(doc_lengths(old[max(old)])), -1)
+        self._write_stats(w, bucket, read, delta)
+        w.flush()
+        w.delete(self.keys.intent(doc, version))
+        w.flush()
+        return True
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, doc_id: K.DocId) -> Fields | None:
+        """The stored fields of ``doc_id``, or None."""
+        versions = self._versions(K.encode_doc(doc_id))
+        return doc_fields(versions[max(versions)]) if versions else None
+
+    def __len__(self) -> int:
+        return self._statistics(self._intents()).docs
+
+    def _statistics(self, intents: dict[bytes, list[tuple[bytes, str]]]) -> Stats:
+        """The index's statistics: the sum of the buckets', each recomputed from its documents
+        when it has not exactly one statistics key or has documents with intents."""
+        per_bucket: dict[bytes, list[bytes]] = defaultdict(list)
+        n = len(self.keys.stats)
+        for key, value in self.store.scan(prefix=self.keys.stats):
+            per_bucket[key[n : n + 2]].append(value)
+        dirty = {K.bucket_of(d) for d in intents}
+        total = Stats()
+        for b, values in per_bucket.items():
+            if len(values) == 1 and b not in dirty:
+                total.add(Stats.decode(values[0]))
+        for b in dirty | {b for b, values in per_bucket.items() if len(values) != 1}:
+            total.add(self._recompute(b))
+        return total
+
+    def search(
+        self,
+        query: str,
+        limit: int = 10,
+        offset: int = 0,
+        snippets: bool = False,
+        mark: tuple[str, str] = ("<b>", "</b>"),
+    ) -> list[Hit]:
+        """The documents matching ``query``, best first (ties by id: str ids before bytes
+        ids, each in their order). ``snippets=True`` sets each hit's ``snippet``: its best
+        fragment with the matched terms between ``mark``."""
+        if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
+            raise InvalidInput("limit and offset are integers >= 0")
+        tree = parse(query)
+        run = _Query(self)
+        matched = run.eval(tree) or {}
+        scored = [(run.score(doc, words), doc) for doc, words in matched.items()]
+        best = heapq.nsmallest(offset + limit, scored, key=lambda s: (-s[0], _order(s[1])))
+        hits = []
+        for score, doc in best[offset:]:
+            fields = run.fields_of(doc, matched[doc])
+            snippet = None
+            if snippets:
+                snippet = _snippet(self.analyzer, fields, matched[doc], mark)
+            hits.append(Hit(K.decode_doc(doc)[0], score, fields, snippet))
+        return hits
+
+    # --- repair ---------------------------------------------------------------------------
+
+    def repair(self, full: bool = False) -> RepairReport:
+        """Finish what interrupted adds and removes left (their intents), and recompute the
+        statistics of every bucket whose writers raced. ``full=True`` also recomputes every
+        bucket and sweeps every posting (deleting those of versions that are not their
+        document's newest, writing missing ones of the newest): run it with no writers."""
+        report = RepairReport()
+        intents = self._intents()
+        w = Writes(self.store)
+        for doc, marks in intents.items():
+            for version, op in sorted(marks):
+                report.intents += 1
+                now = self._versions(doc)
+                if op == "a" and version in now and version == max(now):
+                    a = analyze(self.analyzer, doc_fields(now[version]))
+                    for (f, t), positions in a.postings.items():
+                        w.put(
+                            self.keys.posting(f, t, doc, version),
+                            encode_posting(a.lens[f], positions),
+                        )
+                        report.postings_written += 1
+                    w.flush()
+                now = self._versions(doc)
+                top = max(now, default=b"")
+                drop = [v for v in sorted(now) if v < top or (op == "r" and v < version)]
+                for v in drop:
+                    self._delete_version(w, doc, v, now[v])
+                for v in drop:
+                    w.delete(self.keys.doc(doc, v))
+                    report.versions_deleted += 1
+                w.flush()
+        buckets: dict[bytes, list[tuple[bytes, bytes]]] = defaultdict(list)
+        n = len(self.keys.stats)
+        for key, value in self.store.scan(prefix=self.keys.stats):
+            buckets[key[n : n + 2]].append((key, value))
+        dirty = {K.bucket_of(d) for d in intents}
+        dirty |= {b for b, kv in buckets.items() if len(kv) != 1}
+        if full:
+            dirty |= set(buckets)
+            dirty |= {
+                key[len(self.keys.docs) : len(self.keys.docs) + 2]
+                for key, _ in self.store.scan(prefix=self.keys.docs)
+            }
+        for b in sorted(dirty):
+            read = self._bucket_stats(b)
+            fresh = self._recompute(b)
+            if len(read) == 1 and Stats.decode(read[0][1]) == fresh:
+                continue
+            self._write_stats(w, b, read, None)
+            w.flush()
+            report.buckets_recomputed += 1
+        for doc, marks in intents.items():
+            for version, _ in marks:
+                w.delete(self.keys.intent(doc, version))
+        w.flush()
+        if full:
+            self._sweep(w, report)
+        return report
+
+    def _sweep(self, w: Writes, report: RepairReport) -> None:
+        winners: dict[bytes, tuple[bytes, bytes]] = {}
+        for key, value in self.store.scan(prefix=self.keys.docs):
+            _, doc, version = self.keys.parse_doc_key(key)
+            if doc not in winners or version > winners[doc][0]:
+                winners[doc] = (version, value)
+        seen: set[tuple[str, str, bytes]] = set()
+        for key, _ in self.store.scan(prefix=self.keys.postings):
+            f, t, doc, version = self.keys.parse_posting_key(key)
+            if doc in winners and winners[doc][0] == version:
+                seen.add((f, t, doc))
+            else:
+                w.delete(key)
+                report.postings_deleted += 1
+        w.flush()
+        for doc, (version, value) in winners.items():
+            a = analyze(self.analyzer, doc_fields(value))
+            for (f, t), positions in a.postings.items():
+                if (f, t, doc) not in seen:
+                    w.put(
+                        self.keys.posting(f, t, doc, version), encode_posting(a.lens[f], positions)
+                    )
+                    report.postings_written += 1
+            w.flush()
+
+
+def _order(doc: bytes) -> tuple[int, Any]:
+    doc_id = K.decode_doc(doc)[0]
+    return (0, doc_id) if isinstance(doc_id, str) else (1, doc_id)
+
+
+@dataclass(slots=True)
+class _Posting:
+    version: bytes
+    value: bytes | None = None  # the stored posting, or None for a suspect's in-memory one
+    tf: int = 0
+    dl: int = 0
+    positions: tuple[int, ...] | None = None
+
+    def head(self) -> tuple[int, int]:
+        if self.value is not None and not self.tf:
+            self.tf, self.dl = posting_head(self.value)
+        return self.tf, self.dl
+
+    def where(self) -> tuple[int, ...]:
+        if self.positions is None:
+            assert self.value is not None
+            self.positions = posting_positions(self.value)
+        return self.positions
+
+
+@dataclass(slots=True)
+class _Suspect:
+    """A document with an intent: read whole, its stored postings ignored."""
+
+    version: bytes
+    record: bytes
+    postings: dict[Word, _Posting] = field(default_factory=dict)
+
+
+class _Query:
+    """One search: statistics, postings read once each, and the evaluation of the tree."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.keys = index.keys
+        intents = index._intents()
+        self.stats = index._statistics(intents)
+        self.fields = sorted(f for f, (n, _) in self.stats.fields.items() if n > 0)
+        self.suspects: dict[bytes, _Suspect | None] = {}
+        for doc in intents:
+            versions = index._versions(doc)
+            if not versions:
+                self.suspects[doc] = None
+                continue
+            top = max(versions)
+            s = _Suspect(top, versions[top])
+            a = analyze(index.analyzer, doc_fields(versions[top]))
+            for (f, t), positions in a.postings.items():
+                s.postings[(f, t)] = _Posting(
+                    top, None, len(positions), a.lens[f], tuple(positions)
+                )
+            self.suspects[doc] = s
+        self.cache: dict[Word, dict[bytes, _Posting]] = {}
+
+    # postings ------------------------------------------------------------------------------
+
+    def _add_suspects(self, word: Word, found: dict[bytes, _Posting]) -> None:
+        for doc, s in self.suspects.items():
+            found.pop(doc, None)
+            if s is not None and word in s.postings:
+                found[doc] = s.postings[word]
+
+    def postings(self, f: str, t: str) -> dict[bytes, _Posting]:
+        word = (f, t)
+        if word not in self.cache:
+            prefix = self.keys.term_prefix(f, t)
+            n = len(prefix)
+            found = {
+                k[n : -K.VERSION_BYTES]: _Posting(k[-K.VERSION_BYTES :], v)
+                for k, v in self.index.store.scan(prefix=prefix)
+            }
+            if self.suspects:
+                self._add_suspects(word, found)
+            self.cache[word] = found
+        return self.cache[word]
+
+    def expand(self, f: str, prefix: str) -> list[str]:
+        """The terms of field ``f`` starting with ``prefix`` (their postings are cached)."""
+        by_term: dict[str, dict[bytes, _Posting]] = defaultdict(dict)
+        for k, v in self.index.store.scan(prefix=self.keys.prefix_scan(f, prefix)):
+            _, t, doc, version = self.keys.parse_posting_key(k)
+            by_term[t][doc] = _Posting(version, v)
+        for s in self.suspects.values():
+            if s is not None:
+                for ff, t in s.postings:
+                    if ff == f and t.startswith(prefix):
+                        by_term.setdefault(t, {})
+        for t, found in by_term.items():
+            if self.suspects:
+                self._add_suspects((f, t), found)
+            self.cache[(f, t)] = found
+        return sorted(t for t, found in by_term.items() if found)
+
+    # evaluation ----------------------------------------------------------------------------
+
+    def scope(self, f: str | None) -> list[str]:
+        return self.fields if f is None else [f]
+
+    def eval(self, node: Node) -> dict[bytes, set[Word]] | None:
+        """The documents ``node`` matches, each with the words it matched them by; None when
+        the node analyzed to nothing (a dropped clause)."""
+        if isinstance(node, Group):
+            return self.group(node)
+        if isinstance(node, Prefix):
+            p = self.index.analyzer.normalize_prefix(node.text)
+            out: dict[bytes, set[Word]] = {}
+            for f in self.scope(node.field):
+                for t in self.expand(f, p):
+                    for doc in self.cache[(f, t)]:
+                        out.setdefault(doc, set()).add((f, t))
+            return out
+        terms = self.index.analyzer.terms(node.text)
+        if not terms:
+            return None
+        out = {}
+        for f in self.scope(node.field):
+            if len(terms) == 1:
+                for doc in self.postings(f, terms[0][1]):
+                    out.setdefault(doc, set()).add((f, terms[0][1]))
+            else:
+                for doc in self.phrase(f, terms):
+                    out.setdefault(doc, set()).update((f, t) for _, t in terms)
+        return out
+
+    def phrase(self, f: str, terms: list[tuple[int, str]]) -> list[bytes]:
+        lists = [self.postings(f, t) for _, t in terms]
+        sizes = [len(lst) for lst in lists]
+        docs = set(lists[sizes.index(min(sizes))])
+        for lst in lists:
+            docs &= lst.keys()
+        first = terms[0][0]
+        found = []
+        for doc in docs:
+            where = [set(lst[doc].where()) for lst in lists]
+            offsets = [pos - first for pos, _ in terms]
+            if any(all(p + off in w for off, w in zip(offsets, where)) for p in where[0]):
+                found.append(doc)
+        return found
+
+    def group(self, g: Group) -> dict[bytes, set[Word]] | None:
+        must: list[dict[bytes, set[Word]]] = []
+        should: list[dict[bytes, set[Word]]] = []
+        must_not: list[dict[bytes, set[Word]]] = []
+        for occur, node in g.clauses:
+            r = self.eval(node)
+            if r is None:
+                continue
+            {"must": must, "should": should, "must_not": must_not}[occur].append(r)
+        if not (must or should or must_not):
+            return None
+        if must:
+            docs = set(must[0])
+            for m in must[1:]:
+                docs &= m.keys()
+        else:
+            docs = set()
+            for s in should:
+                docs |= s.keys()
+        for m in must_not:
+            docs -= m.keys()
+        out: dict[bytes, set[Word]] = {}
+        for doc in docs:
+            words: set[Word] = set()
+            for r in (*must, *should):
+                if doc in r:
+                    words |= r[doc]
+            out[doc] = words
+        return out
+
+    def score(self, doc: bytes, words: set[Word]) -> float:
+        """BM25 of ``doc``: the sum over the distinct words it matched by."""
+        total = 0.0
+        for word in sorted(words):
+            found = self.cache[word]
+            tf, dl = found[doc].head()
+            n, sum_dl = self.stats.fields.get(word[0], (0, 0))
+            if n <= 0 or sum_dl <= 0:
+                continue  # only while writers are at work: a posting the statistics lack
+            total += bm25(tf, dl, len(found), n, sum_dl / n)
+        return total
+
+    def fields_of(self, doc: bytes, words: set[Word]) -> Fields:
+        s = self.suspects.get(doc)
+        if s is not None:
+            return doc_fields(s.record)
+        for word in words:
+            value = self.index.store.get(self.keys.doc(doc, self.cache[word][doc].version))
+            if value is not None:
+                return doc_fields(value)
+            break
+        versions = self.index._versions(doc)  # replaced since the postings were read
+        return doc_fields(versions[max(versions)]) if versions else {}
+
+
+def _snippet(
+    analyzer: Analyzer, fields: Fields, words: set[Word], mark: tuple[str, str], width: int = 24
+) -> str:
+    """The window of ``width`` terms with the most distinct matched terms (then the most
+    matches; then the first field by name, the earliest window), matched terms marked."""
+    best: tuple[tuple[int, int], str] | None = None
+    for f in sorted(fields):
+        targets = {t for ff, t in words if ff == f}
+        if not targets:
+            continue
+        text = fields[f]
+        spans = analyzer.spans(text)
+        hits = [i for i, s in enumerate(spans) if s[1] in targets]
+        for i in hits:
+            window = spans[i : i + width]
+            inside = [s for s in window if s[1] in targets]
+            rank = (len({s[1] for s in inside}), len(inside))
+            if best is None or rank > best[0]:
+                best = (rank, _marked(text, window, targets, mark))
+    if best is None:
+        for f in sorted(fields):
+            spans = analyzer.spans(fields[f])[:width]
+            if spans:
+                return fields[f][spans[0][2] : spans[-1][3]]
+        return ""
+    return best[1]
+
+
+def _marked(
+    text: str, window: list[tuple[int, str, int, int]], targets: set[str], mark: tuple[str, str]
+) -> str:
+    out = []
+    at = window[0][2]
+    for _, term, start, end in window:
+        out.append(text[at:start])
+        out.append(f"{mark[0]}{text[start:end]}{mark[1]}" if term in targets else text[start:end])
+        at = end
+    return "".join(out)

@@ -1,0 +1,122 @@
+"""Values stored by an index: documents, postings, bucket statistics, intents.
+
+* a document version: 4-byte length, msgpack of ``{field: dl}``, msgpack of ``{field: text}``
+  (the lengths first, so statistics are recomputed without decoding texts);
+* a posting: ``tf`` and ``dl`` (4 bytes each, big-endian), then ``tf`` positions (4 bytes each);
+* bucket statistics: msgpack ``[documents, {field: [N, sum dl]}]``;
+* an intent: msgpack ``"a"`` (an add) or ``"r"`` (a remove).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from ring.errors import CorruptData, InvalidInput
+
+Fields = dict[str, str]
+
+
+def normalize(doc: object) -> Fields:
+    """A document as given to ``add``: a str (the field ``body``) or a dict field -> str."""
+    if isinstance(doc, str):
+        return {"body": doc}
+    if isinstance(doc, Mapping):
+        out: Fields = {}
+        for k, v in doc.items():
+            if not isinstance(k, str) or not k:
+                raise InvalidInput(f"a field name is a non-empty str, not {k!r}")
+            if not isinstance(v, str):
+                raise InvalidInput(f"field {k!r} must be a str, not {type(v).__name__}")
+            out[k] = v
+        return out
+    raise InvalidInput(f"a document is a str or a dict of str, not {type(doc).__name__}")
+
+
+def encode_doc_record(lens: dict[str, int], fields: Fields) -> bytes:
+    head: bytes = msgpack.packb(lens)
+    body: bytes = msgpack.packb(fields)
+    return len(head).to_bytes(4, "big") + head + body
+
+
+def doc_lengths(value: bytes) -> dict[str, int]:
+    try:
+        n = int.from_bytes(value[:4], "big")
+        lens: dict[str, int] = msgpack.unpackb(value[4 : 4 + n])
+        return lens
+    except Exception as exc:
+        raise CorruptData(f"a search document record cannot be decoded: {exc}") from None
+
+
+def doc_fields(value: bytes) -> Fields:
+    try:
+        n = int.from_bytes(value[:4], "big")
+        fields: Fields = msgpack.unpackb(value[4 + n :])
+        return fields
+    except Exception as exc:
+        raise CorruptData(f"a search document record cannot be decoded: {exc}") from None
+
+
+_HEAD = struct.Struct(">II")
+
+
+def encode_posting(dl: int, positions: list[int]) -> bytes:
+    return _HEAD.pack(len(positions), dl) + struct.pack(f">{len(positions)}I", *positions)
+
+
+def posting_head(value: bytes) -> tuple[int, int]:
+    """``(tf, dl)``."""
+    tf, dl = _HEAD.unpack_from(value)
+    return tf, dl
+
+
+def posting_positions(value: bytes) -> tuple[int, ...]:
+    tf = _HEAD.unpack_from(value)[0]
+    return struct.unpack_from(f">{tf}I", value, 8)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Documents, and per field ``[N, sum dl]``: of one bucket, of a contribution, or total."""
+
+    docs: int = 0
+    fields: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, other: Stats, sign: int = 1) -> None:
+        self.docs += sign * other.docs
+        for f, (n, total) in other.fields.items():
+            mine = self.fields.setdefault(f, [0, 0])
+            mine[0] += sign * n
+            mine[1] += sign * total
+            if mine == [0, 0]:
+                del self.fields[f]
+
+    def encode(self) -> bytes:
+        out: bytes = msgpack.packb([self.docs, self.fields])
+        return out
+
+    @classmethod
+    def decode(cls, value: bytes) -> Stats:
+        try:
+            docs, fields = msgpack.unpackb(value)
+            return cls(int(docs), {str(f): [int(n), int(t)] for f, (n, t) in fields.items()})
+        except Exception as exc:
+            raise CorruptData(f"search statistics cannot be decoded: {exc}") from None
+
+    @classmethod
+    def of(cls, lens: dict[str, int]) -> Stats:
+        return cls(1, {f: [1, dl] for f, dl in lens.items()})
+
+
+def encode_intent(op: str) -> bytes:
+    out: bytes = msgpack.packb(op)
+    return out
+
+
+def decode_intent(value: bytes) -> str:
+    op: Any = msgpack.unpackb(value)
+    return str(op)
