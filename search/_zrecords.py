@@ -1,0 +1,315 @@
+"""Sorted sets: the two record kinds, their encoding, and the deterministic merge of siblings.
+
+Pure functions only: no store, no clock. ``merge_member`` and ``merge_node`` are the whole
+sibling-merge rule of the sorted set; the result does not depend on the order siblings are
+listed in.
+
+**Member record** ``[1, set_hts, set_writer, set_score, incs, until_hts, until_writer, base,
+entries]``:
+
+* ``set`` — the last ``add``/``remove``: a register whose version is (hybrid timestamp, writer
+  id); the highest version wins, everywhere. ``set_score`` is ``None`` after a remove (and before
+  any add).
+* ``incs`` — per writer ``[writer, base_hts, base_writer, hts, total]``: the sum of the writer's
+  ``incr`` deltas made on top of the ``set`` version ``base``. Siblings merge per writer by the
+  newest ``hts`` (a writer is sequential, so its newest mark holds all its earlier ones: a
+  PN-counter); marks whose base is not the winning ``set`` version are dropped — an add or
+  remove supersedes the increments made on an older version, including concurrent ones.
+  ``score = (set_score or 0) + fsum(totals)``; the member exists when ``set_score`` is not None
+  or some increment is on top of the current version.
+* the **ledger** — what this member contributes to the count tree: ``entries`` (one per
+  operation that changed the tree: ``[hts, writer, score8, n, score8, n, ...]``, the signed
+  changes it applied) and ``base`` (entries folded in, everything up to version ``until``).
+  Siblings merge by the union of entries (by their id ``(hts, writer)``) on top of the base with
+  the newest ``until``. So the tree's contribution of a member, ``base + sum(entries)``, is
+  exact whatever the siblings — two writers that moved the member from the same state both
+  show their move. A writer that finds the contribution differs from ``{target: 1}`` applies the
+  difference (and records it as its entry). Entries beyond the newest ``LEDGER_LIMIT``, or older
+  than ``PRUNE_US`` before the newest, are folded into the base: exact as long as concurrent
+  writes of one member meet before that (the same assumption as feeds' log).
+
+**Count-tree node** ``[1, base_hts, base_writer, base, marks]``: ``marks`` per writer
+``[writer, hts, child, n, child, n, ...]`` — the writer's cumulative changes to each child's
+count; siblings merge per writer by the newest ``hts``. ``base`` is set only by ``repair`` (the
+newest base version wins) so that ``base + sum(marks)`` equals the true counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgpack
+
+from ring.errors import CorruptData
+
+FORMAT = 1
+LEDGER_LIMIT = 16
+PRUNE_US = 15 * 60 * 1_000_000
+
+Version = tuple[int, bytes]  # (hybrid timestamp, writer id)
+NO_VERSION: Version = (0, b"")
+Delta = tuple[tuple[bytes, int], ...]  # sorted (score8 or child byte) -> signed count
+
+
+@dataclass(frozen=True, slots=True)
+class Inc:
+    writer: bytes
+    base: Version
+    hts: int
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    hts: int
+    writer: bytes
+    delta: Delta
+
+    @property
+    def id(self) -> Version:
+        return (self.hts, self.writer)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRec:
+    set_v: Version = NO_VERSION
+    set_score: float | None = None
+    incs: tuple[Inc, ...] = ()  # by writer; all on set_v
+    until: Version = NO_VERSION
+    base: Delta = ()
+    entries: tuple[Entry, ...] = ()  # by id
+
+    def score(self) -> float | None:
+        if self.set_score is None and not self.incs:
+            return None
+        return math.fsum([self.set_score or 0.0, *(i.total for i in self.incs)])
+
+    def inc_of(self, writer: bytes) -> Inc | None:
+        for i in self.incs:
+            if i.writer == writer:
+                return i
+        return None
+
+    def contribution(self) -> dict[bytes, int]:
+        """What the count tree holds for this member: score8 -> count (zeros dropped)."""
+        out = dict(self.base)
+        for e in self.entries:
+            for k, n in e.delta:
+                out[k] = out.get(k, 0) + n
+        return {k: n for k, n in out.items() if n}
+
+    def newest_hts(self) -> int:
+        hts = max(self.set_v[0], self.until[0])
+        for i in self.incs:
+            hts = max(hts, i.hts)
+        if self.entries:
+            hts = max(hts, self.entries[-1].hts)
+        return hts
+
+
+EMPTY_MEMBER = MemberRec()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRec:
+    base_v: Version = NO_VERSION
+    base: Delta = ()
+    marks: tuple[tuple[bytes, int, Delta], ...] = ()  # (writer, hts, counts), by writer
+
+    def counts(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for k, n in self.base:
+            out[k[0]] = out.get(k[0], 0) + n
+        for _, _, delta in self.marks:
+            for k, n in delta:
+                out[k[0]] = out.get(k[0], 0) + n
+        return out
+
+    def mark_of(self, writer: bytes) -> dict[bytes, int]:
+        for w, _, delta in self.marks:
+            if w == writer:
+                return dict(delta)
+        return {}
+
+
+EMPTY_NODE = NodeRec()
+
+
+def delta_of(counts: dict[bytes, int]) -> Delta:
+    return tuple(sorted((k, n) for k, n in counts.items() if n))
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
+def _flat(delta: Delta) -> list[object]:
+    out: list[object] = []
+    for k, n in delta:
+        out += (k, n)
+    return out
+
+
+def _delta(flat: Sequence[object]) -> Delta:
+    if len(flat) % 2:
+        raise ValueError("odd delta")
+    out = []
+    for i in range(0, len(flat), 2):
+        k, n = flat[i], flat[i + 1]
+        if type(k) is not bytes or type(n) is not int:
+            raise ValueError("malformed delta")
+        out.append((k, n))
+    return tuple(out)
+
+
+def encode_member(r: MemberRec) -> bytes:
+    incs = [[i.writer, i.base[0], i.base[1], i.hts, i.total] for i in r.incs]
+    entries = [[e.hts, e.writer, *_flat(e.delta)] for e in r.entries]
+    raw: bytes = _pack(
+        [FORMAT, r.set_v[0], r.set_v[1], r.set_score, incs, *r.until, _flat(r.base), entries]
+    )
+    return raw
+
+
+def _unpack(raw: bytes, what: str, size: int) -> list[object]:
+    try:
+        obj = msgpack.unpackb(raw)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CorruptData(f"sorted set {what} record cannot be decoded: {exc}") from None
+    if type(obj) is not list or len(obj) != size or obj[0] != FORMAT:
+        raise CorruptData(f"sorted set {what} record has an unknown format")
+    return obj
+
+
+def decode_member(raw: bytes) -> MemberRec:
+    _, set_hts, set_writer, set_score, incs, u_hts, u_writer, base, entries = _unpack(
+        raw, "member", 9
+    )
+    try:
+        if type(set_hts) is not int or type(set_writer) is not bytes:
+            raise ValueError("version")
+        if set_score is not None and type(set_score) is not float:
+            raise ValueError("score")
+        if type(u_hts) is not int or type(u_writer) is not bytes:
+            raise ValueError("until")
+        out_incs = []
+        for w, bh, bw, hts, total in incs:  # type: ignore[attr-defined]
+            if not (type(w) is bytes and type(bh) is int and type(bw) is bytes):
+                raise ValueError("inc")
+            if type(hts) is not int or type(total) is not float:
+                raise ValueError("inc")
+            out_incs.append(Inc(w, (bh, bw), hts, total))
+        out_entries = []
+        for e in entries:  # type: ignore[attr-defined]
+            hts, w = e[0], e[1]
+            if type(hts) is not int or type(w) is not bytes:
+                raise ValueError("entry")
+            out_entries.append(Entry(hts, w, _delta(e[2:])))
+        return MemberRec(
+            (set_hts, set_writer),
+            set_score,
+            tuple(out_incs),
+            (u_hts, u_writer),
+            _delta(base),  # type: ignore[arg-type]
+            tuple(out_entries),
+        )
+    except (TypeError, ValueError, IndexError):
+        raise CorruptData("sorted set member record is malformed") from None
+
+
+def encode_node(r: NodeRec) -> bytes:
+    marks = [[w, hts, *_flat(d)] for w, hts, d in r.marks]
+    raw: bytes = _pack([FORMAT, r.base_v[0], r.base_v[1], _flat(r.base), marks])
+    return raw
+
+
+def decode_node(raw: bytes) -> NodeRec:
+    _, b_hts, b_writer, base, marks = _unpack(raw, "count", 5)
+    try:
+        if type(b_hts) is not int or type(b_writer) is not bytes:
+            raise ValueError("version")
+        out = []
+        for m in marks:  # type: ignore[attr-defined]
+            w, hts = m[0], m[1]
+            if type(w) is not bytes or type(hts) is not int:
+                raise ValueError("mark")
+            out.append((w, hts, _delta(m[2:])))
+        return NodeRec((b_hts, b_writer), _delta(base), tuple(out))  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError):
+        raise CorruptData("sorted set count record is malformed") from None
+
+
+# --- merging siblings ----------------------------------------------------------------------------
+
+
+def fold(r: MemberRec, limit: int = LEDGER_LIMIT) -> MemberRec:
+    """Fold ledger entries beyond the newest ``limit``, or older than ``PRUNE_US`` before the
+    newest, into the base."""
+    entries = r.entries
+    if not entries:
+        return r
+    horizon = entries[-1].hts - PRUNE_US
+    cut = max(len(entries) - limit, 0)
+    while cut < len(entries) and entries[cut].hts < horizon:
+        cut += 1
+    if not cut:
+        return r
+    base = dict(r.base)
+    for e in entries[:cut]:
+        for k, n in e.delta:
+            base[k] = base.get(k, 0) + n
+    until = max(r.until, entries[cut - 1].id)
+    return MemberRec(r.set_v, r.set_score, r.incs, until, delta_of(base), entries[cut:])
+
+
+def merge_member_recs(recs: Sequence[MemberRec], limit: int = LEDGER_LIMIT) -> MemberRec:
+    if not recs:
+        return EMPTY_MEMBER
+    if len(recs) == 1:
+        return recs[0]
+    top = max(recs, key=lambda r: (r.set_v, r.set_score is not None, r.set_score or 0.0))
+    incs: dict[bytes, Inc] = {}
+    for r in recs:
+        for i in r.incs:
+            if i.base == top.set_v:
+                old = incs.get(i.writer)
+                if old is None or (i.hts, i.total) > (old.hts, old.total):
+                    incs[i.writer] = i
+    ledger = max(recs, key=lambda r: (r.until, r.base))
+    entries: dict[Version, Entry] = {}
+    for r in recs:
+        for e in r.entries:
+            if e.id > ledger.until:
+                entries.setdefault(e.id, e)
+    merged = MemberRec(
+        top.set_v,
+        top.set_score,
+        tuple(incs[w] for w in sorted(incs)),
+        ledger.until,
+        ledger.base,
+        tuple(entries[i] for i in sorted(entries)),
+    )
+    return fold(merged, limit)
+
+
+def merge_member(values: Iterable[bytes], limit: int = LEDGER_LIMIT) -> MemberRec:
+    return merge_member_recs([decode_member(v) for v in values], limit)
+
+
+def merge_node(values: Iterable[bytes]) -> NodeRec:
+    recs = [decode_node(v) for v in values]
+    if not recs:
+        return EMPTY_NODE
+    if len(recs) == 1:
+        return recs[0]
+    top = max(recs, key=lambda r: (r.base_v, r.base))
+    marks: dict[bytes, tuple[int, Delta]] = {}
+    for r in recs:
+        for w, hts, delta in r.marks:
+            old = marks.get(w)
+            if old is None or (hts, delta) > old:
+                marks[w] = (hts, delta)
+    return NodeRec(top.base_v, top.base, tuple((w, *marks[w]) for w in sorted(marks)))
