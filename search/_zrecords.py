@@ -15,7 +15,8 @@ entries]``:
   newest ``hts`` (a writer is sequential, so its newest mark holds all its earlier ones: a
   PN-counter); marks whose base is not the winning ``set`` version are dropped — an add or
   remove supersedes the increments made on an older version, including concurrent ones.
-  ``score = (set_score or 0) + fsum(totals)``; the member exists when ``set_score`` is not None
+  ``score = fsum(set_score or 0, totals)`` (0 if concurrent increments of +inf and -inf
+  met); the member exists when ``set_score`` is not None
   or some increment is on top of the current version.
 * the **ledger** — what this member contributes to the count tree: ``entries`` (one per
   operation that changed the tree: ``[hts, writer, score8, n, score8, n, ...]``, the signed
@@ -84,7 +85,13 @@ class MemberRec:
     def score(self) -> float | None:
         if self.set_score is None and not self.incs:
             return None
-        return math.fsum([self.set_score or 0.0, *(i.total for i in self.incs)])
+        parts = [self.set_score or 0.0, *(i.total for i in self.incs)]
+        try:
+            return math.fsum(parts)
+        except OverflowError:  # an intermediate sum overflows: the plain sum, in a fixed order
+            return sum(parts)
+        except ValueError:  # inf - inf: only concurrent infinite increments reach it
+            return 0.0
 
     def inc_of(self, writer: bytes) -> Inc | None:
         for i in self.incs:

@@ -346,6 +346,8 @@ class SortedSet:
         delta = check_score(by, "increment")
         view = self._read(m)
         rec = view.rec
+        if math.isnan((rec.score() or 0.0) + delta):
+            raise InvalidInput("resulting score is not a number (NaN)")
         hts = self._tick(rec.newest_hts())
         me = self._me().id
         mine = rec.inc_of(me)
