@@ -39,9 +39,10 @@ Writes: an operation reads the member record, computes the new state, and applie
 order: (1) put the new index key, (2) add the change (+1 new key, -1 old key) to the nodes of
 both paths (a read and a write each; shared nodes once), (3) write the member record with the
 context it was read with — the **commit point** — carrying a ledger entry naming the tree
-change it made, (4) delete the old index key. A crash before (3) leaves the operation undone
-(an index key no member record agrees with, which no read returns, and counts off by one until
-``repair``); a crash after it leaves the operation done.
+change it made, (4) delete the old index key, with the context of a read made before (1), so a
+writer that puts that key again after reading this commit keeps it. A crash before (3) leaves
+the operation undone (an index key no member record agrees with, which no read returns, and
+counts off by one until ``repair``); a crash after it leaves the operation done.
 
 Concurrency
 -----------
@@ -78,8 +79,9 @@ score when it was removed.
 
 Costs (store calls + items scanned; at 20,000 members no call exceeds 60, see the tests)
 -------------------------------------------------------------------------------------------
-``add``/``incr``/``remove``: 1 read + 1 put of the member, 1 index put, 1 index delete, and a
-read + write of each distinct tree node on the old and new paths (≤ 8): ≤ 20. ``score``: 1.
+``add``/``incr``/``remove``: 1 read + 1 put of the member, 1 index put, 1 read + 1 delete of
+the old index key, and a read + write of each distinct tree node on the old and new paths
+(≤ 8): ≤ 21. ``score``: 1.
 ``rank``: 1 + 4 + 1 scan + the keys before it in its bucket. ``range``: 4 + 1 scan + (offset in
 the bucket + k) items + k member reads (verification). ``range_by_score``: 1 scan + offset + k
 items + k member reads (``offset`` is skipped by scanning: O(offset)). ``len``: 1.
@@ -263,14 +265,21 @@ class SortedSet:
         if change:
             new = replace(new, entries=(*new.entries, Entry(hts, me, delta_of(change))))
             new = fold(new, self._limit)
+        # Old index keys are deleted with the context read now, before this commit: a writer
+        # that puts one of them again after reading this commit keeps it (a concurrent put).
+        stale = []
+        for k in sorted(have):
+            if k != target:
+                v = self.store.get_versioned(self.keys.entry(k, m))
+                if v.values:
+                    stale.append((k, v.context))
         if target is not None and (change or view.siblings > 1):
             self.store.put(self.keys.entry(target, m), _EMPTY)
         if change:
             self._apply_tree(change, hts)
         self.store.put(self.keys.member(m), encode_member(new), context=view.context)
-        for k in sorted(have):
-            if k != target:
-                self.store.delete(self.keys.entry(k, m))
+        for k, ctx in stale:
+            self.store.delete(self.keys.entry(k, m), context=ctx)
 
     def _apply_tree(self, change: dict[bytes, int], hts: int) -> None:
         me = self._me().id
