@@ -50,11 +50,12 @@ def assert_exact(zs: SortedSet, model: Model) -> None:
     assert zs.range(3, 7) == want[3:8]
 
 
+NEAR = 19 + 1e-6  # m03's score is 19: the same 4 leading bytes, so the same bucket
 Op = Callable[[SortedSet], object]
 OPS: dict[str, tuple[Op, Callable[[Model], None]]] = {
     "add new": (lambda z: z.add("new", 4.5), lambda m: m.__setitem__(b"new", 4.5)),
     "add existing": (lambda z: z.add("m03", 100.0), lambda m: m.__setitem__(b"m03", 100.0)),
-    "add same bucket": (lambda z: z.add("m03", 3.00001), lambda m: m.__setitem__(b"m03", 3.00001)),
+    "add same bucket": (lambda z: z.add("m03", NEAR), lambda m: m.__setitem__(b"m03", NEAR)),
     "incr": (lambda z: z.incr("m07", -50.0), lambda m: m.__setitem__(b"m07", m[b"m07"] - 50.0)),
     "incr new": (lambda z: z.incr("fresh", 1.0), lambda m: m.__setitem__(b"fresh", 1.0)),
     "remove": (lambda z: z.remove("m11"), lambda m: m.pop(b"m11")),
