@@ -1,4 +1,82 @@
-"""Search: a full-text index on the ringkv key-value API (design in ``search/index.py`` for now)."""
+"""Search: a full-text index (BM25) on the ringkv key-value API.
+
+    from search import Index
+    ix = Index(ring.open("data"), "docs")          # or ring.connect("h1:7071,..."); "english"
+    ix.add("id1", "some text")                     # or {"title": ..., "body": ...}; replaces
+    ix.add_many([(id, doc), ...]); ix.remove("id1"); ix.get("id1"); len(ix)
+    for hit in ix.search('+fox -"lazy dog" title:qu*', limit=10, snippets=True):
+        hit.id, hit.score, hit.fields, hit.snippet
+    ix.repair()                                    # finish what a crashed writer left
+
+Only ``get``, ``put``, ``delete``, ``scan`` (and ``batch`` where the store has one) are used,
+so the same code runs embedded and on a cluster. Query syntax: ``search.query``; analyzers:
+``search.analysis``; key layout: ``search.keys``; values: ``search.records``; costs per
+operation: ``search.index``.
+
+Layout
+------
+Every key of index ``I`` is under ``search:<len>:I:``. A document *version* is one key
+``D bucket doc version`` (fields and their lengths); each (field, term) of it is one posting
+key ``P field term doc version`` (tf, dl, positions) — so a term's postings are one ``scan``,
+a prefix query one ``scan`` over a key range, and no value grows with the index. A version id
+is a hybrid timestamp and the writer's random 4-byte id (a writer is one thread of one
+``Index``); a writer's new version is later than every version of the document it read.
+
+Nothing is ever rewritten in place: versions, postings, statistics and intents are written
+once under fresh keys and later deleted. So the store never holds siblings of index keys, and
+concurrent writers never overwrite each other: what there is to resolve is which keys exist.
+
+* **Which version is the document**: the highest version id among its ``D`` keys —
+  everywhere, whatever the order writes arrived in. ``get`` is one scan of the document's keys.
+* **Concurrent writes of one document** (from any nodes): each writer writes its version,
+  its postings, then deletes the versions it read (postings first, record last) and finally
+  *checks*: it scans the document's versions again; if its own is no longer the highest (or
+  was removed), it deletes its own postings and record, and it deletes any lower version it
+  finds. Of two racing writers, the later check always sees the other's version, so exactly
+  one version (the highest) and its postings remain, with no repair.
+* **Intents**: before writing, a writer puts ``W doc version`` and deletes it when done. Every
+  stale posting (a replaced version not yet cleaned, a racing loser, a crash's leftovers)
+  belongs to a document with an intent. A search scans ``W`` (empty when no one is writing)
+  and reads each such document whole: it ignores its stored postings and evaluates the query
+  on its highest version. So searches are exact even over a crash's leftovers.
+
+Statistics (N, sum of dl per field, documents), exact under concurrent writers
+------------------------------------------------------------------------------
+Documents hash into 256 buckets; each bucket has a statistics key ``T bucket version``. A
+writer opens a *window*: it scans the bucket's ``T`` keys, then the versions of its document;
+writes; then closes the window by putting a new ``T`` key — the one key it read plus its delta
+(new version's contribution minus the replaced one's) — and deleting the keys it read. If it
+did not read exactly one key, it recomputes the bucket from its documents (a scan of
+``D bucket``) instead of adding a delta. Two windows that overlap each read a key the other
+deletes and each put their own: the bucket is left with two keys, which every reader takes
+as "recompute this bucket from its documents" (and the next writer or ``repair`` replaces by
+one). Windows that do not overlap are ordered, and the later one read the earlier one's
+document writes, so its delta is right. Hence the sum of the buckets is exact once writers
+stop — on one node or many — with no counter key that collects siblings. Buckets of documents
+with intents (a writer at work or crashed between its record and its statistics) are also
+recomputed by readers. A search reads every ``T`` key (one scan of 256 keys) and its
+document frequencies are the postings it scans (of the highest versions only, see above).
+
+Scoring
+-------
+BM25 with k1 = 1.2, b = 0.75: for each distinct (field, term) a document matched by,
+``idf · tf · (k1 + 1) / (tf + k1 · (1 - b + b · dl / avgdl))`` with
+``idf = ln(1 + (N - n_t + 0.5) / (n_t + 0.5))``, N the documents that have the field, n_t
+those with the term in it, dl the field's term count, avgdl the mean dl; summed. Unscoped
+words search every field and their fields' scores add up. A phrase scores as its words (in
+the fields where the phrase occurs); a prefix ``pre*`` scores every term it expands to that
+the document holds as a word of its own. Words matched only under an excluded clause add
+nothing; a word matched by several clauses counts once.
+
+Crashes
+-------
+A crash between any two writes (or batches) leaves readers exact (intents, above), each
+document its old or its new version. ``repair()`` finishes every intent — rewrites the
+postings of a highest version that has an add intent, deletes the versions a remove read and
+every version below the highest — recomputes the buckets with intents or with more than one
+statistics key, and deletes the intents. ``repair(full=True)`` also sweeps every posting and
+bucket (run it with no writers).
+"""
 
 from search.index import Hit, Index, RepairReport
 from search.query import QueryError

@@ -225,11 +225,13 @@ class Index:
             total.add(Stats.of(doc_lengths(vv[K.VERSION_BYTES :])))
         return total
 
-    def _intents(self) -> dict[bytes, list[tuple[bytes, str]]]:
-        found: dict[bytes, list[tuple[bytes, str]]] = defaultdict(list)
+    def _intents(self) -> dict[bytes, list[tuple[bytes, str, list[bytes]]]]:
+        """Intents by document: ``(version, op, versions a remove read)``."""
+        found: dict[bytes, list[tuple[bytes, str, list[bytes]]]] = defaultdict(list)
         for key, value in self.store.scan(prefix=self.keys.intents):
             doc, version = self.keys.parse_intent_key(key)
-            found[doc].append((version, decode_intent(value)))
+            op, read = decode_intent(value)
+            found[doc].append((version, op, read))
         return found
 
     # --- writes ---------------------------------------------------------------------------
@@ -345,7 +347,7 @@ class Index:
             return False
         w = Writes(self.store)
         version = self._new_version(old)
-        w.put(self.keys.intent(doc, version), encode_intent("r"))
+        w.put(self.keys.intent(doc, version), encode_intent("r", sorted(old)))
         w.flush()
         for v in sorted(old):
             self._delete_version(w, doc, v, old[v])
@@ -370,7 +372,7 @@ class Index:
     def __len__(self) -> int:
         return self._statistics(self._intents()).docs
 
-    def _statistics(self, intents: dict[bytes, list[tuple[bytes, str]]]) -> Stats:
+    def _statistics(self, intents: dict[bytes, Any]) -> Stats:
         """The index's statistics: the sum of the buckets', each recomputed from its documents
         when it has not exactly one statistics key or has documents with intents."""
         per_bucket: dict[bytes, list[bytes]] = defaultdict(list)
@@ -424,7 +426,7 @@ class Index:
         intents = self._intents()
         w = Writes(self.store)
         for doc, marks in intents.items():
-            for version, op in sorted(marks):
+            for version, op, read in sorted(marks):
                 report.intents += 1
                 now = self._versions(doc)
                 if op == "a" and version in now and version == max(now):
@@ -438,7 +440,7 @@ class Index:
                     w.flush()
                 now = self._versions(doc)
                 top = max(now, default=b"")
-                drop = [v for v in sorted(now) if v < top or (op == "r" and v < version)]
+                drop = [v for v in sorted(now) if v < top or (op == "r" and v in read)]
                 for v in drop:
                     self._delete_version(w, doc, v, now[v])
                 for v in drop:
@@ -458,15 +460,15 @@ class Index:
                 for key, _ in self.store.scan(prefix=self.keys.docs)
             }
         for b in sorted(dirty):
-            read = self._bucket_stats(b)
+            current = self._bucket_stats(b)
             fresh = self._recompute(b)
-            if len(read) == 1 and Stats.decode(read[0][1]) == fresh:
+            if len(current) == 1 and Stats.decode(current[0][1]) == fresh:
                 continue
-            self._write_stats(w, b, read, None)
+            self._write_stats(w, b, current, None)
             w.flush()
             report.buckets_recomputed += 1
         for doc, marks in intents.items():
-            for version, _ in marks:
+            for version, _, _ in marks:
                 w.delete(self.keys.intent(doc, version))
         w.flush()
         if full:

@@ -4,7 +4,8 @@
   (the lengths first, so statistics are recomputed without decoding texts);
 * a posting: ``tf`` and ``dl`` (4 bytes each, big-endian), then ``tf`` positions (4 bytes each);
 * bucket statistics: msgpack ``[documents, {field: [N, sum dl]}]``;
-* an intent: msgpack ``"a"`` (an add) or ``"r"`` (a remove).
+* an intent: msgpack ``["a", []]`` (an add) or ``["r", [versions]]`` (a remove of the
+  versions it read).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgpack
 
@@ -112,11 +112,14 @@ class Stats:
         return cls(1, {f: [1, dl] for f, dl in lens.items()})
 
 
-def encode_intent(op: str) -> bytes:
-    out: bytes = msgpack.packb(op)
+def encode_intent(op: str, versions: list[bytes] | None = None) -> bytes:
+    out: bytes = msgpack.packb([op, versions or []])
     return out
 
 
-def decode_intent(value: bytes) -> str:
-    op: Any = msgpack.unpackb(value)
-    return str(op)
+def decode_intent(value: bytes) -> tuple[str, list[bytes]]:
+    try:
+        op, versions = msgpack.unpackb(value)
+        return str(op), [bytes(v) for v in versions]
+    except Exception as exc:
+        raise CorruptData(f"a search intent cannot be decoded: {exc}") from None
