@@ -25,9 +25,11 @@ entries]``:
   the newest ``until``. So the tree's contribution of a member, ``base + sum(entries)``, is
   exact whatever the siblings — two writers that moved the member from the same state both
   show their move. A writer that finds the contribution differs from ``{target: 1}`` applies the
-  difference (and records it as its entry). Entries beyond the newest ``LEDGER_LIMIT``, or older
-  than ``PRUNE_US`` before the newest, are folded into the base: exact as long as concurrent
-  writes of one member meet before that (the same assumption as feeds' log).
+  difference (and records it as its entry). Entries both beyond the newest ``LEDGER_LIMIT`` and
+  older than ``FOLD_GRACE_US`` (2 s) before the newest, and entries older than ``PRUNE_US``
+  (15 min) before it, are folded into the base: exact as long as concurrent writes of one
+  member meet before that (as feeds' log assumes). Folding by count alone is not safe: a
+  writer held up between its read and its commit while 16 others commit would lose its entry.
 
 **Count-tree node** ``[1, base_hts, base_writer, base, marks]``: ``marks`` per writer
 ``[writer, hts, child, n, child, n, ...]`` — the writer's cumulative changes to each child's
@@ -47,6 +49,7 @@ from ring.errors import CorruptData
 
 FORMAT = 1
 LEDGER_LIMIT = 16
+FOLD_GRACE_US = 2 * 1_000_000
 PRUNE_US = 15 * 60 * 1_000_000
 
 Version = tuple[int, bytes]  # (hybrid timestamp, writer id)
@@ -252,15 +255,17 @@ def decode_node(raw: bytes) -> NodeRec:
 # --- merging siblings ----------------------------------------------------------------------------
 
 
-def fold(r: MemberRec, limit: int = LEDGER_LIMIT) -> MemberRec:
-    """Fold ledger entries beyond the newest ``limit``, or older than ``PRUNE_US`` before the
-    newest, into the base."""
+def fold(r: MemberRec, limit: int = LEDGER_LIMIT, grace: int = FOLD_GRACE_US) -> MemberRec:
+    """Fold into the base the ledger entries that are both beyond the newest ``limit`` and
+    older than ``grace`` before the newest, and those older than ``PRUNE_US`` before it."""
     entries = r.entries
     if not entries:
         return r
-    horizon = entries[-1].hts - PRUNE_US
-    cut = max(len(entries) - limit, 0)
-    while cut < len(entries) and entries[cut].hts < horizon:
+    newest = entries[-1].hts
+    cut = 0
+    while cut < len(entries) - limit and entries[cut].hts < newest - grace:
+        cut += 1
+    while cut < len(entries) and entries[cut].hts < newest - PRUNE_US:
         cut += 1
     if not cut:
         return r
@@ -272,7 +277,9 @@ def fold(r: MemberRec, limit: int = LEDGER_LIMIT) -> MemberRec:
     return MemberRec(r.set_v, r.set_score, r.incs, until, delta_of(base), entries[cut:])
 
 
-def merge_member_recs(recs: Sequence[MemberRec], limit: int = LEDGER_LIMIT) -> MemberRec:
+def merge_member_recs(
+    recs: Sequence[MemberRec], limit: int = LEDGER_LIMIT, grace: int = FOLD_GRACE_US
+) -> MemberRec:
     if not recs:
         return EMPTY_MEMBER
     if len(recs) == 1:
@@ -299,11 +306,13 @@ def merge_member_recs(recs: Sequence[MemberRec], limit: int = LEDGER_LIMIT) -> M
         ledger.base,
         tuple(entries[i] for i in sorted(entries)),
     )
-    return fold(merged, limit)
+    return fold(merged, limit, grace)
 
 
-def merge_member(values: Iterable[bytes], limit: int = LEDGER_LIMIT) -> MemberRec:
-    return merge_member_recs([decode_member(v) for v in values], limit)
+def merge_member(
+    values: Iterable[bytes], limit: int = LEDGER_LIMIT, grace: int = FOLD_GRACE_US
+) -> MemberRec:
+    return merge_member_recs([decode_member(v) for v in values], limit, grace)
 
 
 def merge_node(values: Iterable[bytes]) -> NodeRec:

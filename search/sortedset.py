@@ -86,14 +86,16 @@ the old index key, and a read + write of each distinct tree node on the old and 
 the bucket + k) items + k member reads (verification). ``range_by_score``: 1 scan + offset + k
 items + k member reads (``offset`` is skipped by scanning: O(offset)). ``len``: 1.
 Many members in one bucket (equal or nearly equal scores) make ``rank`` and ``range`` scan the
-bucket: linear in its size. A member record holds at most ``LEDGER_LIMIT`` (16) ledger entries
-and one increment mark per writer since the last add; a tree node one mark per writer that
+bucket: linear in its size. A member record holds the ledger entries of its last 16 changes or
+its last 2 seconds, whichever are more (a very hot member's record grows with its rate), and
+one increment mark per writer since the last add; a tree node one mark per writer that
 ever changed it (``repair`` folds them into a base).
 
 Exactness assumptions (as feeds): a writer reads its own writes (embedded; R + W > N); one
-thread per writer id; concurrent writes of one member meet before 16 newer ledger entries of it
-pass (or 15 minutes). ``repair`` rebuilds index keys and counts from the member records and
-must run with no concurrent writers; it also drops the records of removed members.
+thread per writer id; concurrent writes of one member meet before 16 newer changes of it *and*
+2 seconds have passed, and within 15 minutes. ``repair`` rebuilds index keys and counts from the
+member records and must run with no concurrent writers; it also drops the records of removed
+members.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ from search._zkeys import (
 )
 from search._zrecords import (
     EMPTY_NODE,
+    FOLD_GRACE_US,
     LEDGER_LIMIT,
     Entry,
     Inc,
@@ -135,7 +138,6 @@ from search._zrecords import (
 __all__ = ["RepairReport", "SortedSet"]
 
 WRITER_BYTES = 8
-_EMPTY = b""
 
 
 class KVStore(Protocol):
@@ -209,6 +211,7 @@ class SortedSet:
         writer: bytes | None = None,
         clock: Callable[[], int] | None = None,
         ledger_limit: int = LEDGER_LIMIT,
+        fold_grace_us: int = FOLD_GRACE_US,
     ) -> None:
         """``writer`` (tests): a fixed writer id for every thread — then use one thread only.
         ``clock``: microseconds of wall time (tests)."""
@@ -218,6 +221,7 @@ class SortedSet:
         self._fixed = _Writer(writer) if writer is not None else None
         self._local = threading.local()
         self._limit = ledger_limit
+        self._grace = fold_grace_us
 
     # --- writer identity and time -------------------------------------------------------------
 
@@ -242,7 +246,8 @@ class SortedSet:
 
     def _read(self, m: bytes) -> _View:
         v = self.store.get_versioned(self.keys.member(m))
-        return _View(merge_member(v.values, self._limit), v.context, len(v.values))
+        rec = merge_member(v.values, self._limit, self._grace)
+        return _View(rec, v.context, len(v.values))
 
     def _read_node(self, level: int, digits: bytes) -> tuple[NodeRec, bytes]:
         v = self.store.get_versioned(self.keys.node(level, digits))
@@ -264,7 +269,7 @@ class SortedSet:
         change = {k: n for k, n in change.items() if n}
         if change:
             new = replace(new, entries=(*new.entries, Entry(hts, me, delta_of(change))))
-            new = fold(new, self._limit)
+            new = fold(new, self._limit, self._grace)
         # Old index keys are deleted with the context read now, before this commit: a writer
         # that puts one of them again after reading this commit keeps it (a concurrent put).
         stale = []
@@ -274,7 +279,7 @@ class SortedSet:
                 if v.values:
                     stale.append((k, v.context))
         if target is not None and (change or view.siblings > 1):
-            self.store.put(self.keys.entry(target, m), _EMPTY)
+            self.store.put(self.keys.entry(target, m), hts.to_bytes(8, "big"))
         if change:
             self._apply_tree(change, hts)
         self.store.put(self.keys.member(m), encode_member(new), context=view.context)
@@ -411,7 +416,8 @@ class SortedSet:
                 total = sum(counts.values())
             r += sum(n for c, n in counts.items() if c < k[level])
         bucket = self.keys.index + k[:LEVELS]
-        r += sum(1 for _ in self.store.scan(prefix=bucket, stop=self.keys.entry(k, m)))
+        for key, value in self.store.scan(prefix=bucket, stop=self.keys.entry(k, m)):
+            r += self._check(key, value) is not None
         return total - 1 - r if reverse else r
 
     def range(self, start: int, stop: int, reverse: bool = False) -> list[tuple[bytes, float]]:
@@ -476,8 +482,8 @@ class SortedSet:
     def _collect(
         self, start: bytes, stop: bytes | None, reverse: bool, skip: int, want: int | None
     ) -> list[tuple[bytes, float]]:
-        """Index keys from ``start`` (forward) or from ``stop`` (reverse), ``skip`` of them
-        passed unchecked, then up to ``want`` verified against their member records."""
+        """Index keys from ``start`` (forward) or from ``stop`` (reverse) that their member
+        records agree with: ``skip`` of them passed, then up to ``want``."""
         out: list[tuple[bytes, float]] = []
         prefix = self.keys.index
         lo, hi = start, stop if stop is not None else prefix_end(prefix)
@@ -485,17 +491,16 @@ class SortedSet:
             page = None if want is None else skip + want - len(out)
             n = 0
             last = None
-            for key, _ in self.store.scan(start=lo, stop=hi, reverse=reverse, limit=page):
+            for key, value in self.store.scan(start=lo, stop=hi, reverse=reverse, limit=page):
                 n += 1
                 last = key
+                score = self._check(key, value)
+                if score is None:
+                    continue
                 if skip:
                     skip -= 1
                     continue
-                s8, m = self.keys.split_entry(key)
-                view = self._read(m)
-                if view.target == s8:
-                    out.append((m, decode_score(s8)))
-                self._settle(m, view)
+                out.append((self.keys.split_entry(key)[1], score))
                 if want is not None and len(out) >= want:
                     break
             if page is None or n < page or last is None:
@@ -505,6 +510,24 @@ class SortedSet:
             else:
                 lo = last + b"\x00"
         return out
+
+    def _check(self, key: bytes, value: bytes) -> float | None:
+        """The score of index key ``key`` if its member record agrees with it, else None.
+        Settles the member if it was written concurrently; deletes the key if the record does
+        not count it and has seen the operation that put it or a later one. (An operation still
+        in flight that put it read an older record than this one: its commit will be a sibling
+        of this record, and whoever merges them puts the key again.)"""
+        s8, m = self.keys.split_entry(key)
+        view = self._read(m)
+        self._settle(m, view)
+        if view.target == s8:
+            return decode_score(s8)
+        put_at = int.from_bytes(value[:8], "big") if len(value) >= 8 else 0
+        if s8 not in view.rec.contribution() and put_at <= view.rec.newest_hts():
+            v = self.store.get_versioned(key)
+            if v.values:
+                self.store.delete(key, context=v.context)
+        return None
 
     def pop_min(self, count: int = 1) -> list[tuple[bytes, float]]:
         """ZPOPMIN: remove and return up to ``count`` lowest members, lowest first
@@ -570,7 +593,7 @@ class SortedSet:
                 deleted += 1
         for m, k in targets.items():
             if m not in present:
-                self.store.put(self.keys.entry(k, m), _EMPTY)
+                self.store.put(self.keys.entry(k, m), hts.to_bytes(8, "big"))
                 added += 1
         truth: dict[tuple[int, bytes], dict[bytes, int]] = {}
         for k in targets.values():

@@ -72,7 +72,7 @@ class SortedSetMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.store = ring.open(backend="memory")
-        self.zs = SortedSet(self.store, "model", ledger_limit=3)
+        self.zs = SortedSet(self.store, "model", ledger_limit=3, fold_grace_us=0)
         self.model = ZModel()
 
     def teardown(self) -> None:
