@@ -80,5 +80,6 @@ bucket (run it with no writers).
 
 from search.index import Hit, Index, RepairReport
 from search.query import QueryError
+from search.sortedset import SortedSet
 
-__all__ = ["Hit", "Index", "QueryError", "RepairReport"]
+__all__ = ["Hit", "Index", "QueryError", "RepairReport", "SortedSet"]
