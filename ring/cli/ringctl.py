@@ -38,7 +38,13 @@ from ring.errors import (
 )
 
 # Modules whose import registers commands; cluster commands will be added here.
-COMMAND_MODULES = ("ring.cli.data", "ring.cli.transfer", "ring.cli.cluster", "ring.cli.feed")
+COMMAND_MODULES = (
+    "ring.cli.data",
+    "ring.cli.transfer",
+    "ring.cli.cluster",
+    "ring.cli.feed",
+    "ring.cli.search_cmds",
+)
 
 # How library errors map to exit codes: the first matching class wins.
 ERROR_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
