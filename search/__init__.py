@@ -8,10 +8,10 @@
         hit.id, hit.score, hit.fields, hit.snippet
     ix.repair()                                    # finish what a crashed writer left
 
-Only ``get``, ``put``, ``delete``, ``scan`` (and ``batch`` where the store has one) are used,
-so the same code runs embedded and on a cluster. Query syntax: ``search.query``; analyzers:
-``search.analysis``; key layout: ``search.keys``; values: ``search.records``; costs per
-operation: ``search.index``.
+Only ``get``, ``get_versioned``, ``put``, ``delete``, ``scan`` (and ``batch`` where the store
+has one) are used, so the same code runs embedded and on a cluster. Query syntax:
+``search.query``; analyzers: ``search.analysis``; key layout: ``search.keys``; values:
+``search.records``; costs per operation: ``search.index``.
 
 Layout
 ------
@@ -25,6 +25,10 @@ is a hybrid timestamp and the writer's random 4-byte id (a writer is one thread 
 Nothing is ever rewritten in place: versions, postings, statistics and intents are written
 once under fresh keys and later deleted. So the store never holds siblings of index keys, and
 concurrent writers never overwrite each other: what there is to resolve is which keys exist.
+Every delete carries the causal context of the key it deletes (a ``get_versioned`` just
+before it), so its tombstone supersedes the value on every replica, one that receives the value
+only later included; a bare ``delete`` would supersede only what its coordinator's replica
+holds, and on a replica that has not received the key yet the value would outlive it.
 
 * **Which version is the document**: the highest version id among its ``D`` keys —
   everywhere, whatever the order writes arrived in. ``get`` is one scan of the document's keys.

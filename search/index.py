@@ -1,23 +1,40 @@
 """``Index``: add, remove, get, search, repair. The rules it keeps are in the package docstring.
 
 Store operations per call (``tests/search`` counts them), for a document with ``u`` distinct
-(field, term) pairs replacing one with ``u'``:
+(field, term) pairs replacing one with ``u'``, in a bucket with one statistics key. Every
+delete is preceded by a ``get_versioned`` of its key, so that it carries the causal context of
+what it deletes (see ``Writes``): one extra read per deleted key, a call of its own each (no
+store reads many keys in one call yet); a key that read finds already gone is not deleted.
 
-=================  ============================================================  ==========
+=================  ============================================================  ============
 operation          reads; writes (in order)                                      total
-=================  ============================================================  ==========
-add                scan T bucket, scan versions; intent, doc, u postings,        3 + u + u'
-                   stats, old stats (del), u' old postings (del), old doc (del),   + 6
-                   scan versions (check), intent (del)
-add_many of k      the same per document, but the stats once per bucket and     ~k(2+u+u')
-                   every phase one ``batch`` where the store has one                 + ...
-remove             scan T bucket, scan versions; intent, u postings (del), doc   2 + u + 4
-                   (del), stats, old stats (del), intent (del)
+=================  ============================================================  ============
+add                scan T bucket, scan versions; intent, doc, u postings,        3 + u + 2u'
+                   stats, old stats (read, del), u' old postings (read, del),    + 9
+                   old doc (read, del), scan versions (check), intent (read,
+                   del). A new document: no old postings, no old doc             3 + u + 7
+add_many of k      the same per document, but the stats once per bucket: a       k(8 + u +
+                   scan, a put, a read and a delete                              2u') + 4 per
+                                                                                 bucket
+remove             scan T bucket, scan versions; intent, u postings (read, del), 2 + 2u + 10
+                   doc (read, del), stats, old stats (read, del), intent (read,
+                   del)
 get                scan versions                                                 1
 len                scan T, scan W                                                2
 search             scan W, scan T, one scan per (field, term) or (field,         2 + s + h
                    prefix) of the query, one get per hit returned
-=================  ============================================================  ==========
+repair             scan W, scan T; per intent: scans of its document, the        2 + ...
+                   add's postings, the deletes (each a read and a del), its
+                   buckets; ``full``: every stale posting read and deleted
+=================  ============================================================  ============
+
+Where the store has ``batch`` (the embedded store), the writes of each phase are one call (a
+phase of one write is a plain put or delete) but the reads before deletes are not: add is 3
+scans, u' + 3 reads and 5 write calls (``u' + 11``, whatever u is); add_many of k is 2k scans
+and k(u' + 2) reads, plus a scan and a read per bucket, and 5 write calls (6 when a check meets
+a concurrent writer). Before deletes carried contexts (a bare ``delete``) add cost
+``3 + u + u' + 6``, remove ``2 + u + 5`` and add_many ``k(6 + u + u') + 3 per bucket``; with
+``batch`` add cost 3 scans and 5 write calls.
 
 Intents left by a crash (or by writers still at work) cost a search one scan per such document
 and one bucket scan per bucket they are in, until ``repair`` removes them.
@@ -33,6 +50,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ring.common import Versioned
 from ring.errors import InvalidInput
 from search import keys as K
 from search.analysis import Analyzer, analyzer_named
@@ -62,6 +80,8 @@ class KVStore(Protocol):
     """The part of the ringkv API the index uses (``batch`` is used where it exists)."""
 
     def get(self, key: Any) -> bytes | None: ...
+
+    def get_versioned(self, key: Any) -> Versioned: ...
 
     def put(self, key: Any, value: Any, context: Any = None) -> None: ...
 
@@ -120,7 +140,17 @@ def analyze(analyzer: Analyzer, fields: Fields) -> Analyzed:
 
 class Writes:
     """Writes collected for one phase; ``flush`` applies them in order (one atomic batch where
-    the store has ``batch``)."""
+    the store has ``batch``).
+
+    Every delete carries the causal context of what it deletes: ``flush`` first reads each key
+    to delete with ``get_versioned`` (one read per key: no store reads many keys in one call)
+    and deletes it with that context, or skips it when the read finds it gone. A delete without
+    a context would supersede only what its coordinator's own replica holds: on a cluster, a
+    replica that has not received the key yet (a node back from a restart while its hints wait)
+    would write a tombstone concurrent with the value, and the value would win for good. Puts
+    need no context: every key the index writes is new (or, in ``repair``, rewritten with the
+    same value), so a put never has to supersede a value. A phase never puts and deletes the
+    same key (its reads come before its writes)."""
 
     def __init__(self, store: KVStore) -> None:
         self.store = store
@@ -134,20 +164,30 @@ class Writes:
 
     def flush(self) -> None:
         ops, self.ops = self.ops, []
-        if not ops:
+        todo: list[tuple[bytes, bytes | None, bytes]] = []  # (key, value or None, context)
+        read: set[bytes] = set()
+        for k, v in ops:
+            if v is not None:
+                todo.append((k, v, b""))
+            elif k not in read:
+                read.add(k)
+                seen = self.store.get_versioned(k)
+                if seen.values:  # else already deleted (or never written): nothing to do
+                    todo.append((k, None, seen.context))
+        if not todo:
             return
         batch: Callable[[], Any] | None = getattr(self.store, "batch", None)
-        if batch is not None and len(ops) > 1:
+        if batch is not None and len(todo) > 1:
             with batch() as b:
-                for k, v in ops:
+                for k, v, ctx in todo:
                     if v is None:
-                        b.delete(k)
+                        b.delete(k, context=ctx)
                     else:
                         b.put(k, v)
             return
-        for k, v in ops:
+        for k, v, ctx in todo:
             if v is None:
-                self.store.delete(k)
+                self.store.delete(k, context=ctx)
             else:
                 self.store.put(k, v)
 

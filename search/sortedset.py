@@ -48,7 +48,8 @@ Concurrency
 -----------
 Concurrent writers on different nodes (or threads interleaving on one store) produce siblings of
 any record they both write. Every read is ``get_versioned`` and merges siblings
-deterministically (``search._zrecords``); every rewrite carries the context it read.
+deterministically (``search._zrecords``); every rewrite and every delete carries the context
+it read (a delete without one would lose to a replica that had not received the key yet).
 
 * ``incr``: each writer (one thread of one ``SortedSet``) keeps its own running total on top of
   the current ``set`` version; siblings keep the newest total per writer, so concurrent
@@ -86,7 +87,10 @@ Every index key a read scans is verified with one member read. ``rank``: 1 + 4 +
 2 per key before it in its bucket. ``range``: 4 + 1 scan + 2 per item scanned (the offset in
 the bucket + k). ``range_by_score``: 1 scan + 2 per item (offset + k; the offset is skipped by
 scanning: O(offset)). ``len``: 1. Measured maxima at 20,000 members: range of 10 35,
-range_by_score of 10 21, add 19, rank 18, incr 15, remove 12.
+range_by_score of 10 21, add 19, rank 18, incr 15, remove 12. ``repair``: a scan of the
+members, the index keys and the tree nodes, a read per member and per node (a write where one
+is wrong), a read + delete per index key no member agrees with (the read gives the delete its
+context: before, a bare delete), a put per missing one.
 Many members in one bucket (equal or nearly equal scores) make ``rank`` and ``range`` scan the
 bucket: linear in its size. A member record holds the ledger entries of its last 16 changes or
 its last 2 seconds, whichever are more (a very hot member's record grows with its rate), and
@@ -563,8 +567,9 @@ class SortedSet:
     def repair(self) -> RepairReport:
         """Rebuild index keys and counts from the member records (run with no concurrent
         writers): merges sibling member records, resets ledgers, deletes index keys no member
-        agrees with and adds missing ones, sets each tree node's base so its counts are exact,
-        and deletes the records of removed members."""
+        agrees with (each read first: the delete carries its context) and adds missing ones,
+        sets each tree node's base so its counts are exact, and deletes the records of removed
+        members."""
         me = self._me().id
         hts = self._tick()
         targets: dict[bytes, bytes] = {}
@@ -590,8 +595,10 @@ class SortedSet:
             s8, m = self.keys.split_entry(key)
             if targets.get(m) == s8:
                 present.add(m)
-            else:
-                self.store.delete(key)
+                continue
+            v = self.store.get_versioned(key)  # the delete supersedes what it read
+            if v.values:
+                self.store.delete(key, context=v.context)
                 deleted += 1
         for m, k in targets.items():
             if m not in present:

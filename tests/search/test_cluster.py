@@ -23,9 +23,10 @@ wins, the same through every node). Once the writers stop and every member has b
 ``rank`` (both ways), ``range`` and ``range_by_score`` agree with a model built from the final
 scores; after ``repair()`` too.
 
-A bug found here (strict xfail, ``test_remove_through_a_node_that_missed_the_add``): ``Index``
-deletes the keys it read without a context, so a remove coordinated by a node whose replica has
-not received the document yet is lost (the tombstone is a sibling of the value, which wins).
+A bug found here, now fixed (``test_remove_through_a_node_that_missed_the_add``): ``Index``
+deleted the keys it read without a context, so a remove coordinated by a node whose replica had
+not received the document yet was lost (the tombstone was a sibling of the value, which won).
+Every delete in ``search`` now carries the context of a ``get_versioned`` of its key.
 
 ``RINGKV_SEARCH_ROUNDS`` (default 20) and ``RINGKV_SEARCH_SEED`` (default 11) vary the writers'
 plans. The nodes come from the shared harness (``tests/integration/harness.py``): port 0, killed
@@ -126,6 +127,9 @@ class WatchedIndexStore:
 
     def get(self, key: Any) -> bytes | None:
         return self.client.get(key)
+
+    def get_versioned(self, key: Any) -> Any:
+        return self.client.get_versioned(key)
 
     def put(self, key: Any, value: Any, context: Any = None) -> None:
         self.client.put(key, value, context=context)
@@ -464,20 +468,15 @@ def test_sorted_set_writers_on_different_nodes(nodes: list[str]) -> None:
 
 
 class LostDelete(AssertionError):
-    """A document ``Index.remove`` removed (it returned True) is still there."""
+    """A document ``Index.remove`` removed (it returned True) is still there: what happened
+    while ``Index`` deleted the keys it read with ``delete(key)`` and no context. On a cluster
+    the coordinator's tombstone then covered only what its own replica held, so when that
+    replica had not received the key yet (a node back from a restart while its hints wait on a
+    peer), the tombstone was concurrent with the value, both stayed as siblings and resolve()
+    picked the value: remove() returned True, yet get, len and search still found the document,
+    through every node, after hinted handoff and after repair()."""
 
 
-LOST_DELETE = (
-    "Index deletes the keys it read (versions, postings, statistics keys) with delete(key) and "
-    "no context; on a cluster the coordinator's tombstone then covers only what its own replica "
-    "holds, so when that replica has not received the key yet (a node back from a restart "
-    "while its hints wait on a peer), the tombstone is concurrent with the value, both stay as "
-    "siblings and resolve() picks the value: remove() returns True, yet get, len and search "
-    "still find the document, through every node, after hinted handoff and after repair()"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=LostDelete, reason=LOST_DELETE)
 def test_remove_through_a_node_that_missed_the_add(tmp_path: Path) -> None:
     """One writer, no concurrency: add through node1 while node3 is down (and seen down: node1
     keeps a hint for it); node1 is paused (so the hint waits) and node3 restarted; remove

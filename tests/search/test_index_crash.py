@@ -43,6 +43,10 @@ class ProxyStore:
         self.before(False)
         return self.store.get(key)
 
+    def get_versioned(self, key: Any) -> Any:
+        self.before(False)
+        return self.store.get_versioned(key)
+
     def put(self, key: Any, value: Any, context: Any = None) -> None:
         self.before(True)
         self.store.put(key, value, context=context)
