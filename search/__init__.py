@@ -19,12 +19,17 @@ Every key of index ``I`` is under ``search:<len>:I:``. A document *version* is o
 ``D bucket doc version`` (fields and their lengths); each (field, term) of it is one posting
 key ``P field term doc version`` (tf, dl, positions) — so a term's postings are one ``scan``,
 a prefix query one ``scan`` over a key range, and no value grows with the index. A version id
-is a hybrid timestamp and the writer's random 4-byte id (a writer is one thread of one
-``Index``); a writer's new version is later than every version of the document it read.
+is a hybrid timestamp and the writer's random 4-byte id (a writer is one add, add_many or
+remove at work); a writer's new version is later than every version of the document it read.
 
-Nothing is ever rewritten in place: versions, postings, statistics and intents are written
-once under fresh keys and later deleted. So the store never holds siblings of index keys, and
-concurrent writers never overwrite each other: what there is to resolve is which keys exist.
+Versions and postings are never rewritten in place: each is written once under a fresh key and
+later deleted, so concurrent writers never overwrite each other's and what there is to resolve
+is which keys exist. The two kinds of keys every search reads whole are the exception: a
+bucket's statistics (``T bucket``) and a writer's intents (``W writer``) are rewritten in
+place, each put with the context of a ``get_versioned`` of it, so those scans meet one record
+per bucket and per writer id, not a tombstone per write ever made (the store keeps tombstones:
+an embedded store forever, a cluster until it reaps them). Only a statistics key can get
+siblings (writers whose windows overlapped, below), and the writers themselves resolve them.
 Every delete carries the causal context of the key it deletes (a ``get_versioned`` just
 before it), so its tombstone supersedes the value on every replica, one that receives the value
 only later included; a bare ``delete`` would supersede only what its coordinator's replica
@@ -38,28 +43,35 @@ holds, and on a replica that has not received the key yet the value would outliv
   was removed), it deletes its own postings and record, and it deletes any lower version it
   finds. Of two racing writers, the later check always sees the other's version, so exactly
   one version (the highest) and its postings remain, with no repair.
-* **Intents**: before writing, a writer puts ``W doc version`` and deletes it when done. Every
-  stale posting (a replaced version not yet cleaned, a racing loser, a crash's leftovers)
-  belongs to a document with an intent. A search scans ``W`` (empty when no one is writing)
-  and reads each such document whole: it ignores its stored postings and evaluates the query
-  on its highest version. So searches are exact even over a crash's leftovers.
+* **Intents**: before writing, a writer puts its intents — ``(op, doc, version)`` for every
+  document of its add, add_many or remove — in its key ``W writer`` and deletes them when done
+  (a writer id serves one operation at a time: ids come from a process-wide pool, and one whose
+  operation raised is not reused). Every stale posting (a replaced version not yet cleaned, a
+  racing loser, a crash's leftovers) belongs to a document with an intent. A search scans
+  ``W`` (empty when no one is writing: one tombstone per writer id ever used) and reads each
+  such document whole: it ignores its stored postings and evaluates the query on its highest
+  version. So searches are exact even over a crash's leftovers.
 
 Statistics (N, sum of dl per field, documents), exact under concurrent writers
 ------------------------------------------------------------------------------
-Documents hash into 256 buckets; each bucket has a statistics key ``T bucket version``. A
-writer opens a *window*: it scans the bucket's ``T`` keys, then the versions of its document;
-writes; then closes the window by putting a new ``T`` key — the one key it read plus its delta
-(new version's contribution minus the replaced one's) — and deleting the keys it read. If it
-did not read exactly one key, it recomputes the bucket from its documents (a scan of
-``D bucket``) instead of adding a delta. Two windows that overlap each read a key the other
-deletes and each put their own: the bucket is left with two keys, which every reader takes
-as "recompute this bucket from its documents" (and the next writer or ``repair`` replaces by
-one). Windows that do not overlap are ordered, and the later one read the earlier one's
-document writes, so its delta is right. Hence the sum of the buckets is exact once writers
-stop — on one node or many — with no counter key that collects siblings. Buckets of documents
-with intents (a writer at work or crashed between its record and its statistics) are also
-recomputed by readers. A search reads every ``T`` key (one scan of 256 keys) and its
-document frequencies are the postings it scans (of the highest versions only, see above).
+Documents hash into 256 buckets; each bucket has one statistics key ``T bucket``. A writer
+opens a *window*: it reads the bucket's key (``get_versioned``: its values and context), then
+the versions of its document; writes; then closes the window by putting the key, with the
+context it read — the one value it read plus its delta (new version's contribution minus the
+replaced one's). If it did not read exactly one value (none yet, or siblings), it recomputes
+the bucket from its documents (a scan of ``D bucket``) instead of adding a delta. Two windows
+that overlap each put a value whose context does not cover the other's: the key is left with
+two siblings. So after its other writes and before deleting its intents, each writer reads its
+buckets' keys again and, where it finds siblings, recomputes the bucket and puts it with their
+context, until it reads one value. Of two overlapping writers the later to read sees both
+siblings (reads and writes meet at a quorum), and until it has resolved them it still has an
+intent in the bucket — and readers recompute the buckets of documents with intents. Windows
+that do not overlap are ordered, and the later one read the earlier one's document writes, so
+its delta is right. Hence the sum of the buckets is exact once writers stop — on one node or
+many — with no counter key whose siblings stay. A search reads every ``T`` key (one scan of at
+most 256 keys; the sum of the values last scanned is kept, so a scan that finds the same
+values adds nothing up) and its document frequencies are the postings it scans (of the
+highest versions only, see above).
 
 Scoring
 -------
@@ -77,9 +89,10 @@ Crashes
 A crash between any two writes (or batches) leaves readers exact (intents, above), each
 document its old or its new version. ``repair()`` finishes every intent — rewrites the
 postings of a highest version that has an add intent, deletes the versions a remove read and
-every version below the highest — recomputes the buckets with intents or with more than one
-statistics key, and deletes the intents. ``repair(full=True)`` also sweeps every posting and
-bucket (run it with no writers).
+every version below the highest — recomputes the buckets with intents or whose statistics key
+has siblings (it reads each bucket's key), and deletes the intents (a writer's key only if it
+still holds what was read: a writer at work may have put new ones). ``repair(full=True)``
+also sweeps every posting and bucket (run it with no writers).
 """
 
 from search.index import Hit, Index, RepairReport

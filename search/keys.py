@@ -6,8 +6,14 @@ being a prefix range of another's), then one letter:
 * ``M``                                  the analyzer's name (checked when an ``Index`` opens);
 * ``D`` bucket(2) doc version(12)        a document version: its fields and their lengths;
 * ``P`` field term doc version(12)       a posting: tf, dl and the positions of ``term``;
-* ``T`` bucket(2) version(12)            a bucket's statistics (documents, per field N, sum dl);
-* ``W`` doc version(12)                  an intent: an add or remove of ``doc`` under way.
+* ``T`` bucket(2)                        a bucket's statistics (documents, per field N, sum dl),
+                                         one key per bucket, overwritten in place;
+* ``W`` writer(4)                        a writer's intents: the adds and removes it has under
+                                         way, one key per writer, deleted when it is done.
+
+The ``T`` and ``W`` keys are rewritten in place (never a fresh key per write), so the scans
+readers make of them step over no more records than there are buckets and writers: a write
+that made a new key and deleted the old one would leave a tombstone behind for every write.
 
 ``doc`` is a type byte (``s`` str, ``b`` bytes) and a 4-byte length before the id's bytes, so
 ids of any bytes never run into each other and keep their type. ``field`` and ``term`` are
@@ -123,14 +129,11 @@ class Keys:
     def posting(self, field: str, term: str, doc: bytes, version: bytes) -> bytes:
         return self.term_prefix(field, term) + doc + version
 
-    def bucket_stats(self, bucket: bytes) -> bytes:
+    def stat(self, bucket: bytes) -> bytes:
         return self.stats + bucket
 
-    def stat(self, bucket: bytes, version: bytes) -> bytes:
-        return self.stats + bucket + version
-
-    def intent(self, doc: bytes, version: bytes) -> bytes:
-        return self.intents + doc + version
+    def intent(self, writer: bytes) -> bytes:
+        return self.intents + writer
 
     # --- parsing ------------------------------------------------------------------------
 
@@ -147,10 +150,9 @@ class Keys:
         _, end = decode_doc(key, at)
         return field, term, key[at:end], key[end:]
 
-    def parse_intent_key(self, key: bytes) -> tuple[bytes, bytes]:
-        at = len(self.intents)
-        _, end = decode_doc(key, at)
-        return key[at:end], key[end:]
+    def parse_stat_key(self, key: bytes) -> bytes:
+        """The bucket of a ``T`` key."""
+        return key[len(self.stats) :]
 
 
 def wall_clock_us() -> int:

@@ -4,7 +4,8 @@
   (the lengths first, so statistics are recomputed without decoding texts);
 * a posting: ``tf`` and ``dl`` (4 bytes each, big-endian), then ``tf`` positions (4 bytes each);
 * bucket statistics: msgpack ``[documents, {field: [N, sum dl]}]``;
-* an intent: msgpack ``["a", []]`` (an add) or ``["r", [versions]]`` (a remove of the
+* a writer's intents: msgpack of a list of ``[op, doc, version, [versions]]``, ``op`` ``"a"``
+  (an add of ``doc`` as ``version``) or ``"r"`` (a remove, ``version`` its own id, of the
   versions it read).
 """
 
@@ -95,6 +96,9 @@ class Stats:
             if mine == [0, 0]:
                 del self.fields[f]
 
+    def copy(self) -> Stats:
+        return Stats(self.docs, {f: list(v) for f, v in self.fields.items()})
+
     def encode(self) -> bytes:
         out: bytes = msgpack.packb([self.docs, self.fields])
         return out
@@ -112,14 +116,19 @@ class Stats:
         return cls(1, {f: [1, dl] for f, dl in lens.items()})
 
 
-def encode_intent(op: str, versions: list[bytes] | None = None) -> bytes:
-    out: bytes = msgpack.packb([op, versions or []])
+Intent = tuple[str, bytes, bytes, list[bytes]]  # (op, doc, version, versions a remove read)
+
+
+def encode_intents(intents: list[Intent]) -> bytes:
+    out: bytes = msgpack.packb([[op, doc, version, read] for op, doc, version, read in intents])
     return out
 
 
-def decode_intent(value: bytes) -> tuple[str, list[bytes]]:
+def decode_intents(value: bytes) -> list[Intent]:
     try:
-        op, versions = msgpack.unpackb(value)
-        return str(op), [bytes(v) for v in versions]
+        return [
+            (str(op), bytes(doc), bytes(version), [bytes(v) for v in read])
+            for op, doc, version, read in msgpack.unpackb(value)
+        ]
     except Exception as exc:
-        raise CorruptData(f"a search intent cannot be decoded: {exc}") from None
+        raise CorruptData(f"search intents cannot be decoded: {exc}") from None
