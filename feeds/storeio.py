@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from feeds.counter import Judge, Op, add_op, remove_op
 from feeds.ids import FeedKeys, hts_of
@@ -27,28 +26,9 @@ from feeds.records import (
     merge_entry,
     merge_header,
 )
+from ring.common import KVStore
 
 _GONE = EntryRecord(None, (), (), removed=1)
-
-
-class KVStore(Protocol):
-    """The part of the ringkv API the feed layer uses: ``ring.open()`` and ``ring.connect()``
-    both provide it."""
-
-    def get_versioned(self, key: Any) -> Any: ...
-
-    def put(self, key: Any, value: Any, context: Any = None) -> None: ...
-
-    def delete(self, key: Any, context: Any = None) -> None: ...
-
-    def scan(
-        self,
-        prefix: Any = None,
-        start: Any = None,
-        stop: Any = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @dataclass(slots=True)

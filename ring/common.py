@@ -9,8 +9,9 @@ embedded store nor rocksdict. It is pure: no IO, no clock, nothing but ``ring.er
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ring.errors import InvalidInput
 
@@ -97,3 +98,25 @@ def settings_mismatch(ours: dict[str, Any], theirs: dict[str, Any], us: str, the
         if a != b:
             out.append(f"{key} is {a!r} on {us} but {b!r} on {them}")
     return "; ".join(out)
+
+
+class KVStore(Protocol):
+    """The part of the key-value API the layers built on it (feeds, search) use: ``ring.open()``
+    and ``ring.connect()`` both provide it."""
+
+    def get(self, key: Any) -> bytes | None: ...
+
+    def get_versioned(self, key: Any) -> Versioned: ...
+
+    def put(self, key: Any, value: Any, context: Any = None) -> None: ...
+
+    def delete(self, key: Any, context: Any = None) -> None: ...
+
+    def scan(
+        self,
+        prefix: Any = None,
+        start: Any = None,
+        stop: Any = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]: ...

@@ -61,9 +61,9 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ring.common import Versioned
+from ring.common import KVStore, Versioned
 from ring.errors import InvalidInput
 from search import keys as K
 from search.analysis import Analyzer, analyzer_named
@@ -88,27 +88,6 @@ B = 0.75
 BATCH = 256
 
 Word = tuple[str, str]  # (field, term)
-
-
-class KVStore(Protocol):
-    """The part of the ringkv API the index uses (``batch`` is used where it exists)."""
-
-    def get(self, key: Any) -> bytes | None: ...
-
-    def get_versioned(self, key: Any) -> Versioned: ...
-
-    def put(self, key: Any, value: Any, context: Any = None) -> None: ...
-
-    def delete(self, key: Any, context: Any = None) -> None: ...
-
-    def scan(
-        self,
-        prefix: Any = None,
-        start: Any = None,
-        stop: Any = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)

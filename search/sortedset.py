@@ -110,10 +110,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
 
+from ring.common import KVStore
 from ring.errors import InvalidInput
 from search._zkeys import (
     LEVELS,
@@ -144,25 +144,6 @@ from search._zrecords import (
 __all__ = ["RepairReport", "SortedSet"]
 
 WRITER_BYTES = 8
-
-
-class KVStore(Protocol):
-    """The part of the ringkv API the sorted set uses (``ring.open()`` and ``ring.connect()``)."""
-
-    def get_versioned(self, key: Any) -> Any: ...
-
-    def put(self, key: Any, value: Any, context: Any = None) -> None: ...
-
-    def delete(self, key: Any, context: Any = None) -> None: ...
-
-    def scan(
-        self,
-        prefix: Any = None,
-        start: Any = None,
-        stop: Any = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,8 +602,8 @@ class SortedSet:
                 continue
             base = dict(want)
             for _, _, delta in node.marks:
-                for c, v in delta:
-                    base[c] = base.get(c, 0) - v
+                for c, n in delta:
+                    base[c] = base.get(c, 0) - n
             new = NodeRec((hts, me), delta_of(base), node.marks)
             self.store.put(self.keys.node(level, digits), encode_node(new), context=ctx)
             nodes_fixed += 1
