@@ -86,8 +86,17 @@ from search.records import (
 K1 = 1.2
 B = 0.75
 BATCH = 256
+# The intents of one batch hold its documents' words (at most their text): batches are cut
+# before their text reaches this many characters, far below the store's 16 MiB value limit.
+CHUNK_CHARS = 2 * 1024 * 1024
 
 Word = tuple[str, str]  # (field, term)
+_Mark = tuple[bytes, str, list[bytes], bytes]  # an intent: (version, op, read, words)
+
+
+def _words(postings: dict[Word, list[int]]) -> bytes:
+    """The (field, term) pairs of a version, as its intent keeps them."""
+    return b"".join(K.escape(f) + K.TERMINATOR + K.escape(t) + K.TERMINATOR for f, t in postings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +252,10 @@ class Index:
         self._fixed_writer = writer
         self._stats_cache: tuple[list[tuple[bytes, bytes]], Stats] | None = None
         self.clock = K.HybridClock(clock)
-        stored = store.get(self.keys.meta)
+        seen = store.get_versioned(self.keys.meta)
+        stored = max(seen.values) if seen.values else None
         if stored is None:
-            store.put(self.keys.meta, self.analyzer.name.encode())
+            store.put(self.keys.meta, self.analyzer.name.encode(), context=seen.context)
         elif stored != self.analyzer.name.encode():
             raise InvalidInput(
                 f"index {self.keys.name!r} uses analyzer {stored.decode(errors='replace')!r},"
@@ -280,15 +290,22 @@ class Index:
         """The live ``W`` keys, ``(key, value)``: none when no one is writing."""
         return list(self.store.scan(prefix=self.keys.intents))
 
-    def _intents(
-        self, marks: list[tuple[bytes, bytes]] | None = None
-    ) -> dict[bytes, list[tuple[bytes, str, list[bytes]]]]:
-        """Intents by document: ``(version, op, versions a remove read)``."""
-        found: dict[bytes, list[tuple[bytes, str, list[bytes]]]] = defaultdict(list)
+    def _intents(self, marks: list[tuple[bytes, bytes]] | None = None) -> dict[bytes, list[_Mark]]:
+        """Intents by document: ``(version, op, versions a remove read, an add's words)``."""
+        found: dict[bytes, list[_Mark]] = defaultdict(list)
         for _, value in self._intent_keys() if marks is None else marks:
-            for op, doc, version, read in decode_intents(value):
-                found[doc].append((version, op, read))
+            for op, doc, version, read, words in decode_intents(value):
+                found[doc].append((version, op, read, words))
         return found
+
+    def _words_of(self, words: bytes) -> list[Word]:
+        out = []
+        at = 0
+        while at < len(words):
+            f, at = K.unescape(words, at)
+            t, at = K.unescape(words, at)
+            out.append((f, t))
+        return out
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -358,13 +375,16 @@ class Index:
     def add_many(self, items: Iterable[tuple[K.DocId, object]], batch_size: int = BATCH) -> int:
         """``add`` for each ``(doc_id, doc)``, ``batch_size`` at a time. Returns how many."""
         chunk: dict[bytes, Fields] = {}
-        count = 0
+        count = size = 0
         for doc_id, doc in items:
             enc = K.encode_doc(doc_id)
-            if enc in chunk or len(chunk) >= batch_size:
+            fields = normalize(doc)
+            n = sum(len(f) + len(t) for f, t in fields.items())
+            if chunk and (enc in chunk or len(chunk) >= batch_size or size + n > CHUNK_CHARS):
                 self._apply(list(chunk.items()))
-                chunk = {}
-            chunk[enc] = normalize(doc)
+                chunk, size = {}, 0
+            chunk[enc] = fields
+            size += n
             count += 1
         if chunk:
             self._apply(list(chunk.items()))
@@ -385,7 +405,9 @@ class Index:
         ]
         for p in pending:
             p.version = self._new_version(writer, p.old)
-        left = self._mark(writer, [("a", p.doc, p.version, []) for p in pending])
+        left = self._mark(
+            writer, [("a", p.doc, p.version, [], _words(p.analyzed.postings)) for p in pending]
+        )
         # 2. The new versions: record first, then postings (a posting's record always exists).
         for p in pending:
             w.put(self.keys.doc(p.doc, p.version), encode_doc_record(p.analyzed.lens, p.fields))
@@ -404,27 +426,29 @@ class Index:
         for b in sorted(buckets):
             self._write_stats(w, b, stats_read[b], deltas[b])
         w.flush()
-        # 4. The versions this add replaced: postings, then records (oldest first).
+        # 4. The check, then the clean-up: a concurrent writer may have made a newer version
+        #    (then ours goes) or an older one (then it goes); the versions this add replaced go
+        #    too. Postings first, then records, in one phase.
+        now = {p.doc: self._versions(p.doc) for p in pending}
+        doomed: list[tuple[bytes, bytes, bytes | None]] = []  # (doc, version, record or None)
         for p in pending:
-            for version in sorted(p.old):
-                self._delete_version(w, p.doc, version, p.old[version])
-        for p in pending:
-            for version in sorted(p.old):
-                w.delete(self.keys.doc(p.doc, version))
-        w.flush()
-        # 5. The check: a concurrent writer may have made a newer version, or removed ours.
-        for p in pending:
-            now = self._versions(p.doc)
-            top = max(now, default=b"")
+            stored = now[p.doc]
+            top = max(stored, default=b"")
             if top != p.version:
-                for f, t in p.analyzed.postings:
-                    w.delete(self.keys.posting(f, t, p.doc, p.version))
-                if p.version in now:
-                    w.delete(self.keys.doc(p.doc, p.version))
-            for version in sorted(now):
-                if version < top and version != p.version:
-                    self._delete_version(w, p.doc, version, now[version])
-                    w.delete(self.keys.doc(p.doc, version))
+                doomed.append((p.doc, p.version, None))
+            for version in sorted(stored):
+                if version != top and version != p.version:
+                    doomed.append((p.doc, version, stored[version]))
+        mine = {p.doc: p for p in pending}
+        for doc, version, record in doomed:
+            if record is None:
+                for f, t in mine[doc].analyzed.postings:
+                    w.delete(self.keys.posting(f, t, doc, version))
+            else:
+                self._delete_version(w, doc, version, record)
+        for doc, version, record in doomed:
+            if record is not None or version in now[doc]:
+                w.delete(self.keys.doc(doc, version))
         w.flush()
         # 6. Statistics of overlapping windows are recomputed; the intents go.
         self._settle(buckets)
@@ -443,7 +467,7 @@ class Index:
             return False
         w = Writes(self.store)
         version = self._new_version(writer, old)
-        left = self._mark(writer, [("r", doc, version, sorted(old))])
+        left = self._mark(writer, [("r", doc, version, sorted(old), b"")])
         for v in sorted(old):
             self._delete_version(w, doc, v, old[v])
         for v in sorted(old):
@@ -503,12 +527,16 @@ class Index:
             raise InvalidInput("limit and offset are integers >= 0")
         tree = parse(query)
         run = _Query(self)
-        matched = run.eval(tree) or {}
-        scored = [(run.score(doc, words), doc) for doc, words in matched.items()]
-        best = heapq.nsmallest(offset + limit, scored, key=lambda s: (-s[0], _order(s[1])))
+        while True:
+            matched = run.eval(tree) or {}
+            scored = [(run.score(doc, words), doc) for doc, words in matched.items()]
+            best = heapq.nsmallest(offset + limit, scored, key=lambda s: (-s[0], _order(s[1])))
+            page = [doc for _, doc in best[offset:]]
+            if not run.verify(page, matched):
+                break
         hits = []
         for score, doc in best[offset:]:
-            fields = run.fields_of(doc, matched[doc])
+            fields = run.checked[doc]
             snippet = None
             if snippets:
                 snippet = _snippet(self.analyzer, fields, matched[doc], mark)
@@ -517,17 +545,22 @@ class Index:
 
     # --- repair ---------------------------------------------------------------------------
 
-    def repair(self, full: bool = False) -> RepairReport:
-        """Finish what interrupted adds and removes left (their intents), and recompute the
-        statistics of every bucket whose writers raced. ``full=True`` also recomputes every
-        bucket and sweeps every posting (deleting those of versions that are not their
-        document's newest, writing missing ones of the newest): run it with no writers."""
+    def repair(self) -> RepairReport:
+        """Make the index consistent with its documents again, whatever interrupted writers or
+        lagging replicas left: finish the intents of interrupted adds and removes, keep only
+        the newest version of every document, rewrite the statistics of every bucket that
+        differs from its documents, delete every posting of a version that is not its
+        document's newest and write the missing ones of the newest. Reads the whole index (a
+        scan of the documents, one of the postings); safe beside writers at work (a posting
+        is deleted only after its document was read again, and a posting written is checked
+        again after). A writer still at work has its intents finished too: harmless, but if it
+        then crashes, what it leaves is found by the next ``repair``."""
         report = RepairReport()
         marks_read = self._intent_keys()
         intents = self._intents(marks_read)
         w = Writes(self.store)
         for doc, marks in intents.items():
-            for version, op, read in sorted(marks):
+            for version, op, read, words in sorted(marks):
                 report.intents += 1
                 now = self._versions(doc)
                 if op == "a" and version in now and version == max(now):
@@ -539,68 +572,120 @@ class Index:
                         )
                         report.postings_written += 1
                     w.flush()
-                now = self._versions(doc)
-                top = max(now, default=b"")
-                drop = [v for v in sorted(now) if v < top or (op == "r" and v in read)]
-                for v in drop:
-                    self._delete_version(w, doc, v, now[v])
-                for v in drop:
-                    w.delete(self.keys.doc(doc, v))
-                    report.versions_deleted += 1
-                w.flush()
-        # The buckets of the intents, and any whose key has siblings (each key read whole).
+                    # A newer version may have come meanwhile (and gone past this one's record
+                    # before its postings were written): then these go again, below.
+                    now = self._versions(doc)
+                if op == "a" and version not in now:
+                    # Its record is gone (a newer writer deleted it, maybe before these postings
+                    # were written) or was never written: its words name its postings.
+                    for f, t in self._words_of(words):
+                        w.delete(self.keys.posting(f, t, doc, version))
+                        report.postings_deleted += 1
+                self._keep_newest(w, doc, now, report, also=read if op == "r" else ())
+        # Every document's newest version (the others go), its statistics and how many
+        # postings it has. Keys of one document are contiguous, in version order.
+        winners: dict[bytes, tuple[bytes, int]] = {}  # doc -> (version, postings it has)
+        fresh: dict[bytes, Stats] = defaultdict(Stats)
+        run: dict[bytes, bytes] = {}  # the versions of the document being read
+
+        def close(doc: bytes) -> None:
+            top = max(run)
+            if len(run) > 1:
+                self._keep_newest(w, doc, dict(run), report)
+            a = analyze(self.analyzer, doc_fields(run[top]))
+            winners[doc] = (top, len(a.postings))
+            fresh[K.bucket_of(doc)].add(Stats.of(a.lens))
+            run.clear()
+
+        current = b""
+        for key, value in self.store.scan(prefix=self.keys.docs):
+            _, doc, version = self.keys.parse_doc_key(key)
+            if doc != current and run:
+                close(current)
+            current = doc
+            run[version] = value
+        if run:
+            close(current)
         present = {self.keys.parse_stat_key(k) for k, _ in self.store.scan(prefix=self.keys.stats)}
-        dirty = {K.bucket_of(d) for d in intents}
-        if full:
-            dirty |= present
-            dirty |= {
-                key[len(self.keys.docs) : len(self.keys.docs) + 2]
-                for key, _ in self.store.scan(prefix=self.keys.docs)
-            }
-        for b in sorted(present | dirty):
-            current = self._bucket_stats(b)
-            if b not in dirty and len(current.values) <= 1:
+        for b in sorted(present | set(fresh)):
+            seen = self._bucket_stats(b)
+            if len(seen.values) == 1 and Stats.decode(seen.values[0]) == fresh.get(b, Stats()):
                 continue
-            fresh = self._recompute(b)
-            if len(current.values) == 1 and Stats.decode(current.values[0]) == fresh:
+            # Rewritten as a writer would: the key read, the bucket recomputed from its
+            # documents as they are now, the key put with the context read, then settled (a
+            # writer whose window overlaps this one leaves siblings, recomputed again).
+            want = self._recompute(b)
+            if len(seen.values) == 1 and Stats.decode(seen.values[0]) == want:
                 continue
-            w.put(self.keys.stat(b), fresh.encode(), current.context)
+            w.put(self.keys.stat(b), want.encode(), seen.context)
             w.flush()
+            self._settle([b])
             report.buckets_recomputed += 1
+        self._sweep(w, report, winners)
         # The intents go, each writer's key only if it still holds what was read: a writer
         # still at work may have put new ones there since.
         for key, value in marks_read:
             seen = self.store.get_versioned(key)
             if seen.values == (value,):
                 self.store.delete(key, context=seen.context)
-        if full:
-            self._sweep(w, report)
         return report
 
-    def _sweep(self, w: Writes, report: RepairReport) -> None:
-        winners: dict[bytes, tuple[bytes, bytes]] = {}
-        for key, value in self.store.scan(prefix=self.keys.docs):
-            _, doc, version = self.keys.parse_doc_key(key)
-            if doc not in winners or version > winners[doc][0]:
-                winners[doc] = (version, value)
-        seen: set[tuple[str, str, bytes]] = set()
-        for key, _ in self.store.scan(prefix=self.keys.postings):
-            f, t, doc, version = self.keys.parse_posting_key(key)
-            if doc in winners and winners[doc][0] == version:
-                seen.add((f, t, doc))
-            else:
-                w.delete(key)
-                report.postings_deleted += 1
+    def _keep_newest(
+        self,
+        w: Writes,
+        doc: bytes,
+        versions: dict[bytes, bytes],
+        report: RepairReport,
+        also: Iterable[bytes] = (),
+    ) -> None:
+        """Delete every version of ``doc`` in ``versions`` but the newest (and those in
+        ``also``, a remove's): postings first, then records."""
+        top = max(versions, default=b"")
+        gone = set(also)
+        drop = [v for v in sorted(versions) if v < top or v in gone]
+        for v in drop:
+            self._delete_version(w, doc, v, versions[v])
+        for v in drop:
+            w.delete(self.keys.doc(doc, v))
+            report.versions_deleted += 1
         w.flush()
-        for doc, (version, value) in winners.items():
-            a = analyze(self.analyzer, doc_fields(value))
+
+    def _sweep(
+        self, w: Writes, report: RepairReport, winners: dict[bytes, tuple[bytes, int]]
+    ) -> None:
+        """Every posting of a version that is not its document's newest goes (the document
+        read again first: a writer may have made a newer one since); a document that lacks
+        postings of its newest version gets them (checked again after)."""
+        stale: dict[bytes, list[tuple[bytes, bytes]]] = defaultdict(list)
+        have: dict[bytes, int] = defaultdict(int)
+        for key, _ in self.store.scan(prefix=self.keys.postings):
+            _, _, doc, version = self.keys.parse_posting_key(key)
+            if doc in winners and winners[doc][0] == version:
+                have[doc] += 1
+            else:
+                stale[doc].append((key, version))
+        for doc, found in stale.items():
+            top = max(self._versions(doc), default=b"")
+            for key, version in found:
+                if version != top:
+                    w.delete(key)
+                    report.postings_deleted += 1
+        w.flush()
+        for doc, (version, count) in winners.items():
+            if have[doc] == count:
+                continue
+            now = self._versions(doc)
+            if max(now, default=b"") != version:
+                continue  # replaced since: its writer writes the new one's postings
+            a = analyze(self.analyzer, doc_fields(now[version]))
             for (f, t), positions in a.postings.items():
-                if (f, t, doc) not in seen:
-                    w.put(
-                        self.keys.posting(f, t, doc, version), encode_posting(a.lens[f], positions)
-                    )
-                    report.postings_written += 1
+                w.put(self.keys.posting(f, t, doc, version), encode_posting(a.lens[f], positions))
+                report.postings_written += 1
             w.flush()
+            if max(self._versions(doc), default=b"") != version:
+                for f, t in a.postings:
+                    w.delete(self.keys.posting(f, t, doc, version))
+                w.flush()
 
 
 def _holds(positions: tuple[int, ...], p: int) -> bool:
@@ -654,19 +739,53 @@ class _Query:
         self.fields = sorted(f for f, (n, _) in self.stats.fields.items() if n > 0)
         self.suspects: dict[bytes, _Suspect | None] = {}
         for doc in intents:
-            versions = index._versions(doc)
-            if not versions:
-                self.suspects[doc] = None
-                continue
-            top = max(versions)
-            s = _Suspect(top, versions[top])
-            a = analyze(index.analyzer, doc_fields(versions[top]))
-            for (f, t), positions in a.postings.items():
-                s.postings[(f, t)] = _Posting(
-                    top, None, len(positions), a.lens[f], tuple(positions)
-                )
-            self.suspects[doc] = s
+            self.suspects[doc] = self._suspect(index._versions(doc))
+        self.checked: dict[bytes, Fields] = {}  # hits verified: their fields
+        self.expanded: dict[tuple[str, str], set[str]] = {}
         self.cache: dict[Word, dict[bytes, _Posting]] = {}
+
+    def _suspect(self, versions: dict[bytes, bytes]) -> _Suspect | None:
+        """A document read whole: its newest version, analyzed (None: it has none)."""
+        if not versions:
+            return None
+        top = max(versions)
+        s = _Suspect(top, versions[top])
+        a = analyze(self.index.analyzer, doc_fields(versions[top]))
+        for (f, t), positions in a.postings.items():
+            s.postings[(f, t)] = _Posting(top, None, len(positions), a.lens[f], tuple(positions))
+        return s
+
+    def verify(self, page: list[bytes], matched: dict[bytes, set[Word]]) -> bool:
+        """Check each hit of ``page`` against its document's versions (one scan each, which
+        also reads its fields). A hit matched by a posting of a version that is not its
+        document's newest, or whose document has more than one version (replicas that lagged
+        let two writers each keep their own, see the package docstring), becomes a suspect:
+        read whole, its postings ignored. Returns whether any did (then evaluate again)."""
+        again = False
+        for doc in page:
+            if doc in self.checked:
+                continue
+            s = self.suspects.get(doc)
+            if s is not None:
+                self.checked[doc] = doc_fields(s.record)
+                continue
+            versions = self.index._versions(doc)
+            top = max(versions, default=b"")
+            if len(versions) == 1 and all(self.cache[w][doc].version == top for w in matched[doc]):
+                self.checked[doc] = doc_fields(versions[top])
+                continue
+            s = self.suspects[doc] = self._suspect(versions)
+            for word, found in self.cache.items():
+                found.pop(doc, None)
+                if s is not None and word in s.postings:
+                    found[doc] = s.postings[word]
+            if s is not None:
+                for (f, prefix), terms in self.expanded.items():
+                    terms.update(t for ff, t in s.postings if ff == f and t.startswith(prefix))
+                    for t in terms:
+                        self.cache.setdefault((f, t), {})
+            again = True
+        return again
 
     # postings ------------------------------------------------------------------------------
 
@@ -692,6 +811,9 @@ class _Query:
 
     def expand(self, f: str, prefix: str) -> list[str]:
         """The terms of field ``f`` starting with ``prefix`` (their postings are cached)."""
+        if (f, prefix) in self.expanded:
+            terms = self.expanded[(f, prefix)]
+            return sorted(t for t in terms if self.cache.get((f, t)))
         by_term: dict[str, dict[bytes, _Posting]] = defaultdict(dict)
         for k, v in self.index.store.scan(prefix=self.keys.prefix_scan(f, prefix)):
             _, t, doc, version = self.keys.parse_posting_key(k)
@@ -704,8 +826,10 @@ class _Query:
         for t, found in by_term.items():
             if self.suspects:
                 self._add_suspects((f, t), found)
-            self.cache[(f, t)] = found
-        return sorted(t for t, found in by_term.items() if found)
+            if (f, t) not in self.cache:
+                self.cache[(f, t)] = found
+        self.expanded[(f, prefix)] = set(by_term)
+        return sorted(t for t, found in by_term.items() if self.cache[(f, t)])
 
     # evaluation ----------------------------------------------------------------------------
 
@@ -804,18 +928,6 @@ class _Query:
                 continue  # only while writers are at work: a posting the statistics lack
             total += bm25(tf, dl, len(found), n, sum_dl / n)
         return total
-
-    def fields_of(self, doc: bytes, words: set[Word]) -> Fields:
-        s = self.suspects.get(doc)
-        if s is not None:
-            return doc_fields(s.record)
-        for word in words:
-            value = self.index.store.get(self.keys.doc(doc, self.cache[word][doc].version))
-            if value is not None:
-                return doc_fields(value)
-            break
-        versions = self.index._versions(doc)  # replaced since the postings were read
-        return doc_fields(versions[max(versions)]) if versions else {}
 
 
 def _snippet(

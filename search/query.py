@@ -33,6 +33,19 @@ from ring.errors import InvalidInput
 Occur = Literal["must", "should", "must_not"]
 SPECIAL = '()":'
 KEYWORDS = ("AND", "OR", "NOT")
+# Lucene syntax this subset does not have: refused (unless escaped), never read as a word.
+UNSUPPORTED = {
+    "^": "there are no boosts",
+    "~": "there are no fuzzy or proximity queries",
+    "?": "there are no '?' wildcards",
+    "[": "there are no range queries",
+    "]": "there are no range queries",
+    "{": "there are no range queries",
+    "}": "there are no range queries",
+    "!": "write NOT",
+    "&&": "write AND",
+    "||": "write OR",
+}
 
 
 class QueryError(InvalidInput):
@@ -193,6 +206,12 @@ class _Parser:
                 break
             if star_at is not None:
                 raise QueryError("'*' is only allowed at the end of a word", star_at)
+            if ch in UNSUPPORTED or self.s.startswith(("&&", "||"), self.i):
+                what = self.s[self.i : self.i + 2] if ch in "&|" else ch
+                raise QueryError(
+                    f"'{what}' is not supported ({UNSUPPORTED[what]}; escape it to search for it)",
+                    self.i,
+                )
             if ch == "\\":
                 self.i += 1
                 if self.i >= len(self.s):

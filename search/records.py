@@ -4,9 +4,10 @@
   (the lengths first, so statistics are recomputed without decoding texts);
 * a posting: ``tf`` and ``dl`` (4 bytes each, big-endian), then ``tf`` positions (4 bytes each);
 * bucket statistics: msgpack ``[documents, {field: [N, sum dl]}]``;
-* a writer's intents: msgpack of a list of ``[op, doc, version, [versions]]``, ``op`` ``"a"``
-  (an add of ``doc`` as ``version``) or ``"r"`` (a remove, ``version`` its own id, of the
-  versions it read).
+* a writer's intents: msgpack of a list of ``[op, doc, version, [versions], words]``, ``op``
+  ``"a"`` (an add of ``doc`` as ``version``; ``words`` its (field, term) pairs, each escaped and
+  terminated as in a posting key, so that its postings can be found without its record) or
+  ``"r"`` (a remove, ``version`` its own id, of the versions it read).
 """
 
 from __future__ import annotations
@@ -116,19 +117,20 @@ class Stats:
         return cls(1, {f: [1, dl] for f, dl in lens.items()})
 
 
-Intent = tuple[str, bytes, bytes, list[bytes]]  # (op, doc, version, versions a remove read)
+# (op, doc, version, versions a remove read, the (field, term) pairs of an add's version)
+Intent = tuple[str, bytes, bytes, list[bytes], bytes]
 
 
 def encode_intents(intents: list[Intent]) -> bytes:
-    out: bytes = msgpack.packb([[op, doc, version, read] for op, doc, version, read in intents])
+    out: bytes = msgpack.packb([list(i) for i in intents])
     return out
 
 
 def decode_intents(value: bytes) -> list[Intent]:
     try:
         return [
-            (str(op), bytes(doc), bytes(version), [bytes(v) for v in read])
-            for op, doc, version, read in msgpack.unpackb(value)
+            (str(op), bytes(doc), bytes(version), [bytes(v) for v in read], bytes(words))
+            for op, doc, version, read, words in msgpack.unpackb(value)
         ]
     except Exception as exc:
         raise CorruptData(f"search intents cannot be decoded: {exc}") from None

@@ -512,7 +512,7 @@ def test_remove_through_a_node_that_missed_the_add(tmp_path: Path) -> None:
             with ring.connect(at[name]) as client:
                 ix = Index(client, "lost")
                 if name == "node1":
-                    ix.repair(full=True)
+                    ix.repair()
                 seen[name] = (ix.get("doc"), len(ix), [h.id for h in ix.search("fox")])
         gone = (None, 0, [])
         if after != gone or any(v != gone for v in seen.values()):

@@ -13,6 +13,7 @@ then; afterwards the document has exactly one version.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,69 @@ def test_a_second_writer_inside_the_first_at_every_point(tmp_path: Path) -> None
                 if proxy.other is not None:  # the first finished before call `at`
                     break
                 at += 1
+
+
+class NestThenCrash(NestingStore):
+    """A second writer's whole operation before call ``at``, then a crash after ``allowed``
+    writes of the first."""
+
+    def __init__(self, store: Any, at: int, other: Callable[[], object], allowed: int) -> None:
+        super().__init__(store, at, other)
+        self.allowed = allowed
+
+    def before(self, write: bool) -> None:
+        if write and self.writes >= self.allowed:
+            raise Crash
+        super().before(write)
+
+
+def test_a_writer_that_races_another_then_crashes(tmp_path: Path) -> None:
+    """The second writer deletes the first's version (record first) before the first has
+    written its postings; the first then writes them and dies: ``repair`` finds them through
+    the words its intent keeps (its record is gone), and readers are exact before that."""
+    ids = ["a", b"b", "c"]
+    n = 0
+    for allowed in range(1, 12):
+        at = 0
+        while True:
+            n += 1
+            store = ring.open(backend="memory", name=f"r{n}")
+            Index(store, "ix").add_many(BASE.items())
+            other = Index(store, "ix", writer=b"\x00\x00\x00\x02")
+            proxy = NestThenCrash(store, at, lambda o=other: o.add("a", "second text"), allowed)
+            with contextlib.suppress(Crash):
+                Index(proxy, "ix", writer=b"\x00\x00\x00\x01").add("a", "zulu yankee alpha")
+            index = Index(store, "ix")
+            docs = current(index, ids)
+            assert_index_is(index, docs, [*QUERIES, "zulu", "second", "yankee"])
+            index.repair()
+            assert_clean(index, docs)
+            if proxy.other is not None:
+                break
+            at += 1
+
+
+def test_a_writer_inside_repair(tmp_path: Path) -> None:
+    """A writer replaces the document whose interrupted add ``repair`` is finishing, at every
+    point of the repair: nothing of the interrupted version is left."""
+    ids = ["a", b"b", "c"]
+    for crashed_after in (1, 2, 3):
+        at = 0
+        while True:
+            store = ring.open(backend="memory", name=f"i{crashed_after}-{at}")
+            Index(store, "ix").add_many(BASE.items())
+            with contextlib.suppress(Crash):
+                Index(CrashingStore(store, crashed_after), "ix").add("a", "zulu yankee")
+            writer = Index(store, "ix", writer=b"\x00\x00\x00\x03")
+            proxy = NestingStore(store, at, lambda w=writer: w.add("a", "new text"))
+            Index(proxy, "ix").repair()
+            index = Index(store, "ix")
+            docs = current(index, ids)
+            if proxy.other is None:  # the writer ran inside the repair
+                assert docs["a"] == {"body": "new text"}
+            assert_index_is(index, docs, [*QUERIES, "zulu", "new"])
+            index.repair()
+            assert_clean(index, docs)
+            if proxy.other is not None:
+                break
+            at += 1

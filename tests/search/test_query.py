@@ -82,6 +82,14 @@ def test_clauses(query: str, expected: list[tuple[str, object]]) -> None:
         ("NOT NOT a", 4),
         ("+-a", 1),
         ("t*:a", 1),
+        ("quick^2", 5),
+        ("fox~", 3),
+        ("a && b", 2),
+        ("a || b", 2),
+        ("!a", 0),
+        ("te?t", 2),
+        ("[a TO b]", 0),
+        ("title:{a", 6),
     ],
 )
 def test_errors_name_the_position(query: str, position: int) -> None:
@@ -95,3 +103,13 @@ def test_errors_name_the_position(query: str, position: int) -> None:
 def test_a_query_is_a_str() -> None:
     with pytest.raises(ring.InvalidInput):
         parse(b"a")  # type: ignore[arg-type]
+
+
+def test_unsupported_lucene_syntax_escaped_is_a_word() -> None:
+    assert shape(parse(r"te\?t a\^2 \!x a\&&b")) == [
+        (S, "te?t"),
+        (S, "a^2"),
+        (S, "!x"),
+        (S, "a&&b"),
+    ]
+    assert shape(parse("a&b a|b")) == [(S, "a&b"), (S, "a|b")]  # single ones are not operators
