@@ -6,7 +6,7 @@
     ix.add_many([(id, doc), ...]); ix.remove("id1"); ix.get("id1"); len(ix)
     for hit in ix.search('+fox -"lazy dog" title:qu*', limit=10, snippets=True):
         hit.id, hit.score, hit.fields, hit.snippet
-    ix.repair()                                    # finish what a crashed writer left
+    ix.repair()                                    # exact again after crashes, lagging replicas
 
 Only ``get``, ``get_versioned``, ``put``, ``delete``, ``scan`` (and ``batch`` where the store
 has one) are used, so the same code runs embedded and on a cluster. Query syntax:
@@ -44,13 +44,33 @@ holds, and on a replica that has not received the key yet the value would outliv
   finds. Of two racing writers, the later check always sees the other's version, so exactly
   one version (the highest) and its postings remain, with no repair.
 * **Intents**: before writing, a writer puts its intents — ``(op, doc, version)`` for every
-  document of its add, add_many or remove — in its key ``W writer`` and deletes them when done
-  (a writer id serves one operation at a time: ids come from a process-wide pool, and one whose
-  operation raised is not reused). Every stale posting (a replaced version not yet cleaned, a
-  racing loser, a crash's leftovers) belongs to a document with an intent. A search scans
-  ``W`` (empty when no one is writing: one tombstone per writer id ever used) and reads each
-  such document whole: it ignores its stored postings and evaluates the query on its highest
-  version. So searches are exact even over a crash's leftovers.
+  document of its add, add_many or remove, and an add's (field, term) pairs, so its postings
+  can be found even when its record is gone — in its key ``W writer`` and deletes them when
+  done (a writer id serves one operation at a time: ids come from a process-wide pool, and one
+  whose operation raised is not reused). Every stale posting (a replaced version not yet
+  cleaned, a racing loser, a crash's leftovers) belongs to a document with an intent. A search
+  scans ``W`` (empty when no one is writing: one tombstone per writer id ever used) and reads
+  each such document whole: it ignores its stored postings and evaluates the query on its
+  highest version. So searches are exact even over a crash's leftovers.
+* **Every hit is checked**: the hits a search returns are read with one scan of their
+  document's versions each (which also gives their fields). A hit matched by a posting of a
+  version that is not its document's highest, or whose document has more than one version,
+  becomes a suspect too and the query is evaluated again, so no stale posting ever makes a
+  hit (see *Replicas that lag*).
+
+Replicas that lag
+-----------------
+The rules above assume that a read sees every write that finished before it: always embedded;
+on a cluster when R + W > N and a scan's members all answer (a scan asks every live member).
+When replicas lag further — W = 1, writes taken by fallback nodes while owners are down —
+two writers' checks can miss each other and a statistics value can be computed from a read
+that missed a document. Then, until ``repair()``: a document can keep two versions (``get``
+returns the highest, the same through every node once replicas converge); searches still return
+exactly the documents whose highest version matches (every hit is checked), but scores (N,
+n_t, avgdl), ``len`` and exclusions (``-word`` meeting a stale posting) may be off. ``repair()``
+through any node, once the replicas have converged (anti-entropy), makes everything exact:
+``tests/search/test_index_siblings.py`` drives writers through simulated nodes with W = R = 1
+and random partial replication and checks exactly this.
 
 Statistics (N, sum of dl per field, documents), exact under concurrent writers
 ------------------------------------------------------------------------------
@@ -87,12 +107,16 @@ nothing; a word matched by several clauses counts once.
 Crashes
 -------
 A crash between any two writes (or batches) leaves readers exact (intents, above), each
-document its old or its new version. ``repair()`` finishes every intent — rewrites the
-postings of a highest version that has an add intent, deletes the versions a remove read and
-every version below the highest — recomputes the buckets with intents or whose statistics key
-has siblings (it reads each bucket's key), and deletes the intents (a writer's key only if it
-still holds what was read: a writer at work may have put new ones). ``repair(full=True)``
-also sweeps every posting and bucket (run it with no writers).
+document its old or its new version. ``repair()`` reads the whole index: it finishes every
+intent (rewrites the postings of a highest version that has an add intent and checks again
+after; deletes, by the words the intent keeps, the postings of an add whose record is gone;
+deletes the versions a remove read), keeps only the highest version of every document,
+rewrites every bucket whose statistics differ from its documents (read, recomputed, put with
+the context read and settled, as a writer does), deletes every posting of a version that is
+not its document's highest (after reading the document again) and writes the missing ones of
+the highest, and deletes the intents it finished (a writer's key only if it still holds what
+was read). It is safe beside writers at work; a writer it overlapped that then crashes is
+finished by the next ``repair()``.
 """
 
 from search.index import Hit, Index, RepairReport

@@ -24,11 +24,15 @@ remove             read T bucket, scan versions; intents (read, put), u         
 get                scan versions                                                 1
 len                scan T, scan W                                                2
 search             scan W, scan T, one scan per (field, term) or (field,         2 + s + h
-                   prefix) of the query, one get per hit returned
-repair             scan W, scan T, a read of each T key; per intent: scans of    2 + ...
-                   its document, the add's postings, the deletes (each a read
-                   and a del); its buckets; each W key read and deleted;
-                   ``full``: every stale posting read and deleted
+                   prefix) of the query, one scan per hit returned (its
+                   versions: the check, and its fields); a hit that fails the
+                   check: evaluated again (no new scans of terms)
+repair             scan W; per intent: scans of its document, its postings       4 + ...
+                   rewritten or deleted (each delete a read and a del); scan D
+                   (every record); scan T; per bucket that differs a read, a
+                   recompute (scan D bucket), a put; scan P; per document with
+                   stale postings a scan of its versions; each W key read and
+                   deleted: linear in the size of the index
 =================  ============================================================  ============
 
 A bucket whose key has siblings (overlapping windows) costs the writer that finds them one

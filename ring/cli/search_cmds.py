@@ -1,4 +1,4 @@
-"""Search and sorted-set commands: ``search``, ``index add``, ``index rm``, ``zadd``,
+"""Search and sorted-set commands: ``search``, ``index add|rm|repair``, ``zadd``,
 ``zrange``, ``zrank``, ``zscore``, ``zrem``.
 
 They work on the embedded data directory or, with ``--nodes``, on a cluster (``open_target``),
@@ -101,7 +101,7 @@ def parse_score(text: bytes, what: str = "score") -> float:
 
 # --- indexes -------------------------------------------------------------------------------------
 
-group("index", "full-text indexes (BM25): add and remove documents (see also `search`)")
+group("index", "full-text indexes (BM25): add, remove, repair (see also `search`)")
 
 
 def _stored_analyzer(store: Any, name: bytes) -> str | None:
@@ -201,6 +201,34 @@ def index_rm(args: argparse.Namespace, out: Output) -> None:
         )
     if out.json:
         out.emit({"index": json_bytes(args.index), "id": _id_json(doc_id), "removed": True})
+
+
+@command(
+    "index repair",
+    "make INDEX exact again after crashed writers or lagging replicas",
+    description="Repair INDEX: finish what interrupted writers left, keep one version per "
+    "document, rewrite statistics that differ from the documents, delete stale postings and "
+    "write missing ones (reads the whole index; safe beside writers). Prints what it did. An "
+    "index that is not there exits with status 1.",
+)
+@arguments(_index_arg)
+def index_repair(args: argparse.Namespace, out: Output) -> None:
+    with open_target(args, create=False) as store:
+        index = _open_index(store, args.index)
+        if index is None:
+            raise CliError(f"no index {_shown(args.index)}", NOT_FOUND)
+        report = index.repair()
+    fields = {
+        "intents": report.intents,
+        "buckets_recomputed": report.buckets_recomputed,
+        "postings_written": report.postings_written,
+        "postings_deleted": report.postings_deleted,
+        "versions_deleted": report.versions_deleted,
+    }
+    if out.json:
+        out.emit({"index": json_bytes(args.index), **fields})
+    else:
+        out.line(" ".join(f"{k}={v}" for k, v in fields.items()))
 
 
 # --- search --------------------------------------------------------------------------------------

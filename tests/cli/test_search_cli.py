@@ -14,6 +14,8 @@ import pytest
 
 import ring
 from search import Index, SortedSet
+from search.keys import encode_doc
+from search.records import encode_doc_record
 from tests.cli.conftest import Result, run_main, run_process
 from tests.integration.harness import Cluster
 
@@ -160,6 +162,26 @@ def test_reads_create_nothing(data: str) -> None:
     assert cli(data, "index", "rm", "docs", "d1").code == 1
     with ring.open(data) as store:
         assert not [k for k, _ in store.scan(prefix=b"search:")], "no index was created"
+
+
+def test_index_repair_finishes_a_crashed_writer(data: str) -> None:
+    add_docs(data)
+    assert cli(data, "index", "repair", "nope").code == 1
+    with ring.open(data) as store:
+        ix = Index(store, "docs")
+        # A writer that died after its intents and its new version's record, before its
+        # postings and statistics: what repair has to finish.
+        version = ix._new_version(b"\x00\x00\x00\x09")
+        doc = encode_doc("d1")
+        ix._mark(b"\x00\x00\x00\x09", [("a", doc, version, [], b"")])
+        store.put(ix.keys.doc(doc, version), encode_doc_record({"body": 2}, {"body": "zulu zulu"}))
+    assert [
+        json.loads(x)["intents"] for x in lines(cli(data, "-o", "json", "index", "repair", "docs"))
+    ] == [1]
+    assert lines(cli(data, "search", "docs", "zulu"))[0].startswith("d1\t")
+    assert lines(cli(data, "index", "repair", "docs")) == [
+        "intents=0 buckets_recomputed=0 postings_written=0 postings_deleted=0 versions_deleted=0"
+    ]
 
 
 def test_bad_document_text(data: str) -> None:
