@@ -27,11 +27,10 @@ The length prefix keeps one feed's keys from ever being a prefix range of anothe
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Callable
 
 from ring.errors import InvalidInput
+from ring.hybrid import HybridClock as _HybridClock
 
 ID_BYTES = 12
 WRITER_BYTES = 4
@@ -103,26 +102,11 @@ class FeedKeys:
         return key[len(self.entries) :]
 
 
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
-class HybridClock:
-    """Strictly increasing hybrid timestamps for one writer (thread-safe)."""
+class HybridClock(_HybridClock):
+    """Strictly increasing hybrid timestamps for one writer (thread-safe), below ``MIDDLE``."""
 
     def __init__(self, now_us: Callable[[], int] | None = None) -> None:
-        self._now = now_us or wall_clock_us
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def tick(self, observed: int = 0) -> int:
-        """A timestamp later than every one this clock gave and than ``observed``."""
-        with self._lock:
-            hts = max(self._now(), self._last + 1, observed + 1)
-            if hts >= MIDDLE:
-                raise InvalidInput("hybrid timestamp overflow: a clock is far in the future")
-            self._last = hts
-            return hts
+        super().__init__(now_us, limit=MIDDLE)
 
 
 def new_writer_id() -> bytes:

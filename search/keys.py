@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
-from collections.abc import Callable
 
 from ring.errors import InvalidInput
+from ring.hybrid import HybridClock as HybridClock  # the clock versions are made with
 
 VERSION_BYTES = 12
 WRITER_BYTES = 4
@@ -153,25 +151,6 @@ class Keys:
     def parse_stat_key(self, key: bytes) -> bytes:
         """The bucket of a ``T`` key."""
         return key[len(self.stats) :]
-
-
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
-class HybridClock:
-    """Strictly increasing hybrid timestamps (thread-safe)."""
-
-    def __init__(self, now_us: Callable[[], int] | None = None) -> None:
-        self._now = now_us or wall_clock_us
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def tick(self, observed: int = 0) -> int:
-        with self._lock:
-            hts = max(self._now(), self._last + 1, observed + 1)
-            self._last = hts
-            return hts
 
 
 def version(hts: int, writer: bytes) -> bytes:
