@@ -18,6 +18,7 @@ from ring.common import Versioned
 from ring.errors import (
     CorruptData,
     InvalidInput,
+    MultiKeyError,
     ProtocolError,
     QuorumError,
     RingError,
@@ -35,6 +36,7 @@ __all__ = [
     "Batch",
     "CorruptData",
     "InvalidInput",
+    "MultiKeyError",
     "ProtocolError",
     "QuorumError",
     "RingError",

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from ring import multikey
 from ring.common import MAX_KEY_BYTES, MAX_VALUE_BYTES, Versioned, to_bytes
 from ring.core import record as rec
 from ring.core.layout import ACTOR_KEY, DATA
@@ -107,6 +108,8 @@ class Store:
             self._put = lambda k, v: storage.write([(k, v)], sync=True)
         else:
             self._get, self._put = storage.get, storage.put
+        get_many = getattr(storage, "get_many", None)
+        self._get_many = get_many or (lambda keys: [storage.get(k) for k in keys])
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -135,7 +138,7 @@ class Store:
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None
-                self._get = self._put = _closed
+                self._get = self._put = self._get_many = _closed
 
     def __enter__(self) -> Store:
         return self
@@ -163,6 +166,21 @@ class Store:
             return rec.decode(raw)
         except ValueError as exc:
             raise CorruptData(f"stored record for {skey[1:]!r} cannot be decoded: {exc}") from None
+
+    def _load_many(self, skeys: list[bytes]) -> dict[bytes, rec.Record]:
+        """The stored records of distinct storage keys, read in one multi-get."""
+        out = {}
+        for skey, raw in zip(skeys, self._get_many(skeys)):
+            if raw is None:
+                out[skey] = rec.EMPTY
+                continue
+            try:
+                out[skey] = rec.decode(raw)
+            except ValueError as exc:
+                raise CorruptData(
+                    f"stored record for {skey[1:]!r} cannot be decoded: {exc}"
+                ) from None
+        return out
 
     def get_record(self, key: Any) -> rec.Record:
         """The full stored record (siblings, tombstones, context) — for tools and tests."""
@@ -194,6 +212,62 @@ class Store:
             return Versioned(*rec.versioned_parts(raw))
         except Exception as exc:
             raise CorruptData(f"stored record for {key!r} cannot be decoded: {exc}") from None
+
+    def get_many(self, keys: Iterable[Any]) -> list[bytes | None]:
+        """The values of ``keys`` in the order given (None for a missing or deleted key, as
+        ``get``), read in one RocksDB multi-get; a key given twice gets its value twice.
+
+        Every key is checked before anything is read (``InvalidInput`` names the first bad
+        one). A stored record that does not decode fails its key only: the others are read, and
+        :class:`ring.MultiKeyError` names it with its ``CorruptData`` error."""
+        keys = multikey.check_keys(keys, self._key, "get_many")
+        unique = multikey.distinct(keys)
+        outcomes: list[Any] = self._get_many([DATA + k for k in unique])
+        for i, raw in enumerate(outcomes):
+            if raw is None:
+                continue
+            try:
+                n = raw[1]
+                if raw[0] == 1 and n != 255 and len(raw) > n + 1:  # as in ``get``
+                    outcomes[i] = raw[n + 2 :]
+                else:
+                    outcomes[i] = rec.decode_resolved(raw)
+            except Exception as exc:
+                outcomes[i] = CorruptData(
+                    f"stored record for {unique[i]!r} cannot be decoded: {exc}"
+                )
+        return multikey.finish_get(keys, unique, outcomes)
+
+    def put_many(self, items: Iterable[tuple[Any, Any]] | Mapping[Any, Any]) -> None:
+        """Store many ``(key, value)`` pairs (or a mapping) atomically, in one write batch: all
+        of them or, if anything fails, none. Each overwrites what the store holds, as ``put``
+        without a context; for a key given twice the last value wins.
+
+        Every pair is checked before anything is written (``InvalidInput`` names the first bad
+        one); a stored record that does not decode raises ``CorruptData`` and writes nothing."""
+        pairs = multikey.check_items(items, self._key, self._value)
+        if not pairs:
+            return
+        skeys = [DATA + k for k in pairs]
+        with self._lock:
+            raws = self._get_many(skeys)
+            ts = _time_ns() // 1_000_000
+            out = []
+            for skey, raw, value in zip(skeys, raws, pairs.values()):
+                try:
+                    new = rec.blind_write_encoded(raw, self.actor, value, ts)
+                except Exception as exc:
+                    raise CorruptData(
+                        f"stored record for {skey[1:]!r} cannot be decoded: {exc}"
+                    ) from None
+                out.append((skey, new))
+            self.storage.write(out, sync=self._sync)
+
+    def delete_many(self, keys: Iterable[Any]) -> None:
+        """Delete many keys atomically, in one write batch (tombstones, as ``delete``): all of
+        them or, if anything fails, none. Keys are checked before anything is written."""
+        unique = multikey.distinct(multikey.check_keys(keys, self._key, "delete_many"))
+        self._apply_batch([(k, None, None) for k in unique])
 
     def put(self, key: Any, value: Any, context: Any = None) -> None:
         """Store ``value``. Without ``context`` it overwrites what this store holds; with the
@@ -293,12 +367,15 @@ class Store:
         return Batch(self)
 
     def _apply_batch(self, ops: list[tuple[bytes, bytes | None, dict[str, int] | None]]) -> None:
+        if not ops:
+            return
         with self._lock:
             pending: dict[bytes, rec.Record] = {}
+            stored = self._load_many(list(dict.fromkeys(DATA + key for key, _, _ in ops)))
             ts = now_ms()
             for key, value, ctx in ops:
                 skey = DATA + key
-                local = pending[skey] if skey in pending else self._load(skey)
+                local = pending[skey] if skey in pending else stored[skey]
                 if value is None and local.is_empty and ctx is None:
                     continue
                 pending[skey] = rec.write(local, self.actor, value, ts, ctx)

@@ -38,3 +38,37 @@ class QuorumError(Unavailable):
 
 class ProtocolError(RingError):
     """A peer sent a frame that does not follow the protocol."""
+
+
+class MultiKeyError(RingError):
+    """Some keys of a ``get_many``, ``put_many`` or ``delete_many`` on a cluster failed.
+
+    Every key was attempted; the keys not named here succeeded. ``errors`` maps each failed key
+    (as bytes, in the order the keys were given) to its own error — a ``QuorumError``,
+    ``Unavailable``, ``InvalidInput``, ... as a single ``get``, ``put`` or ``delete`` of that key
+    would have raised. ``values`` is what ``get_many`` read, in input order, with None for each
+    failed key (and for a missing one); None for ``put_many`` and ``delete_many``.
+    """
+
+    SHOWN = 5  # failed keys the message names; ``errors`` holds them all
+
+    def __init__(
+        self,
+        op: str,
+        errors: dict[bytes, Exception],
+        total: int,
+        values: list[bytes | None] | None = None,
+    ) -> None:
+        shown = "; ".join(
+            f"{key!r}: {type(exc).__name__}: {exc}"
+            for key, exc in list(errors.items())[: self.SHOWN]
+        )
+        more = f"; and {len(errors) - self.SHOWN} more" if len(errors) > self.SHOWN else ""
+        super().__init__(
+            f"{op}: {len(errors)} of {total} keys failed ({shown}{more}); the other keys "
+            "succeeded. The error's .errors maps every failed key to its error."
+        )
+        self.op = op
+        self.errors = errors
+        self.total = total
+        self.values = values

@@ -7,8 +7,11 @@ validate input and shape answers exactly alike (and like ``ring.open``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ring import multikey
 from ring.common import (
     MAX_KEY_BYTES,
     MAX_SCAN_PAGE,
@@ -63,6 +66,60 @@ def write_args(key: Any, value: Any, context: Any, w: int | None) -> dict[str, A
     if _quorum("w", w) is not None:
         args["w"] = w
     return args
+
+
+def _value_bytes(value: Any) -> bytes:
+    return to_bytes(value, "value", MAX_VALUE_BYTES)
+
+
+@dataclass(slots=True)
+class ManyCall:
+    """The requests of one ``get_many``, ``put_many`` or ``delete_many``: one ``op`` request
+    per distinct key, each with its ``args`` and its size for the window (key plus value
+    bytes). ``finish`` turns one outcome per request (a result, or the key's exception) into
+    the method's answer, or raises ``MultiKeyError``."""
+
+    name: str
+    op: str
+    keys: list[bytes]  # as given (get_many: one answer each)
+    unique: list[bytes]
+    args: list[dict[str, Any]]
+    sizes: list[int]
+
+    def finish(self, outcomes: list[Any]) -> Any:
+        if self.op != "get":
+            multikey.finish_write(self.name, self.unique, outcomes)
+            return None
+        for i, result in enumerate(outcomes):
+            if result is not None and not isinstance(result, bytes | Exception):
+                outcomes[i] = ProtocolError(
+                    f"a get answer must be bytes or nil, not {type(result).__name__}"
+                )
+        return multikey.finish_get(self.keys, self.unique, outcomes)
+
+
+def get_many_call(keys: Iterable[Any], r: int | None) -> ManyCall:
+    extra = {} if _quorum("r", r) is None else {"r": r}
+    given = multikey.check_keys(keys, key_of, "get_many")
+    unique = multikey.distinct(given)
+    args = [{"key": k, **extra} for k in unique]
+    return ManyCall("get_many", "get", given, unique, args, [len(k) for k in unique])
+
+
+def put_many_call(items: Iterable[Any] | Mapping[Any, Any], w: int | None) -> ManyCall:
+    extra = {} if _quorum("w", w) is None else {"w": w}
+    pairs = multikey.check_items(items, key_of, _value_bytes)
+    unique = list(pairs)
+    args = [{"key": k, "value": v, **extra} for k, v in pairs.items()]
+    sizes = [len(k) + len(v) for k, v in pairs.items()]
+    return ManyCall("put_many", "put", unique, unique, args, sizes)
+
+
+def delete_many_call(keys: Iterable[Any], w: int | None) -> ManyCall:
+    extra = {} if _quorum("w", w) is None else {"w": w}
+    unique = multikey.distinct(multikey.check_keys(keys, key_of, "delete_many"))
+    args = [{"key": k, **extra} for k in unique]
+    return ManyCall("delete_many", "del", unique, unique, args, [len(k) for k in unique])
 
 
 def value_of(result: Any) -> bytes | None:

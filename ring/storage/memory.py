@@ -16,6 +16,10 @@ class MemoryStorage:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        get = self._data.get
+        return [get(key) for key in keys]
+
     def put(self, key: bytes, value: bytes) -> None:
         if key not in self._data:
             bisect.insort(self._keys, key)

@@ -136,6 +136,7 @@ EXPECTED_PUBLIC_API = {
     "Batch",
     "CorruptData",
     "InvalidInput",
+    "MultiKeyError",
     "ProtocolError",
     "QuorumError",
     "RingError",
@@ -176,6 +177,7 @@ def test_every_public_error_is_a_ring_error() -> None:
     assert {e.__name__ for e in errors} == {
         "CorruptData",
         "InvalidInput",
+        "MultiKeyError",
         "ProtocolError",
         "QuorumError",
         "RingError",
