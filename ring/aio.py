@@ -10,7 +10,8 @@ written in one loop iteration go out in a single ``transport.write``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 from ring.client import (
@@ -23,6 +24,7 @@ from ring.client import (
 )
 from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
+from ring.multikey import Window
 from ring.net import clientops as ops
 from ring.net.codec import (
     DEFAULT_CLUSTER,
@@ -224,6 +226,82 @@ class AsyncClient:
             "Check that ringd is running there, or list more nodes."
         )
 
+    async def _many(self, call: ops.ManyCall) -> list[Any]:
+        """One outcome per request of ``call``: its result, or the exception a single call
+        would raise. At most a window of requests is in flight, sent straight on the
+        connection (a future each, no task); a request whose node fails (the connection, a
+        timeout, "unavailable") is retried through ``_call``, which fails over as a single
+        request does. Raises (nothing sent) only when no node can be reached at all, or the
+        client is closed; cancelling the call cancels what it still waits for."""
+        outcomes: list[Any] = [None] * len(call.args)
+        if not outcomes:
+            return outcomes
+        await self._call(None, None)  # connected, or Unavailable before anything is sent
+        loop = asyncio.get_running_loop()
+        window = Window(call.sizes)
+        finished: asyncio.Future[None] = loop.create_future()
+        waiting: set[asyncio.Future[Any]] = set()
+
+        def start() -> None:
+            conn = self._conn
+            for i in window.admit():
+                if conn is None or conn.closed:
+                    fut: asyncio.Future[Any] = loop.create_task(self._call(call.op, call.args[i]))
+                    fut.add_done_callback(functools.partial(retried, i))
+                else:
+                    fut = conn.request(call.op, call.args[i], self.timeout)
+                    fut.add_done_callback(functools.partial(answered, i, conn))
+                waiting.add(fut)
+
+        def answered(i: int, conn: _Connection, fut: asyncio.Future[tuple[Any, Any]]) -> None:
+            waiting.discard(fut)
+            if finished.done():
+                return
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is None and not fut.cancelled():
+                error, result = fut.result()
+                if error != "unavailable":
+                    settle(i, result if error is None else error_of(error, result))
+                    return
+            elif isinstance(exc, ProtocolError):
+                self._discard(conn)
+                settle(i, exc)
+                return
+            # The node failed this request: the next node gets it, as ``_call`` would send it.
+            self._discard(conn)
+            task = loop.create_task(self._call(call.op, call.args[i]))
+            task.add_done_callback(functools.partial(retried, i))
+            waiting.add(task)
+
+        def retried(i: int, task: asyncio.Future[Any]) -> None:
+            waiting.discard(task)
+            if finished.done():
+                return
+            if task.cancelled():
+                finished.cancel()
+                return
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, Exception):
+                finished.set_exception(exc)  # KeyboardInterrupt and the like: not a key's error
+                return
+            settle(i, exc if exc is not None else task.result())
+
+        def settle(i: int, outcome: Any) -> None:
+            outcomes[i] = outcome
+            window.release(i)
+            if window.idle:
+                finished.set_result(None)
+            else:
+                start()
+
+        start()
+        try:
+            await finished
+        finally:
+            for fut in waiting:
+                fut.cancel()
+        return outcomes
+
     async def connect(self) -> AsyncClient:
         await self._call(None, None)
         return self
@@ -241,6 +319,25 @@ class AsyncClient:
 
     async def delete(self, key: Any, context: Any = None, w: int | None = None) -> None:
         await self._call("del", ops.write_args(key, None, context, w))
+
+    async def get_many(self, keys: Iterable[Any], r: int | None = None) -> list[bytes | None]:
+        """``ring.Client.get_many``: the values of ``keys`` in order, up to 128 reads in
+        flight; failed keys reported together in ``ring.MultiKeyError``."""
+        call = ops.get_many_call(keys, r)
+        return call.finish(await self._many(call))  # type: ignore[no-any-return]
+
+    async def put_many(
+        self, items: Iterable[tuple[Any, Any]] | Mapping[Any, Any], w: int | None = None
+    ) -> None:
+        """``ring.Client.put_many``: every pair written (not atomically), up to 128 in flight;
+        failed keys reported together in ``ring.MultiKeyError``."""
+        call = ops.put_many_call(items, w)
+        call.finish(await self._many(call))
+
+    async def delete_many(self, keys: Iterable[Any], w: int | None = None) -> None:
+        """``ring.Client.delete_many``: as ``put_many``, deleting."""
+        call = ops.delete_many_call(keys, w)
+        call.finish(await self._many(call))
 
     async def scan(
         self,

@@ -2,10 +2,13 @@
 
 It has the embedded store's methods (``get``, ``get_versioned``, ``put``, ``delete``, ``scan``,
 ``close``, a context manager), each taking ``r=`` / ``w=`` where it applies, plus ``status()``
-and ``ring_info()``, and the two ops a cluster-wide save and load use: ``records()`` (a page of
+and ``ring_info()``, the multi-key ``get_many``, ``put_many`` and
+``delete_many``, and the two ops a cluster-wide save and load use: ``records()`` (a page of
 the connected node's own stored records or hints) and ``absorb()`` (merge a whole stored record
 into its key's replicas). Plain blocking sockets, one request at a time per client (a lock makes a
-client safe to share between threads); use ``ring.aio`` for many requests in flight.
+client safe to share between threads) — except for the multi-key methods, which pipeline: up to
+a window of requests in flight on the one connection, sent and read at once. Use ``ring.aio``
+for many requests in flight otherwise.
 
 Failover: any node coordinates any request, so when the connected node cannot be reached — a
 refused or broken connection, a timeout, or a node that says it is shutting down — the client
@@ -16,14 +19,16 @@ twice; a retried ``put`` without a context can leave a sibling holding the same 
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
+from ring.multikey import Window
 from ring.net import clientops as ops
 from ring.net.codec import (
     DEFAULT_CLUSTER,
@@ -173,6 +178,128 @@ class Client:
                 raise NodeUnavailable(str(result))
             raise error_of(error, result)
 
+    def _many(self, call: ops.ManyCall) -> list[Any]:
+        """One outcome per request of ``call`` (its result, or the exception a single call would
+        raise), pipelined: see :meth:`_pipeline`. Failover as in :meth:`_call`: when the node
+        fails, the requests it has not answered go to the next address; those no node answered
+        get ``Unavailable``, and after a ``ProtocolError`` the unanswered ones get it. Raises
+        (nothing sent) only when no node could be reached at all, or the client is closed."""
+        outcomes: list[Any] = [None] * len(call.args)
+        if not outcomes:
+            return outcomes
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the client is closed; connect again with ring.connect()")
+            window = Window(call.sizes)
+            errors: list[str] = []
+            sent = False
+            for _ in range(len(self.addresses)):
+                address = self.address
+                try:
+                    if self._sock is None:
+                        self._open()
+                    sent = True
+                    self._pipeline(call, window, outcomes)
+                    return outcomes
+                except (OSError, NodeUnavailable) as exc:
+                    errors.append(f"{address} ({describe(exc)})")
+                except ProtocolError as exc:
+                    self._drop()
+                    if not sent:
+                        raise
+                    for i in window.queue:
+                        outcomes[i] = exc
+                    return outcomes
+                except BaseException:
+                    self._drop()  # a frame may be half sent: this connection is unusable
+                    raise
+                self._drop()
+                self._index += 1
+            failed = Unavailable(
+                f"no ringkv node could serve the request; tried {', '.join(errors)}. "
+                "Check that ringd is running there, or list more nodes."
+            )
+            if not sent:
+                raise failed
+            for i in window.queue:
+                outcomes[i] = failed
+            return outcomes
+
+    def _pipeline(self, call: ops.ManyCall, window: Window, outcomes: list[Any]) -> None:
+        """Send the requests ``window`` admits and read their replies at once, until every one
+        is answered. Sending and reading wait on the socket together: a node stops reading
+        while too many replies wait for us, and a blocking send would then never return. Raises
+        OSError (a timeout: no progress for ``timeout`` seconds) or NodeUnavailable with the
+        requests in flight put back into ``window`` for the next node."""
+        sock = self._sock
+        assert sock is not None
+        waiting: dict[int, int] = {}  # request id -> index of the request in ``call``
+        out = bytearray()
+        selector = selectors.DefaultSelector()
+        events = selectors.EVENT_READ
+        selector.register(sock, events)
+        sock.setblocking(False)  # a send takes what fits, never waiting; the selector waits
+        try:
+            while not window.idle:
+                for i in window.admit():
+                    self._next_id += 1
+                    waiting[self._next_id] = i
+                    frame = [self._next_id, call.op, call.args[i]]
+                    out += encode_frame(self._packer, frame, self.max_frame_bytes)
+                if not self._frames:
+                    want = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
+                    if want != events:
+                        events = want
+                        selector.modify(sock, events)
+                    ready = selector.select(self.timeout)
+                    if not ready:
+                        raise TimeoutError("no answer within the timeout")
+                    mask = ready[0][1]
+                    if mask & selectors.EVENT_WRITE:
+                        try:
+                            del out[: sock.send(out)]
+                        except BlockingIOError:
+                            pass
+                    if mask & selectors.EVENT_READ:
+                        self._receive()
+                while self._frames:
+                    req_id, error, result = self._reply(self._frames.popleft())
+                    i = waiting.pop(req_id, -1)
+                    if i < 0:
+                        continue  # the answer to a request abandoned by an earlier timeout
+                    if error == "unavailable":
+                        waiting[req_id] = i
+                        raise NodeUnavailable(str(result))
+                    window.release(i)
+                    outcomes[i] = result if error is None else error_of(error, result)
+        except BaseException:
+            window.retry(waiting.values())
+            raise
+        finally:
+            selector.close()
+            sock.settimeout(self.timeout)
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(_RECV_BYTES)
+        except BlockingIOError:
+            return  # a readiness the selector saw that was gone by now
+        if not data:
+            raise ConnectionResetError("the node closed the connection")
+        try:
+            self._frames.extend(self._decoder.feed(data))
+        except FrameError as exc:
+            raise ProtocolError(f"bad frame from {self.address}: {exc}") from None
+
+    def _reply(self, frame: Any) -> tuple[Any, Any, Any]:
+        """A reply frame ``[req_id, error, result]``, checked."""
+        if not isinstance(frame, list) or len(frame) != 3:
+            raise ProtocolError(f"unexpected frame from {self.address}: {str(frame)[:100]}")
+        if frame[0] is None:
+            raise ProtocolError(f"{self.address} closed the connection: {frame[2]}")
+        return frame[0], frame[1], frame[2]
+
     def get(self, key: Any, r: int | None = None) -> bytes | None:
         """The value of ``key`` (the resolver's choice among siblings), or ``None``."""
         return ops.value_of(self._call("get", ops.get_args(key, r)))
@@ -187,6 +314,34 @@ class Client:
 
     def delete(self, key: Any, context: Any = None, w: int | None = None) -> None:
         self._call("del", ops.write_args(key, None, context, w))
+
+    def get_many(self, keys: Iterable[Any], r: int | None = None) -> list[bytes | None]:
+        """The values of ``keys`` in the order given (None for a missing key, as ``get``), read
+        with up to 128 requests in flight (each a quorum read with ``r``).
+
+        Every key is checked before anything is sent (``InvalidInput``). Every key is read;
+        if any failed, :class:`ring.MultiKeyError` names each with its error (``.values`` holds
+        what was read). ``Unavailable`` when no node can be reached at all."""
+        call = ops.get_many_call(keys, r)
+        return call.finish(self._many(call))  # type: ignore[no-any-return]
+
+    def put_many(
+        self, items: Iterable[tuple[Any, Any]] | Mapping[Any, Any], w: int | None = None
+    ) -> None:
+        """Store ``(key, value)`` pairs (or a mapping), each as ``put(key, value, w=w)``, with
+        up to 128 requests in flight; for a key given twice the last value wins. Not atomic:
+        every pair is checked before anything is sent (``InvalidInput``), every key is
+        written, and if any failed :class:`ring.MultiKeyError` names each with its error (the
+        others are stored; a failed one may be stored on fewer than ``w`` replicas, as after a
+        failed ``put``)."""
+        call = ops.put_many_call(items, w)
+        call.finish(self._many(call))
+
+    def delete_many(self, keys: Iterable[Any], w: int | None = None) -> None:
+        """Delete ``keys``, each as ``delete(key, w=w)``, with up to 128 requests in flight;
+        errors as :meth:`put_many`."""
+        call = ops.delete_many_call(keys, w)
+        call.finish(self._many(call))
 
     def scan(
         self,
