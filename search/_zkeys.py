@@ -6,8 +6,14 @@ Key layout of sorted set ``Z`` (bytes; a str name is UTF-8 encoded):
 * ``zset:<len(Z)>:Z:i<score8><member>``    one index key per member, value empty: ``score8`` is
   the 8-byte order-preserving encoding of the score, so key order is (score, member) order;
 * ``zset:<len(Z)>:Z:t<level><digits>``     a node of the count tree (``NodeRec``): the node at
-  level ``l`` (0..3) for the ``l`` leading bytes ``digits`` of ``score8`` counts index keys by
-  their byte ``l``.
+  level ``l`` (0..11) for the ``OFFSETS[l]`` leading bytes ``digits`` of the *tree key* counts
+  index keys by the next ``WIDTHS[l]`` bytes of theirs.
+
+The tree key of a member is ``score8 + member[:10]`` (a shorter member padded with zero bytes):
+18 bytes cut into 12 levels of widths 2,1,1,1,1,1,1 (the score: sign, exponent and top mantissa
+bits at the root, then a byte a level) and 2,2,2,2,2 (the member's first 10 bytes). Padding and
+cutting keep order (``a <= b`` gives ``tree_key(a) <= tree_key(b)``), so the members of one tree
+key — a *bucket*: equal scores and equal first 10 member bytes — are adjacent in the index.
 
 The length prefix keeps one set's keys from ever being a prefix range of another's.
 """
@@ -21,8 +27,23 @@ from ring.errors import InvalidInput
 
 MAX_NAME_BYTES = 1024
 MAX_MEMBER_BYTES = 16 * 1024
-LEVELS = 4  # count-tree levels: one per leading byte of the encoded score
 SCORE_BYTES = 8
+MEMBER_PREFIX = 10  # member bytes the count tree covers
+WIDTHS = (2, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2)  # tree-key bytes each level counts by
+LEVELS = len(WIDTHS)
+OFFSETS = tuple(sum(WIDTHS[:i]) for i in range(LEVELS))
+TREE_KEY_BYTES = SCORE_BYTES + MEMBER_PREFIX
+assert sum(WIDTHS) == TREE_KEY_BYTES
+
+
+def tree_key(score8: bytes, member: bytes) -> bytes:
+    return score8 + member[:MEMBER_PREFIX].ljust(MEMBER_PREFIX, b"\0")
+
+
+def tree_path(tkey: bytes) -> list[tuple[int, bytes, bytes]]:
+    """``(level, digits, child)`` of every node on the path of tree key ``tkey``."""
+    return [(lv, tkey[:o], tkey[o : o + w]) for lv, (o, w) in enumerate(zip(OFFSETS, WIDTHS))]
+
 
 _SIGN = 1 << 63
 _ALL = (1 << 64) - 1
@@ -109,6 +130,10 @@ class ZKeys:
         """(score8, member) of an index key."""
         n = len(self.index)
         return key[n : n + SCORE_BYTES], key[n + SCORE_BYTES :]
+
+    def bucket(self, tkey: bytes) -> bytes:
+        """The first index key a member of tree key ``tkey`` can have: the bucket's start."""
+        return self.index + tkey[:SCORE_BYTES] + tkey[SCORE_BYTES:].rstrip(b"\0")
 
     def split_node(self, key: bytes) -> tuple[int, bytes]:
         n = len(self.nodes)

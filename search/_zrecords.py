@@ -4,20 +4,24 @@ Pure functions only: no store, no clock. ``merge_member`` and ``merge_node`` are
 sibling-merge rule of the sorted set; the result does not depend on the order siblings are
 listed in.
 
-**Member record** ``[1, set_hts, set_writer, set_score, incs, until_hts, until_writer, base,
+**Member record** ``[2, set_hts, set_writer, set_score, incs, until_hts, until_writer, base,
 entries]``:
 
 * ``set`` — the last ``add``/``remove``: a register whose version is (hybrid timestamp, writer
   id); the highest version wins, everywhere. ``set_score`` is ``None`` after a remove (and before
   any add).
-* ``incs`` — per writer ``[writer, base_hts, base_writer, hts, total]``: the sum of the writer's
-  ``incr`` deltas made on top of the ``set`` version ``base``. Siblings merge per writer by the
-  newest ``hts`` (a writer is sequential, so its newest mark holds all its earlier ones: a
-  PN-counter); marks whose base is not the winning ``set`` version are dropped — an add or
-  remove supersedes the increments made on an older version, including concurrent ones.
-  ``score = fsum(set_score or 0, totals)`` (0 if concurrent increments of +inf and -inf
-  met); the member exists when ``set_score`` is not None
-  or some increment is on top of the current version.
+* ``incs`` — per writer ``[writer, base_hts, base_writer, hts, total, score, seen]``: the sum
+  of the writer's ``incr`` deltas made on top of the ``set`` version ``base``. Siblings merge per
+  writer by the newest ``hts`` (a writer is sequential, so its newest mark holds all its earlier
+  ones: a PN-counter); marks whose base is not the winning ``set`` version are dropped — an add
+  or remove supersedes the increments made on an older version, including concurrent ones.
+  ``score`` is what the writer computed (the score it read + its delta: one double addition,
+  as Redis) and ``seen`` a digest of the other writers' marks it read. When the newest mark saw
+  exactly the other marks there are, nothing concurrent happened and its ``score`` is the score
+  (so a single writer rounds as Redis does: ``1e16 + 1 == 1e16``). Otherwise concurrent
+  increments met and the score is ``fsum(set_score or 0, totals)`` — every increment counts (0
+  if concurrent increments of +inf and -inf met). The member exists when ``set_score`` is not
+  None or some increment is on top of the current version.
 * the **ledger** — what this member contributes to the count tree: ``entries`` (one per
   operation that changed the tree: ``[hts, writer, score8, n, score8, n, ...]``, the signed
   changes it applied) and ``base`` (entries folded in, everything up to version ``until``).
@@ -31,15 +35,32 @@ entries]``:
   member meet before that (as feeds' log assumes). Folding by count alone is not safe: a
   writer held up between its read and its commit while 16 others commit would lose its entry.
 
-**Count-tree node** ``[1, base_hts, base_writer, base, marks]``: ``marks`` per writer
-``[writer, hts, child, n, child, n, ...]`` — the writer's cumulative changes to each child's
-count; siblings merge per writer by the newest ``hts``. ``base`` is set only by ``repair`` (the
-newest base version wins) so that ``base + sum(marks)`` equals the true counts.
+**Count-tree node** ``[2, base_hts, base_writer, base, marks]``; a mark per writer ``[writer,
+epoch_hts, epoch_writer, hts, cum, helped, intent, cleared]``:
+
+* ``cum`` — the writer's cumulative changes to each child's count, up to its operation ``hts``
+  (a writer reads its own writes, so it always folds everything of its own into ``cum``);
+  siblings merge per writer by the newest ``hts``.
+* ``helped`` — ``[[hts, child, n, ...], ...]``: changes of the writer's operations that
+  *another* writer applied for it (a reader finishing an operation whose writer crashed or is
+  slow, see ``search.sortedset``); merged by union, and dropped once the writer's own ``hts``
+  reaches them (then they are in ``cum``). A helper may have read a stale copy of the writer's
+  ``cum``: that is why its change goes beside it, never into it.
+* ``intent`` (root only) — ``[hts, member, score8, n, ...]``: the tree change of the writer's
+  operation in flight; ``cleared`` the newest intent ``hts`` known finished (the maximum of the
+  siblings). An intent is pending while ``intent.hts > cleared``.
+* ``epoch`` — the node's ``base`` version the mark counts from. ``base`` is set only by
+  ``repair``, which folds every mark into it (the newest base version wins); marks from an
+  older epoch are in the base and are dropped by the merge.
+
+The node's counts are ``base + sum(cum + helped)`` over the marks of the current epoch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -47,7 +68,7 @@ import msgpack
 
 from ring.errors import CorruptData
 
-FORMAT = 1
+FORMAT = 2
 LEDGER_LIMIT = 16
 FOLD_GRACE_US = 2 * 1_000_000
 PRUNE_US = 15 * 60 * 1_000_000
@@ -63,6 +84,17 @@ class Inc:
     base: Version
     hts: int
     total: float
+    score: float = 0.0  # the score this writer computed (what it read + its delta)
+    seen: bytes = b""  # digest of the other writers' marks it read (see ``seen_digest``)
+
+
+def seen_digest(incs: Iterable[Inc], writer: bytes) -> bytes:
+    """A digest of the increment marks of writers other than ``writer``."""
+    h = hashlib.blake2b(digest_size=8)
+    for i in sorted(incs, key=lambda i: i.writer):
+        if i.writer != writer:
+            h.update(i.writer + b"\0" + i.hts.to_bytes(8, "big") + struct.pack(">d", i.total))
+    return h.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +120,10 @@ class MemberRec:
     def score(self) -> float | None:
         if self.set_score is None and not self.incs:
             return None
+        if self.incs:
+            last = max(self.incs, key=lambda i: (i.hts, i.writer))
+            if last.seen == seen_digest(self.incs, last.writer):
+                return last.score  # nothing concurrent: the writer's own double addition
         parts = [self.set_score or 0.0, *(i.total for i in self.incs)]
         try:
             return math.fsum(parts)
@@ -123,25 +159,61 @@ EMPTY_MEMBER = MemberRec()
 
 
 @dataclass(frozen=True, slots=True)
+class Intent:
+    hts: int
+    member: bytes
+    change: Delta  # score8 -> signed count
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    writer: bytes
+    epoch: Version = NO_VERSION
+    hts: int = 0
+    cum: Delta = ()
+    helped: tuple[tuple[int, Delta], ...] = ()  # by hts
+    intent: Intent | None = None
+    cleared: int = 0
+
+    def applied(self, hts: int) -> bool:
+        """Whether the writer's operation ``hts`` is counted in this mark."""
+        return self.hts >= hts or any(h == hts for h, _ in self.helped)
+
+    def pending(self) -> Intent | None:
+        i = self.intent
+        return i if i is not None and i.hts > self.cleared else None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRec:
     base_v: Version = NO_VERSION
     base: Delta = ()
-    marks: tuple[tuple[bytes, int, Delta], ...] = ()  # (writer, hts, counts), by writer
+    marks: tuple[Mark, ...] = ()  # by writer; all of epoch base_v
 
-    def counts(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for k, n in self.base:
-            out[k[0]] = out.get(k[0], 0) + n
-        for _, _, delta in self.marks:
-            for k, n in delta:
-                out[k[0]] = out.get(k[0], 0) + n
+    def counts(self) -> dict[bytes, int]:
+        out: dict[bytes, int] = dict(self.base)
+        for m in self.marks:
+            for k, n in m.cum:
+                out[k] = out.get(k, 0) + n
+            for _, delta in m.helped:
+                for k, n in delta:
+                    out[k] = out.get(k, 0) + n
         return out
 
-    def mark_of(self, writer: bytes) -> dict[bytes, int]:
-        for w, _, delta in self.marks:
-            if w == writer:
-                return dict(delta)
-        return {}
+    def mark_of(self, writer: bytes) -> Mark:
+        for m in self.marks:
+            if m.writer == writer:
+                return m
+        return Mark(writer, self.base_v)
+
+    def with_mark(self, mark: Mark) -> NodeRec:
+        marks = [m for m in self.marks if m.writer != mark.writer]
+        marks.append(mark)
+        marks.sort(key=lambda m: m.writer)
+        return NodeRec(self.base_v, self.base, tuple(marks))
+
+    def pending(self) -> list[tuple[bytes, Intent]]:
+        return [(m.writer, i) for m in self.marks if (i := m.pending()) is not None]
 
 
 EMPTY_NODE = NodeRec()
@@ -176,7 +248,7 @@ def _delta(flat: Sequence[object]) -> Delta:
 
 
 def encode_member(r: MemberRec) -> bytes:
-    incs = [[i.writer, i.base[0], i.base[1], i.hts, i.total] for i in r.incs]
+    incs = [[i.writer, i.base[0], i.base[1], i.hts, i.total, i.score, i.seen] for i in r.incs]
     entries = [[e.hts, e.writer, *_flat(e.delta)] for e in r.entries]
     raw: bytes = _pack(
         [FORMAT, r.set_v[0], r.set_v[1], r.set_score, incs, *r.until, _flat(r.base), entries]
@@ -206,12 +278,14 @@ def decode_member(raw: bytes) -> MemberRec:
         if type(u_hts) is not int or type(u_writer) is not bytes:
             raise ValueError("until")
         out_incs = []
-        for w, bh, bw, hts, total in incs:  # type: ignore[attr-defined]
+        for w, bh, bw, hts, total, score, seen in incs:  # type: ignore[attr-defined]
             if not (type(w) is bytes and type(bh) is int and type(bw) is bytes):
                 raise ValueError("inc")
             if type(hts) is not int or type(total) is not float:
                 raise ValueError("inc")
-            out_incs.append(Inc(w, (bh, bw), hts, total))
+            if type(score) is not float or type(seen) is not bytes:
+                raise ValueError("inc")
+            out_incs.append(Inc(w, (bh, bw), hts, total, score, seen))
         out_entries = []
         for e in entries:  # type: ignore[attr-defined]
             hts, w = e[0], e[1]
@@ -231,23 +305,43 @@ def decode_member(raw: bytes) -> MemberRec:
 
 
 def encode_node(r: NodeRec) -> bytes:
-    marks = [[w, hts, *_flat(d)] for w, hts, d in r.marks]
+    marks = []
+    for m in r.marks:
+        helped = [[h, *_flat(d)] for h, d in m.helped]
+        i = m.intent
+        intent = None if i is None else [i.hts, i.member, *_flat(i.change)]
+        marks.append([m.writer, *m.epoch, m.hts, _flat(m.cum), helped, intent, m.cleared])
     raw: bytes = _pack([FORMAT, r.base_v[0], r.base_v[1], _flat(r.base), marks])
     return raw
+
+
+def _int_bytes(a: object, b: object) -> tuple[int, bytes]:
+    if type(a) is not int or type(b) is not bytes:
+        raise ValueError("version")
+    return a, b
 
 
 def decode_node(raw: bytes) -> NodeRec:
     _, b_hts, b_writer, base, marks = _unpack(raw, "count", 5)
     try:
-        if type(b_hts) is not int or type(b_writer) is not bytes:
-            raise ValueError("version")
+        base_v = _int_bytes(b_hts, b_writer)
         out = []
-        for m in marks:  # type: ignore[attr-defined]
-            w, hts = m[0], m[1]
-            if type(w) is not bytes or type(hts) is not int:
+        for w, e_hts, e_writer, hts, cum, helped, intent, cleared in marks:  # type: ignore[attr-defined]
+            if type(w) is not bytes or type(hts) is not int or type(cleared) is not int:
                 raise ValueError("mark")
-            out.append((w, hts, _delta(m[2:])))
-        return NodeRec((b_hts, b_writer), _delta(base), tuple(out))  # type: ignore[arg-type]
+            hs = []
+            for h in helped:
+                if type(h[0]) is not int:
+                    raise ValueError("helped")
+                hs.append((h[0], _delta(h[1:])))
+            it = None
+            if intent is not None:
+                if type(intent[0]) is not int or type(intent[1]) is not bytes:
+                    raise ValueError("intent")
+                it = Intent(intent[0], intent[1], _delta(intent[2:]))
+            epoch = _int_bytes(e_hts, e_writer)
+            out.append(Mark(w, epoch, hts, _delta(cum), tuple(hs), it, cleared))
+        return NodeRec(base_v, _delta(base), tuple(out))  # type: ignore[arg-type]
     except (TypeError, ValueError, IndexError):
         raise CorruptData("sorted set count record is malformed") from None
 
@@ -315,17 +409,38 @@ def merge_member(
     return merge_member_recs([decode_member(v) for v in values], limit, grace)
 
 
-def merge_node(values: Iterable[bytes]) -> NodeRec:
-    recs = [decode_node(v) for v in values]
+def merge_marks(a: Mark, b: Mark) -> Mark:
+    """Two siblings' marks of one writer (same epoch)."""
+    top = max(a, b, key=lambda m: (m.hts, m.cum))
+    helped = {h: d for m in (a, b) for h, d in m.helped if h > top.hts}
+    intents = [m.intent for m in (a, b) if m.intent is not None]
+    intent = max(intents, key=lambda i: (i.hts, i.member, i.change)) if intents else None
+    return Mark(
+        top.writer,
+        top.epoch,
+        top.hts,
+        top.cum,
+        tuple(sorted(helped.items())),
+        intent,
+        max(a.cleared, b.cleared),
+    )
+
+
+def merge_node_recs(recs: Sequence[NodeRec]) -> NodeRec:
     if not recs:
         return EMPTY_NODE
     if len(recs) == 1:
         return recs[0]
     top = max(recs, key=lambda r: (r.base_v, r.base))
-    marks: dict[bytes, tuple[int, Delta]] = {}
+    marks: dict[bytes, Mark] = {}
     for r in recs:
-        for w, hts, delta in r.marks:
-            old = marks.get(w)
-            if old is None or (hts, delta) > old:
-                marks[w] = (hts, delta)
-    return NodeRec(top.base_v, top.base, tuple((w, *marks[w]) for w in sorted(marks)))
+        for m in r.marks:
+            if m.epoch != top.base_v:
+                continue  # folded into a newer base by repair
+            old = marks.get(m.writer)
+            marks[m.writer] = m if old is None else merge_marks(old, m)
+    return NodeRec(top.base_v, top.base, tuple(marks[w] for w in sorted(marks)))
+
+
+def merge_node(values: Iterable[bytes]) -> NodeRec:
+    return merge_node_recs([decode_node(v) for v in values])

@@ -106,24 +106,32 @@ members.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import functools
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from ring.common import KVStore
 from ring.errors import InvalidInput
 from search._zkeys import (
     LEVELS,
     MAX_MEMBER_BYTES,
+    MEMBER_PREFIX,
+    SCORE_BYTES,
     ZKeys,
     check_score,
     decode_score,
     encode_score,
     prefix_end,
     to_name,
+    tree_key,
+    tree_path,
 )
 from search._zrecords import (
     EMPTY_NODE,
@@ -131,6 +139,8 @@ from search._zrecords import (
     LEDGER_LIMIT,
     Entry,
     Inc,
+    Intent,
+    Mark,
     MemberRec,
     NodeRec,
     delta_of,
@@ -139,11 +149,15 @@ from search._zrecords import (
     fold,
     merge_member,
     merge_node,
+    seen_digest,
 )
 
 __all__ = ["RepairReport", "SortedSet"]
 
 WRITER_BYTES = 8
+ROOT = (0, b"")
+NodeId = tuple[int, bytes]  # (level, digits)
+PerNode = dict[NodeId, dict[bytes, int]]  # node -> child -> signed change
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +167,10 @@ class RepairReport:
     records_dropped: int  # records of removed members deleted
     entries_deleted: int  # index keys no member agreed with
     entries_added: int  # index keys that were missing
-    nodes_fixed: int  # count-tree nodes whose counts were wrong
+    nodes_fixed: int  # count-tree nodes whose counts were wrong (or held a pending intent)
+    records_folded: int = 0  # exact member records whose increment marks and ledger were folded
+    nodes_folded: int = 0  # exact count-tree nodes whose per-writer marks were folded
+    nodes_dropped: int = 0  # count-tree nodes that counted nothing, deleted
 
 
 @dataclass(slots=True)
@@ -187,6 +204,33 @@ class _Writer:
         self.last = 0
 
 
+# Writer ids of this process not in use. An operation takes one and gives it back when it is
+# done, so the marks a record ever holds are about as many as the writers ever at work at once,
+# not one per thread or per SortedSet. An id whose operation raised is never reused: its
+# intent may still be pending in the root (a crash), for the next reader to finish.
+_FREE_WRITERS: list[_Writer] = []
+_FREE_LOCK = threading.Lock()
+# Writer ids of this process inside an operation now (their intents are in flight: a reader
+# leaves them alone), and ids whose operation raised (a reader finishes their intents at once).
+_LIVE: dict[bytes, int] = {}
+_DEAD: set[bytes] = set()
+HELP_AFTER_US = 2_000_000
+SETTLE_ROUNDS = 16  # a pending intent of another process's writer this old is finished
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _operation(fn: F) -> F:
+    """Run a public method as one writer (a pooled id, or the fixed one)."""
+
+    @functools.wraps(fn)
+    def run(self: SortedSet, *args: Any, **kwargs: Any) -> Any:
+        with self._writer():
+            return fn(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class SortedSet:
     """A sorted set named ``name`` in ``store`` (see the module docstring)."""
 
@@ -199,9 +243,11 @@ class SortedSet:
         clock: Callable[[], int] | None = None,
         ledger_limit: int = LEDGER_LIMIT,
         fold_grace_us: int = FOLD_GRACE_US,
+        help_after_us: int = HELP_AFTER_US,
     ) -> None:
         """``writer`` (tests): a fixed writer id for every thread — then use one thread only.
-        ``clock``: microseconds of wall time (tests)."""
+        ``clock``: microseconds of wall time (tests). ``help_after_us``: how old a pending
+        intent of another process's writer must be before a reader finishes it."""
         self.store = store
         self.keys = ZKeys(name)
         self._now = clock or wall_clock_us
@@ -209,15 +255,43 @@ class SortedSet:
         self._local = threading.local()
         self._limit = ledger_limit
         self._grace = fold_grace_us
+        self._help_after = help_after_us
 
     # --- writer identity and time -------------------------------------------------------------
 
-    def _me(self) -> _Writer:
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[None]:
+        if getattr(self._local, "writer", None) is not None:
+            yield  # an operation nested in one (pops read ranges; a reader settles a member)
+            return
         if self._fixed is not None:
-            return self._fixed
+            w = self._fixed
+        else:
+            with _FREE_LOCK:
+                w = _FREE_WRITERS.pop() if _FREE_WRITERS else _Writer(os.urandom(WRITER_BYTES))
+        self._local.writer = w
+        with _FREE_LOCK:
+            _LIVE[w.id] = _LIVE.get(w.id, 0) + 1
+            _DEAD.discard(w.id)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            self._local.writer = None
+            with _FREE_LOCK:
+                _LIVE[w.id] -= 1
+                if not _LIVE[w.id]:
+                    del _LIVE[w.id]
+                if failed:
+                    _DEAD.add(w.id)
+                elif self._fixed is None:
+                    _FREE_WRITERS.append(w)
+
+    def _me(self) -> _Writer:
         w: _Writer | None = getattr(self._local, "writer", None)
-        if w is None:
-            w = self._local.writer = _Writer(os.urandom(WRITER_BYTES))
+        if w is None:  # pragma: no cover - every entry point is an _operation
+            raise RuntimeError("sorted set operation outside a writer scope")
         return w
 
     def _tick(self, observed: int = 0) -> int:
@@ -236,14 +310,48 @@ class SortedSet:
         rec = merge_member(v.values, self._limit, self._grace)
         return _View(rec, v.context, len(v.values))
 
-    def _read_node(self, level: int, digits: bytes) -> tuple[NodeRec, bytes]:
-        v = self.store.get_versioned(self.keys.node(level, digits))
+    def _read_node(self, node: NodeId) -> tuple[NodeRec, bytes]:
+        v = self.store.get_versioned(self.keys.node(*node))
         return (merge_node(v.values) if v.values else EMPTY_NODE), v.context
 
-    def _counts(self, level: int, digits: bytes) -> dict[int, int]:
-        return self._read_node(level, digits)[0].counts()
+    def _root(self) -> dict[bytes, int]:
+        """The root's counts, after finishing every operation whose intent is pending in it
+        (a writer that crashed between its first tree write and its last, or one still at
+        work): so a read never uses a tree that is half-way through a change."""
+        root, _ = self._read_node(ROOT)
+        pending = [(w, i) for w, i in root.pending() if self._stalled(w, i)]
+        if not pending:
+            return root.counts()
+        for writer, intent in pending:
+            self._finish(writer, intent)
+        return self._read_node(ROOT)[0].counts()
+
+    def _stalled(self, writer: bytes, intent: Intent) -> bool:
+        """Whether to finish a pending intent: this writer's own (it crashed before), one of a
+        writer of this process whose operation raised, or one of another process's writer
+        older than ``help_after_us``. Never one in flight in this process: a reader that
+        finished operations still at work would race their writers (and many readers settling
+        one member at once overshoot)."""
+        if writer == self._me().id:
+            return True
+        with _FREE_LOCK:
+            if writer in _LIVE:
+                return False
+            if writer in _DEAD:
+                return True
+        return self._now() - intent.hts >= self._help_after
 
     # --- the one write path ---------------------------------------------------------------------
+
+    @staticmethod
+    def _per_node(m: bytes, change: dict[bytes, int]) -> PerNode:
+        """What a change of member ``m``'s index keys (score8 -> +-n) does to each node."""
+        per: PerNode = {}
+        for k, n in change.items():
+            for level, digits, child in tree_path(tree_key(k, m)):
+                d = per.setdefault((level, digits), {})
+                d[child] = d.get(child, 0) + n
+        return {node: d for node, d in per.items() if any(d.values())}
 
     def _commit(self, m: bytes, view: _View, new: MemberRec, hts: int) -> None:
         """Move member ``m`` from what ``view`` read to ``new`` (see "Writes" above)."""
@@ -251,9 +359,7 @@ class SortedSet:
         have = view.rec.contribution()
         s = new.score()
         target = None if s is None else encode_score(s)
-        want = {target: 1} if target is not None else {}
-        change = {k: want.get(k, 0) - have.get(k, 0) for k in have.keys() | want.keys()}
-        change = {k: n for k, n in change.items() if n}
+        change = _change(have, view.target, target)
         if change:
             new = replace(new, entries=(*new.entries, Entry(hts, me, delta_of(change))))
             new = fold(new, self._limit, self._grace)
@@ -265,42 +371,103 @@ class SortedSet:
                 v = self.store.get_versioned(self.keys.entry(k, m))
                 if v.values:
                     stale.append((k, v.context))
+        per = self._per_node(m, change)
+        if change:
+            self._begin(me, Intent(hts, m, delta_of(change)), per.pop(ROOT, {}))
         if target is not None and (change or view.siblings > 1):
             self.store.put(self.keys.entry(target, m), hts.to_bytes(8, "big"))
         if change:
-            self._apply_tree(change, hts)
+            self._apply(me, hts, per)
         self.store.put(self.keys.member(m), encode_member(new), context=view.context)
         for k, ctx in stale:
             self.store.delete(self.keys.entry(k, m), context=ctx)
+        if change:
+            self._clear(me, hts)
 
-    def _apply_tree(self, change: dict[bytes, int], hts: int) -> None:
+    def _begin(self, me: bytes, intent: Intent, root_change: dict[bytes, int]) -> None:
+        """The first tree write: the root's part of the change together with the intent."""
+        root, ctx = self._read_node(ROOT)
+        mine = root.mark_of(me)
+        own = mine.pending()
+        if own is not None and own.hts != intent.hts:  # this id's earlier operation crashed
+            self._finish(me, own)
+            root, ctx = self._read_node(ROOT)
+            mine = root.mark_of(me)
+        cum = self._folded(mine)
+        for c, n in root_change.items():
+            cum[c] = cum.get(c, 0) + n
+        mark = Mark(me, root.base_v, intent.hts, delta_of(cum), (), intent, mine.cleared)
+        self.store.put(self.keys.node(*ROOT), encode_node(root.with_mark(mark)), context=ctx)
+
+    @staticmethod
+    def _folded(mark: Mark) -> dict[bytes, int]:
+        """A writer's own cumulative counts with what helpers applied for it folded in."""
+        cum = dict(mark.cum)
+        for _, delta in mark.helped:
+            for c, n in delta:
+                cum[c] = cum.get(c, 0) + n
+        return cum
+
+    def _apply(self, writer: bytes, hts: int, per: PerNode) -> None:
+        """Apply writer ``writer``'s operation ``hts`` to the nodes of ``per`` where it is not
+        applied yet (idempotent: the writer itself and any number of helpers may run it)."""
         me = self._me().id
-        per_node: dict[tuple[int, bytes], dict[bytes, int]] = {}
-        for k, n in change.items():
-            for level in range(LEVELS):
-                d = per_node.setdefault((level, k[:level]), {})
-                c = k[level : level + 1]
-                d[c] = d.get(c, 0) + n
-        for (level, digits), d in sorted(per_node.items()):
-            if not any(d.values()):
+        for node_id, d in sorted(per.items()):
+            if node_id == ROOT:
                 continue
-            node, ctx = self._read_node(level, digits)
-            mark = node.mark_of(me)
-            for c, n in d.items():
-                mark[c] = mark.get(c, 0) + n
-            marks = [x for x in node.marks if x[0] != me]
-            marks.append((me, hts, delta_of(mark)))
-            marks.sort(key=lambda x: x[0])
-            new = NodeRec(node.base_v, node.base, tuple(marks))
-            self.store.put(self.keys.node(level, digits), encode_node(new), context=ctx)
+            node, ctx = self._read_node(node_id)
+            mark = node.mark_of(writer)
+            if mark.applied(hts):
+                continue
+            if writer == me:
+                cum = self._folded(mark)
+                for c, n in d.items():
+                    cum[c] = cum.get(c, 0) + n
+                mark = Mark(me, node.base_v, hts, delta_of(cum))
+            else:  # beside the writer's own counts, which this copy may have stale
+                helped = tuple(sorted((*mark.helped, (hts, delta_of(d)))))
+                mark = replace(mark, epoch=node.base_v, helped=helped)
+            self.store.put(self.keys.node(*node_id), encode_node(node.with_mark(mark)), context=ctx)
+
+    def _clear(self, writer: bytes, hts: int) -> None:
+        root, ctx = self._read_node(ROOT)
+        mark = root.mark_of(writer)
+        if mark.cleared >= hts or mark.intent is None:
+            return
+        mark = replace(mark, cleared=hts)
+        self.store.put(self.keys.node(*ROOT), encode_node(root.with_mark(mark)), context=ctx)
+
+    def _finish(self, writer: bytes, intent: Intent) -> None:
+        """Finish writer ``writer``'s operation from its pending intent: apply the rest of its
+        tree change, record the change in the member's ledger (so the ledger again says what
+        the tree holds for the member), settle the member (which undoes the change if the
+        operation never committed), and clear the intent."""
+        m = intent.member
+        change = dict(intent.change)
+        self._apply(writer, intent.hts, self._per_node(m, change))
+        view = self._read(m)
+        rec = view.rec
+        eid = (intent.hts, writer)
+        if eid > rec.until and all(e.id != eid for e in rec.entries):
+            entries = sorted((*rec.entries, Entry(intent.hts, writer, intent.change)), key=_eid)
+            rec = replace(rec, entries=tuple(entries))
+            self._commit(m, _View(rec, view.context, view.siblings), rec, self._tick(intent.hts))
+        else:
+            self._settle(m, view)
+        self._clear(writer, intent.hts)
 
     def _settle(self, m: bytes, view: _View) -> None:
-        """Write back a member read with siblings or a ledger that is not exact."""
-        if not view.clean:
+        """Write back a member read with siblings or a ledger that is not exact (until it is:
+        a commit corrects each key by at most one, see ``_change``)."""
+        for _ in range(SETTLE_ROUNDS):
+            if view.clean:
+                return
             self._commit(m, view, view.rec, self._tick(view.rec.newest_hts()))
+            view = self._read(m)
 
     # --- the API ------------------------------------------------------------------------------
 
+    @_operation
     def add(
         self,
         member: object,
@@ -340,30 +507,31 @@ class SortedSet:
         self._commit(m, view, new, hts)
         return cur is None
 
+    @_operation
     def incr(self, member: object, by: object) -> float:
-        """ZINCRBY: add ``by`` to the member's score (a new member starts at 0); the new
-        score. Concurrent increments through any nodes all count."""
+        """ZINCRBY: add ``by`` to the member's score (a new member starts at 0) in one double
+        addition, as Redis; the new score. Concurrent increments through any nodes all count."""
         m = self._member_arg(member)
         delta = check_score(by, "increment")
         view = self._read(m)
         rec = view.rec
-        if math.isnan((rec.score() or 0.0) + delta):
+        score = (rec.score() or 0.0) + delta
+        if math.isnan(score):
             raise InvalidInput("resulting score is not a number (NaN)")
         hts = self._tick(rec.newest_hts())
         me = self._me().id
         mine = rec.inc_of(me)
         total = (mine.total if mine is not None else 0.0) + delta
+        seen = seen_digest(rec.incs, me)
         incs = sorted(
-            [*(i for i in rec.incs if i.writer != me), Inc(me, rec.set_v, hts, total)],
+            [*(i for i in rec.incs if i.writer != me), Inc(me, rec.set_v, hts, total, score, seen)],
             key=lambda i: i.writer,
         )
         new = replace(rec, incs=tuple(incs))
-        score = new.score()
-        if score is None or math.isnan(score):
-            raise InvalidInput("resulting score is not a number (NaN)")
         self._commit(m, view, new, hts)
         return score
 
+    @_operation
     def remove(self, member: object) -> bool:
         """ZREM of one member: True if it was there."""
         m = self._member_arg(member)
@@ -371,11 +539,15 @@ class SortedSet:
         if view.rec.score() is None:
             self._settle(m, view)
             return False
+        self._remove(m, view)
+        return True
+
+    def _remove(self, m: bytes, view: _View) -> None:
         hts = self._tick(view.rec.newest_hts())
         new = replace(view.rec, set_v=(hts, self._me().id), set_score=None, incs=())
         self._commit(m, view, new, hts)
-        return True
 
+    @_operation
     def score(self, member: object) -> float | None:
         """ZSCORE: the member's score, or None. (Settles a member written concurrently.)"""
         m = self._member_arg(member)
@@ -383,10 +555,26 @@ class SortedSet:
         self._settle(m, view)
         return view.rec.score()
 
+    @_operation
     def __len__(self) -> int:
         """ZCARD: one read of the count tree's root."""
-        return max(sum(self._counts(0, b"").values()), 0)
+        return max(sum(self._root().values()), 0)
 
+    def _node_counts(self, node: NodeId, cache: dict[NodeId, dict[bytes, int]]) -> dict[bytes, int]:
+        got = cache.get(node)
+        if got is None:
+            got = cache[node] = self._root() if node == ROOT else self._read_node(node)[0].counts()
+        return got
+
+    def _before(self, tkey: bytes, cache: dict[NodeId, dict[bytes, int]]) -> int:
+        """How many index keys the tree counts below tree key ``tkey``."""
+        r = 0
+        for level, digits, child in tree_path(tkey):
+            counts = self._node_counts((level, digits), cache)
+            r += sum(n for c, n in counts.items() if c < child)
+        return r
+
+    @_operation
     def rank(self, member: object, reverse: bool = False) -> int | None:
         """ZRANK (ZREVRANK with ``reverse``): the 0-based rank, or None."""
         m = self._member_arg(member)
@@ -395,18 +583,15 @@ class SortedSet:
         k = view.target
         if k is None:
             return None
-        r = 0
-        total = 0
-        for level in range(LEVELS):
-            counts = self._counts(level, k[:level])
-            if level == 0:
-                total = sum(counts.values())
-            r += sum(n for c, n in counts.items() if c < k[level])
-        bucket = self.keys.index + k[:LEVELS]
-        for key, value in self.store.scan(prefix=bucket, stop=self.keys.entry(k, m)):
+        cache: dict[NodeId, dict[bytes, int]] = {}
+        tk = tree_key(k, m)
+        r = self._before(tk, cache)
+        total = sum(cache[ROOT].values())
+        for key, value in self.store.scan(start=self.keys.bucket(tk), stop=self.keys.entry(k, m)):
             r += self._check(key, value) is not None
         return total - 1 - r if reverse else r
 
+    @_operation
     def range(self, start: int, stop: int, reverse: bool = False) -> list[tuple[bytes, float]]:
         """ZRANGE start stop [REV]: members by rank, ``stop`` inclusive, negative indexes counted
         from the end."""
@@ -414,8 +599,8 @@ class SortedSet:
             raise InvalidInput("start and stop are ints")
         if not isinstance(start, int) or not isinstance(stop, int):
             raise InvalidInput("start and stop are ints")
-        root = self._counts(0, b"")
-        n = max(sum(root.values()), 0)
+        cache: dict[NodeId, dict[bytes, int]] = {}
+        n = max(sum(self._node_counts(ROOT, cache).values()), 0)
         if start < 0:
             start += n
         if stop < 0:
@@ -426,26 +611,33 @@ class SortedSet:
             return []
         if reverse:
             start, stop = n - 1 - stop, n - 1 - start
-        out = self._from_rank(root, start, stop - start + 1)
+        out = self._from_rank(start, stop - start + 1, None, cache)
         return out[::-1] if reverse else out
 
-    def _from_rank(self, root: dict[int, int], r: int, want: int) -> list[tuple[bytes, float]]:
+    def _locate(self, r: int, cache: dict[NodeId, dict[bytes, int]]) -> tuple[bytes, int] | None:
+        """The bucket that holds rank ``r`` and the rank's offset in it."""
         digits = b""
-        counts = root
         for level in range(LEVELS):
-            if level:
-                counts = self._counts(level, digits)
+            counts = self._node_counts((level, digits), cache)
             for c in sorted(counts):
                 n = max(counts[c], 0)
                 if r < n:
-                    digits += bytes([c])
+                    digits += c
                     break
                 r -= n
             else:
-                return []  # the counts are behind the index (a crash): repair() fixes them
-        start = self.keys.index + digits
-        return self._collect(start, None, False, r, want)
+                return None  # the counts are behind the index: repair() fixes them
+        return self.keys.bucket(digits), r
 
+    def _from_rank(
+        self, r: int, want: int | None, stop: bytes | None, cache: dict[NodeId, dict[bytes, int]]
+    ) -> list[tuple[bytes, float]]:
+        at = self._locate(r, cache)
+        if at is None:
+            return []
+        return self._collect(at[0], stop, False, at[1], want)
+
+    @_operation
     def range_by_score(
         self,
         min: object,
@@ -456,15 +648,38 @@ class SortedSet:
         reverse: bool = False,
     ) -> list[tuple[bytes, float]]:
         """ZRANGEBYSCORE min max [LIMIT offset count]: members with min <= score <= max in
-        (score, member) order; ``reverse`` lists from ``max`` down (ZREVRANGEBYSCORE)."""
+        (score, member) order; ``reverse`` lists from ``max`` down (ZREVRANGEBYSCORE). The
+        first item is found by rank in the count tree, so the offset costs O(log n)."""
         lo, hi = check_score(min, "min"), check_score(max, "max")
         if limit is not None and limit < 0:
             limit = None  # Redis: a negative count means all
         if offset < 0 or lo > hi or limit == 0:
             return []
-        start = self.keys.index + encode_score(lo)
-        stop = prefix_end(self.keys.index + encode_score(hi))
-        return self._collect(start, stop, reverse, offset, limit)
+        lo8, hi8 = encode_score(lo), encode_score(hi)
+        first = self.keys.index + lo8
+        stop = prefix_end(self.keys.index + hi8)
+        cache: dict[NodeId, dict[bytes, int]] = {}
+        pad = bytes(MEMBER_PREFIX)
+        if not reverse:
+            r = self._before(lo8 + pad, cache) + offset
+            at = self._locate(r, cache)
+            if at is None:
+                return []
+            return self._collect(builtins.max(at[0], first), stop, False, at[1], limit)
+        above = self._before(_succ(hi8) + pad, cache) if hi8 != b"\xff" * SCORE_BYTES else None
+        if above is None:
+            above = sum(self._node_counts(ROOT, cache).values())
+        r = above - 1 - offset
+        if r < 0:
+            return []
+        at = self._locate(r, cache)
+        if at is None:
+            return []
+        top = self._collect(at[0], stop, False, at[1], 1)
+        if not top:
+            return []
+        last = self.keys.entry(encode_score(top[0][1]), top[0][0]) + b"\x00"
+        return self._collect(first, last, True, 0, limit)
 
     def _collect(
         self, start: bytes, stop: bytes | None, reverse: bool, skip: int, want: int | None
@@ -509,18 +724,22 @@ class SortedSet:
         self._settle(m, view)
         if view.target == s8:
             return decode_score(s8)
-        put_at = int.from_bytes(value[:8], "big") if len(value) >= 8 else 0
-        if s8 not in view.rec.contribution() and put_at <= view.rec.newest_hts():
+        newest = view.rec.newest_hts()
+        if s8 not in view.rec.contribution() and _put_at(value) <= newest:
+            # Read again for the context, and delete only if every version read is one the
+            # member record has seen: the key may have been put again since the scan.
             v = self.store.get_versioned(key)
-            if v.values:
+            if v.values and all(_put_at(x) <= newest for x in v.values):
                 self.store.delete(key, context=v.context)
         return None
 
+    @_operation
     def pop_min(self, count: int = 1) -> list[tuple[bytes, float]]:
         """ZPOPMIN: remove and return up to ``count`` lowest members, lowest first
         (at-least-once under concurrency: see the module docstring)."""
         return self._pop(count, reverse=False)
 
+    @_operation
     def pop_max(self, count: int = 1) -> list[tuple[bytes, float]]:
         """ZPOPMAX: remove and return up to ``count`` highest members, highest first."""
         return self._pop(count, reverse=True)
@@ -537,24 +756,24 @@ class SortedSet:
                 view = self._read(m)
                 if view.rec.score() != s:
                     continue  # changed since the range read it
-                hts = self._tick(view.rec.newest_hts())
-                new = replace(view.rec, set_v=(hts, self._me().id), set_score=None, incs=())
-                self._commit(m, view, new, hts)
+                self._remove(m, view)
                 out.append((m, s))
         return out
 
     # --- repair ---------------------------------------------------------------------------------
 
+    @_operation
     def repair(self) -> RepairReport:
         """Rebuild index keys and counts from the member records (run with no concurrent
-        writers): merges sibling member records, resets ledgers, deletes index keys no member
-        agrees with (each read first: the delete carries its context) and adds missing ones,
-        sets each tree node's base so its counts are exact, and deletes the records of removed
-        members."""
+        writers): merges sibling member records and folds their increment marks and ledgers
+        into one score and one base, deletes index keys no member agrees with (each read first:
+        the delete carries its context) and adds missing ones, rewrites each tree node as one
+        base holding the true counts (no per-writer marks, no pending intents), deletes nodes
+        that count nothing, and deletes the records of removed members."""
         me = self._me().id
         hts = self._tick()
         targets: dict[bytes, bytes] = {}
-        fixed = dropped = 0
+        fixed = dropped = folded = 0
         n = len(self.keys.members)
         for key, _ in list(self.store.scan(prefix=self.keys.members)):
             m = key[n:]
@@ -565,10 +784,17 @@ class SortedSet:
                 dropped += 1
                 continue
             targets[m] = k
-            if not view.clean:
-                hts = self._tick(view.rec.newest_hts())
-                rec = replace(view.rec, until=(hts, me), base=((k, 1),), entries=())
-                self.store.put(key, encode_member(rec), context=view.context)
+            rec = view.rec
+            if view.clean and not rec.incs and not rec.entries:
+                continue
+            hts = self._tick(rec.newest_hts())
+            new = replace(rec, until=(hts, me), base=((k, 1),), entries=())
+            if rec.incs:
+                new = replace(new, set_v=(hts, me), set_score=rec.score(), incs=())
+            self.store.put(key, encode_member(new), context=view.context)
+            if view.clean:
+                folded += 1
+            else:
                 fixed += 1
         deleted = added = 0
         present: set[bytes] = set()
@@ -585,26 +811,76 @@ class SortedSet:
             if m not in present:
                 self.store.put(self.keys.entry(k, m), hts.to_bytes(8, "big"))
                 added += 1
-        truth: dict[tuple[int, bytes], dict[bytes, int]] = {}
-        for k in targets.values():
-            for level in range(LEVELS):
-                d = truth.setdefault((level, k[:level]), {})
-                c = k[level : level + 1]
-                d[c] = d.get(c, 0) + 1
+        truth: PerNode = {}
+        for m, k in targets.items():
+            for level, digits, child in tree_path(tree_key(k, m)):
+                d = truth.setdefault((level, digits), {})
+                d[child] = d.get(child, 0) + 1
         nodes = set(truth)
         nodes.update(self.keys.split_node(k) for k, _ in self.store.scan(prefix=self.keys.nodes))
-        nodes_fixed = 0
+        nodes_fixed = nodes_folded = nodes_dropped = 0
         hts = self._tick(hts)
-        for level, digits in sorted(nodes):
-            node, ctx = self._read_node(level, digits)
-            want = truth.get((level, digits), {})
-            if {c: v for c, v in node.counts().items() if v} == {c[0]: v for c, v in want.items()}:
+        for node_id in sorted(nodes):
+            node, ctx = self._read_node(node_id)
+            want = truth.get(node_id, {})
+            right = {c: v for c, v in node.counts().items() if v} == want and not node.pending()
+            if not want:
+                self.store.delete(self.keys.node(*node_id), context=ctx)
+                nodes_dropped += 1
+                nodes_fixed += not right
                 continue
-            base = dict(want)
-            for _, _, delta in node.marks:
-                for c, n in delta:
-                    base[c] = base.get(c, 0) - n
-            new = NodeRec((hts, me), delta_of(base), node.marks)
-            self.store.put(self.keys.node(level, digits), encode_node(new), context=ctx)
-            nodes_fixed += 1
-        return RepairReport(len(targets), fixed, dropped, deleted, added, nodes_fixed)
+            if right and not node.marks:
+                continue
+            base = NodeRec((hts, me), delta_of(want), ())
+            self.store.put(self.keys.node(*node_id), encode_node(base), context=ctx)
+            if right:
+                nodes_folded += 1
+            else:
+                nodes_fixed += 1
+        return RepairReport(
+            len(targets),
+            fixed,
+            dropped,
+            deleted,
+            added,
+            nodes_fixed,
+            folded,
+            nodes_folded,
+            nodes_dropped,
+        )
+
+
+def _change(have: dict[bytes, int], read: bytes | None, target: bytes | None) -> dict[bytes, int]:
+    """The tree change of a commit: the member's move from the key it had when read (``read``)
+    to ``target``, plus the correction of what the tree holds beyond ``read`` (``have`` is the
+    ledger's sum) — at most one per key. Writers that commit concurrently from one state each
+    apply the correction; if each applied all of it, k of them would leave k - 1 times the
+    error, and the next round more: corrections would grow without bound on a hot member.
+    Limited to one per key, the error stays within the number of concurrent writers and
+    shrinks by one per key with each later commit."""
+    out: dict[bytes, int] = {}
+    for k, n in have.items():
+        err = n - (k == read)
+        if err:
+            out[k] = -max(-1, min(1, err))
+    if read is not None and read != target:
+        out[read] = out.get(read, 0) - 1
+    if target is not None and read != target:
+        out[target] = out.get(target, 0) + 1
+    if read is not None and read not in have:  # the tree never counted it: add it
+        out[read] = out.get(read, 0) + 1
+    return {k: n for k, n in out.items() if n}
+
+
+def _put_at(value: bytes) -> int:
+    """The hybrid timestamp of the operation that put an index key (its value)."""
+    return int.from_bytes(value[:8], "big") if len(value) >= 8 else 0
+
+
+def _eid(e: Entry) -> tuple[int, bytes]:
+    return e.id
+
+
+def _succ(score8: bytes) -> bytes:
+    """The next 8-byte string after ``score8`` (which is not all 0xFF)."""
+    return (int.from_bytes(score8, "big") + 1).to_bytes(SCORE_BYTES, "big")

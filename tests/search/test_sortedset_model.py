@@ -161,19 +161,25 @@ def test_score_encoding_preserves_order(a: float, b: float) -> None:
 
 
 def test_records_round_trip() -> None:
-    from search._zrecords import Entry, Inc, MemberRec, NodeRec
+    from search._zrecords import Entry, Inc, Intent, Mark, MemberRec, NodeRec
 
     rec = MemberRec(
         (5, b"w" * 8),
         2.5,
-        (Inc(b"x" * 8, (5, b"w" * 8), 9, -1.0),),
+        (Inc(b"x" * 8, (5, b"w" * 8), 9, -1.0, 1.5, b"d" * 8),),
         (3, b"y" * 8),
         ((encode_score(1.0), 1),),
         (Entry(7, b"z" * 8, ((encode_score(1.0), -1), (encode_score(2.5), 1))),),
     )
     assert decode_member(encode_member(rec)) == rec
-    node = NodeRec((1, b"r" * 8), ((b"\x01", 3),), ((b"w" * 8, 4, ((b"\x02", -1),)),))
+    intent = Intent(4, b"member", ((encode_score(1.0), -1), (encode_score(2.5), 1)))
+    marks = (
+        Mark(b"h" * 8, (1, b"r" * 8), 3, ((b"\x02", 1),), ((6, ((b"\x01\x00", 1),)),)),
+        Mark(b"w" * 8, (1, b"r" * 8), 4, ((b"\x02", -1),), (), intent, 2),
+    )
+    node = NodeRec((1, b"r" * 8), ((b"\x01", 3),), marks)
     assert decode_node(encode_node(node)) == node
+    assert node.pending() == [(b"w" * 8, intent)]
     with pytest.raises(ring.CorruptData):
         decode_member(b"\x93\x01\x02")
 
