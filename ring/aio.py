@@ -5,6 +5,10 @@ generator), the same errors, the same failover across the listed nodes. Many req
 flight on one connection: replies carry the request id and may come in any order. The protocol
 object works by callbacks; a future per request exists only at the API edge, and all frames
 written in one loop iteration go out in a single ``transport.write``.
+
+``get_many``, ``put_many`` and ``delete_many`` put a window of requests (128, about 8 MiB) on
+the connection at once, a future each without a task, and hand a request whose node failed to
+``_call`` for failover; see :mod:`ring.multikey` for the rules they share with ``ring.connect``.
 """
 
 from __future__ import annotations

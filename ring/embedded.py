@@ -220,7 +220,7 @@ class Store:
         Every key is checked before anything is read (``InvalidInput`` names the first bad
         one). A stored record that does not decode fails its key only: the others are read, and
         :class:`ring.MultiKeyError` names it with its ``CorruptData`` error."""
-        keys = multikey.check_keys(keys, self._key, "get_many")
+        keys = multikey.check_keys(keys, "get_many", self.max_key_bytes)
         unique = multikey.distinct(keys)
         outcomes: list[Any] = self._get_many([DATA + k for k in unique])
         for i, raw in enumerate(outcomes):
@@ -245,7 +245,7 @@ class Store:
 
         Every pair is checked before anything is written (``InvalidInput`` names the first bad
         one); a stored record that does not decode raises ``CorruptData`` and writes nothing."""
-        pairs = multikey.check_items(items, self._key, self._value)
+        pairs = multikey.check_items(items, self.max_key_bytes, self.max_value_bytes)
         if not pairs:
             return
         skeys = [DATA + k for k in pairs]
@@ -266,7 +266,7 @@ class Store:
     def delete_many(self, keys: Iterable[Any]) -> None:
         """Delete many keys atomically, in one write batch (tombstones, as ``delete``): all of
         them or, if anything fails, none. Keys are checked before anything is written."""
-        unique = multikey.distinct(multikey.check_keys(keys, self._key, "delete_many"))
+        unique = multikey.distinct(multikey.check_keys(keys, "delete_many", self.max_key_bytes))
         self._apply_batch([(k, None, None) for k in unique])
 
     def put(self, key: Any, value: Any, context: Any = None) -> None:

@@ -1,7 +1,7 @@
 """``get_many``, ``put_many`` and ``delete_many``: what the embedded store and both cluster
 clients share — input checks, the window of requests in flight, and the assembly of results.
 
-Pure: no IO, nothing but ``ring.errors``. The rules every implementation keeps:
+Pure: no IO, nothing but ``ring.common`` and ``ring.errors``. The rules every implementation keeps:
 
 * **Input is checked whole before anything is read or sent.** ``keys`` is an iterable of keys (a
   single str or bytes is refused: it would be read as one-character keys); ``items`` is an
@@ -19,36 +19,36 @@ Pure: no IO, nothing but ``ring.errors``. The rules every implementation keeps:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ring.common import to_bytes
 from ring.errors import InvalidInput, MultiKeyError
 
 WINDOW = 128
 WINDOW_BYTES = 8 * 1024 * 1024
 
-Convert = Callable[[Any], bytes]
 
-
-def check_keys(keys: Iterable[Any], key_of: Convert, op: str) -> list[bytes]:
-    """Every key of ``keys`` as bytes, in order (duplicates kept)."""
+def check_keys(keys: Iterable[Any], op: str, max_key_bytes: int) -> list[bytes]:
+    """Every key of ``keys`` as bytes of at most ``max_key_bytes``, in order (duplicates
+    kept)."""
     if isinstance(keys, str | bytes | bytearray | memoryview):
         raise InvalidInput(f"{op} takes an iterable of keys (a list), not a single key")
     try:
         items = list(keys)
     except TypeError:
         raise InvalidInput(f"{op} takes an iterable of keys, not {type(keys).__name__}") from None
-    out = []
     for i, key in enumerate(items):
-        try:
-            out.append(key_of(key))
-        except InvalidInput as exc:
-            raise InvalidInput(f"{op}: key {i}: {exc}") from None
-    return out
+        if key.__class__ is not bytes or len(key) > max_key_bytes:  # bytes as given: as is
+            try:
+                items[i] = to_bytes(key, "key", max_key_bytes)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{op}: key {i}: {exc}") from None
+    return items
 
 
 def check_items(
-    items: Iterable[Any] | Mapping[Any, Any], key_of: Convert, value_of: Convert
+    items: Iterable[Any] | Mapping[Any, Any], max_key_bytes: int, max_value_bytes: int
 ) -> dict[bytes, bytes]:
     """``put_many``'s pairs as ``{key: value}`` in first-occurrence order, the last value given
     for a key winning."""
@@ -72,7 +72,7 @@ def check_items(
                 f"put_many: item {i}: value must be bytes or str, not None (use delete_many)"
             )
         try:
-            out[key_of(key)] = value_of(value)
+            out[to_bytes(key, "key", max_key_bytes)] = to_bytes(value, "value", max_value_bytes)
         except InvalidInput as exc:
             raise InvalidInput(f"put_many: item {i}: {exc}") from None
     return out

@@ -68,10 +68,6 @@ def write_args(key: Any, value: Any, context: Any, w: int | None) -> dict[str, A
     return args
 
 
-def _value_bytes(value: Any) -> bytes:
-    return to_bytes(value, "value", MAX_VALUE_BYTES)
-
-
 @dataclass(slots=True)
 class ManyCall:
     """The requests of one ``get_many``, ``put_many`` or ``delete_many``: one ``op`` request
@@ -100,7 +96,7 @@ class ManyCall:
 
 def get_many_call(keys: Iterable[Any], r: int | None) -> ManyCall:
     extra = {} if _quorum("r", r) is None else {"r": r}
-    given = multikey.check_keys(keys, key_of, "get_many")
+    given = multikey.check_keys(keys, "get_many", MAX_KEY_BYTES)
     unique = multikey.distinct(given)
     args = [{"key": k, **extra} for k in unique]
     return ManyCall("get_many", "get", given, unique, args, [len(k) for k in unique])
@@ -108,7 +104,7 @@ def get_many_call(keys: Iterable[Any], r: int | None) -> ManyCall:
 
 def put_many_call(items: Iterable[Any] | Mapping[Any, Any], w: int | None) -> ManyCall:
     extra = {} if _quorum("w", w) is None else {"w": w}
-    pairs = multikey.check_items(items, key_of, _value_bytes)
+    pairs = multikey.check_items(items, MAX_KEY_BYTES, MAX_VALUE_BYTES)
     unique = list(pairs)
     args = [{"key": k, "value": v, **extra} for k, v in pairs.items()]
     sizes = [len(k) + len(v) for k, v in pairs.items()]
@@ -117,7 +113,7 @@ def put_many_call(items: Iterable[Any] | Mapping[Any, Any], w: int | None) -> Ma
 
 def delete_many_call(keys: Iterable[Any], w: int | None) -> ManyCall:
     extra = {} if _quorum("w", w) is None else {"w": w}
-    unique = multikey.distinct(multikey.check_keys(keys, key_of, "delete_many"))
+    unique = multikey.distinct(multikey.check_keys(keys, "delete_many", MAX_KEY_BYTES))
     args = [{"key": k, **extra} for k in unique]
     return ManyCall("delete_many", "del", unique, unique, args, [len(k) for k in unique])
 
