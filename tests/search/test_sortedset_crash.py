@@ -2,10 +2,11 @@
 
 ``CrashingStore`` lets k writes through and raises on the next one — the process died there.
 For every k of every operation: the member shows either its state before the operation or its
-state after (the member record is the commit point); a score range over everything already lists
-exactly the model's members (a stale index key is never returned, no member is missing); after
-``repair`` every count, rank and range is exact against the model of completed operations, and
-a second ``repair`` finds nothing to do.
+state after (the member record is the commit point); at once, before any ``repair``, ``len``,
+every rank, every rank range, every score range and the pops are exact against that model (the
+next reader finishes the crashed operation's intent: no live member is hidden, no stale index
+key is returned); after ``repair`` everything is still exact, and a second ``repair`` finds
+nothing to do.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def test_crash_at_every_write_point(name: str) -> None:
             assert got in (before.get(member), after.get(member))
             model = after if got == after.get(member) else before
             assert zs.range_by_score(-math.inf, math.inf) == ordered(model)
+            assert_exact(zs, model)  # before repair: the crashed intent is finished by readers
+            want = ordered(model)
+            assert zs.pop_min(2) == want[:2] and zs.pop_max() == want[-1:]
+            for m, sc in [*want[:2], want[-1]]:
+                zs.add(m, sc)
             zs.repair()
             assert_exact(zs, model)
             report = zs.repair()
@@ -112,3 +118,21 @@ def test_crash_in_pops_and_in_repair() -> None:
                 pass
             zs.repair()
             assert_exact(zs, model)
+
+
+def test_review_r11_a_crashed_move_hides_nothing() -> None:
+    """The review's reproduction: an add that moves ``m`` from 1.0 to 1e10, crashed after each
+    of its writes; ``range(0, -1)`` and ``pop_min`` still see ``m`` (they lost it before)."""
+    for allowed in range(1, 12):
+        with ring.open(backend="memory") as store:
+            zs = SortedSet(store, "z")
+            zs.add("m", 1.0)
+            zs.add("n", 2.0)
+            try:
+                SortedSet(CrashingStore(store, writes_allowed=allowed), "z").add("m", 1e10)
+            except Crash:
+                pass
+            s = zs.score("m")
+            want = sorted([(b"m", s), (b"n", 2.0)], key=lambda x: (x[1], x[0]))
+            assert len(zs) == 2 and zs.range(0, -1) == want, allowed
+            assert zs.pop_min(2) == want, allowed
