@@ -1,8 +1,9 @@
 """Events the core consumes, effects it produces, and the messages nodes exchange.
 
-Everything here is a frozen, slotted dataclass. Node-to-node messages are registered with a small
-integer tag and travel as the msgpack array ``[tag, field1, field2, ...]`` (``to_wire`` /
-``from_wire``); the shell frames them, the core never sees bytes on the wire.
+Everything here is a ``struct`` (``ring.core.structs``: a slotted dataclass, frozen for the type
+checker). Node-to-node messages are registered with a small integer tag and travel as the
+msgpack array ``[tag, field1, field2, ...]`` (``to_wire`` / ``from_wire``); the shell frames
+them, the core never sees bytes on the wire.
 
 Rules:
 
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, dataclass_transform
 
+from ring.core.structs import struct
+
 # --- registry ------------------------------------------------------------------------------
 
 _BY_TAG: dict[int, type[Any]] = {}
@@ -30,10 +33,10 @@ _T = TypeVar("_T")
 
 @dataclass_transform(frozen_default=True)
 def message(tag: int) -> Callable[[type[_T]], type[_T]]:
-    """Class decorator: make a frozen slotted dataclass and register it under ``tag``."""
+    """Class decorator: make a ``struct`` and register it under ``tag``."""
 
     def wrap(cls: type[_T]) -> type[_T]:
-        dc = dataclass(frozen=True, slots=True)(cls)
+        dc = dataclass(slots=True, unsafe_hash=True)(cls)
         if tag in _BY_TAG:
             raise RuntimeError(f"message tag {tag} is used twice")
         dc.TAG = tag  # type: ignore[attr-defined]
@@ -67,12 +70,12 @@ def from_wire(obj: Any) -> Any:
 # --- events: what the shell (or the simulator) feeds the core --------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Tick:
     """Time passed. The shell sends one every ``tick_ms``; the core runs its timers from it."""
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class ClientRequest:
     """A request from a client connection. ``req_id`` is unique within this node's process."""
 
@@ -81,7 +84,7 @@ class ClientRequest:
     args: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class PeerMessage:
     """A message from another node (over TCP), identified by the name from its hello."""
 
@@ -89,7 +92,7 @@ class PeerMessage:
     msg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Datagram:
     """A gossip datagram (over UDP) from ``src``, a ``host:port`` address."""
 
@@ -100,7 +103,7 @@ class Datagram:
 # --- effects: what the core asks the shell to do ---------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Send:
     """Send ``msg`` to node ``dest`` at ``address`` over the node-to-node TCP link."""
 
@@ -109,7 +112,7 @@ class Send:
     msg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class SendDatagram:
     """Send a gossip message to ``address`` over UDP."""
 
@@ -117,7 +120,7 @@ class SendDatagram:
     msg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Reply:
     """Answer client request ``req_id``. ``error`` is None on success, else an error kind
     (``"quorum"``, ``"invalid"``, ``"unavailable"``, ``"timeout"``...) and ``result`` its message;
@@ -128,18 +131,18 @@ class Reply:
     result: Any
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Log:
     level: str
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Serving:
     """The node serves from now on: it knows the whole ring it belongs to (once per life)."""
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Retired:
     """The node left the cluster for good (its data is handed off); the shell stops it and
     exits 0."""
@@ -147,7 +150,7 @@ class Retired:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Halt:
     """The node cannot go on (its settings were refused by the cluster it tries to join); the
     shell stops it with a usage error and ``reason``."""

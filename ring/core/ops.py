@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ring.core import record as rec
+from ring.core.structs import struct
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Origin:
     """Who waits for an answer: a client request of this node (``peer is None``) or a node that
     forwarded a write here (answered with a ``ForwardReply`` carrying its ``req_id``)."""

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import msgpack
 
 from ring.core import vclock
+from ring.core.structs import struct
 from ring.core.vclock import Clock
 
 FORMAT_VERSION = 1
@@ -44,7 +45,7 @@ FORMAT_VERSION = 1
 MAX_CONTEXT_ACTORS = 256
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Sibling:
     """One concurrent version of a key. ``value is None`` marks a tombstone."""
 
@@ -62,7 +63,7 @@ class Sibling:
         return self.value is None
 
 
-@dataclass(frozen=True, slots=True)
+@struct
 class Record:
     """Siblings plus the causal context that summarises everything this record has seen."""
 
