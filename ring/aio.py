@@ -6,8 +6,14 @@ flight on one connection: replies carry the request id and may come in any order
 object works by callbacks; a future per request exists only at the API edge, and all frames
 written in one loop iteration go out in a single ``transport.write``.
 
+With ``smart`` (the default) each keyed request goes to a replica of its key over a connection
+kept to that member, as in :mod:`ring.client` (``ring.net.routing``); a table check runs as a
+task beside the requests (only the first fetch is waited for), and a member's connection is
+opened once, by the first request that needs it; the others wait for it, and go the plain way
+when it cannot be opened.
+
 ``get_many``, ``put_many`` and ``delete_many`` put a window of requests (128, about 8 MiB) on
-the connection at once, a future each without a task, and hand a request whose node failed to
+the connections at once, a future each without a task, and hand a request whose node failed to
 ``_call`` for failover; see :mod:`ring.multikey` for the rules they share with ``ring.connect``.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
@@ -27,7 +34,7 @@ from ring.client import (
     records_of,
 )
 from ring.common import Versioned
-from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
+from ring.errors import InvalidInput, ProtocolError, RingError, StoreClosed, Unavailable
 from ring.multikey import Window
 from ring.net import clientops as ops
 from ring.net.codec import (
@@ -44,6 +51,7 @@ from ring.net.codec import (
     parse_address,
     parse_addresses,
 )
+from ring.net.routing import CONNECT_TIMEOUT_S, MAX_LINKS, Routes
 
 __all__ = ["AsyncClient", "connect"]
 
@@ -60,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self.waiters: dict[int, asyncio.Future[tuple[Any, Any]]] = {}
         self.out: list[bytes] = []
         self.closed = False
+        self.address = ""  # where it was opened (set by the client)
         self._next_id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,15 +154,21 @@ class AsyncClient:
         cluster: str = DEFAULT_CLUSTER,
         timeout: float | None = ops.DEFAULT_TIMEOUT_S,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        smart: bool = True,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         self.cluster = cluster
         self.timeout = ops.check_timeout(timeout)
         self.max_frame_bytes = max_frame_bytes
+        self.smart = bool(smart)
         self._index = 0
         self._conn: _Connection | None = None
         self._connecting: asyncio.Task[_Connection] | None = None
         self._closed = False
+        self._routes = Routes()
+        self._links: dict[str, _Connection] = {}  # member name -> routed connection
+        self._opening: dict[str, asyncio.Task[_Connection | None]] = {}
+        self._checking: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -167,27 +182,134 @@ class AsyncClient:
         return conn.hello.result()
 
     async def _open(self) -> _Connection:
-        host, port = parse_address(self.address)
-        loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(self.cluster, self.max_frame_bytes), host, port
-                ),
-                self.timeout,
-            )
-            try:
-                await asyncio.wait_for(asyncio.shield(conn.hello), self.timeout)
-            except BaseException:
-                conn.close()
-                raise
+            conn = await self._dial(self.address, self.timeout)
         except (OSError, TimeoutError):
             self._index += 1
             raise
         finally:
             self._connecting = None
         self._conn = conn
+        self._routes.answered(conn.hello.result(), conn.address)
         return conn
+
+    async def _dial(self, address: str, timeout: float | None) -> _Connection:
+        """A connection to ``address`` that the node greeted."""
+        host, port = parse_address(address)
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: _Connection(self.cluster, self.max_frame_bytes), host, port
+            ),
+            timeout,
+        )
+        conn.address = address
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.hello), timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    # --- routing (ring.net.routing) ------------------------------------------------------
+
+    def _routed(self, key: bytes) -> _Connection | None:
+        """The open connection to the member a request for ``key`` goes to, if there is one
+        now; else None (the plain way), after starting what makes one: a check of the table
+        when due, a connection to the member."""
+        routes, now = self._routes, time.monotonic()
+        if routes.due(now) and self._checking is None:
+            routes.checked(now)
+            self._checking = asyncio.get_running_loop().create_task(self._check_table())
+        plain = self._conn
+        connected = self.node
+        name = routes.target(key, now, connected)
+        if name is None:
+            return None
+        if name == connected:
+            return plain
+        conn = self._links.get(name)
+        if conn is not None and not conn.closed:
+            return conn
+        if name not in self._opening and len(self._links) < MAX_LINKS:
+            task = asyncio.get_running_loop().create_task(self._link(name))
+            self._opening[name] = task
+        return None
+
+    async def _route(self, key: bytes) -> _Connection | None:
+        """:meth:`_routed`, waiting for the table (the first time) and the connection."""
+        conn = self._routed(key)
+        if conn is not None:
+            return conn
+        if self._checking is not None:
+            await asyncio.shield(self._checking)
+            conn = self._routed(key)
+        name = self._routes.target(key, time.monotonic(), self.node)
+        task = self._opening.get(name) if name is not None else None
+        if conn is None and task is not None:
+            conn = await asyncio.shield(task)
+        return conn
+
+    async def _check_table(self) -> None:
+        try:
+            self._routes.update(await self._call("ring", self._routes.request_args()))
+        except (RingError, OSError, TimeoutError):
+            pass  # the plain way it is, until the next check
+        finally:
+            self._checking = None
+
+    async def _link(self, name: str) -> _Connection | None:
+        address = self._routes.address_of(name)
+        try:
+            if address is None:
+                return None
+            timeout = CONNECT_TIMEOUT_S
+            if self.timeout is not None:
+                timeout = min(timeout, self.timeout)
+            conn = await self._dial(address, timeout)
+            if conn.hello.result() != name or self._closed:
+                conn.close()
+                raise ConnectionRefusedError(f"{address} is not {name}")
+            self._links[name] = conn
+            self._routes.reached(name)
+            return conn
+        except (OSError, TimeoutError, RingError):
+            self._routes.unreachable(name, time.monotonic())
+            return None
+        finally:
+            self._opening.pop(name, None)
+
+    def _lost(self, conn: _Connection) -> None:
+        """A routed connection failed: close it and pass its member over for a while."""
+        name = conn.hello.result() if conn.hello.done() and not conn.hello.exception() else None
+        if conn is self._conn:
+            self._discard(conn)
+        else:
+            conn.close()
+        if name is not None:
+            if self._links.get(name) is conn:
+                del self._links[name]
+            self._routes.unreachable(name, time.monotonic())
+
+    async def _keyed(self, op: str, args: dict[str, Any]) -> Any:
+        """One request for ``args["key"]``: to a replica of it when smart, else (or when that
+        fails) the plain way."""
+        if self.smart and not self._closed:
+            conn = self._routed(args["key"]) or await self._route(args["key"])
+            if conn is not None:
+                try:
+                    error, result = await conn.request(op, args, self.timeout)
+                    if error is None:
+                        return result
+                    if error != "unavailable":
+                        raise error_of(error, result)
+                    self._lost(conn)
+                except (OSError, TimeoutError):
+                    self._lost(conn)  # the plain way serves it (and may forward)
+                except ProtocolError:
+                    self._lost(conn)
+                    raise
+        return await self._call(op, args)
 
     async def _connection(self) -> _Connection:
         conn = self._conn
@@ -241,14 +363,18 @@ class AsyncClient:
         if not outcomes:
             return outcomes
         await self._call(None, None)  # connected, or Unavailable before anything is sent
+        if self.smart:
+            await self._prepare(call.args)
         loop = asyncio.get_running_loop()
         window = Window(call.sizes)
         finished: asyncio.Future[None] = loop.create_future()
         waiting: set[asyncio.Future[Any]] = set()
 
         def start() -> None:
-            conn = self._conn
+            plain = self._conn
             for i in window.admit():
+                conn = self._routed(call.args[i]["key"]) if self.smart else None
+                conn = conn or plain
                 if conn is None or conn.closed:
                     fut: asyncio.Future[Any] = loop.create_task(self._call(call.op, call.args[i]))
                     fut.add_done_callback(functools.partial(retried, i))
@@ -268,11 +394,11 @@ class AsyncClient:
                     settle(i, result if error is None else error_of(error, result))
                     return
             elif isinstance(exc, ProtocolError):
-                self._discard(conn)
+                self._lost(conn)
                 settle(i, exc)
                 return
-            # The node failed this request: the next node gets it, as ``_call`` would send it.
-            self._discard(conn)
+            # The node failed this request: the plain way gets it, as ``_call`` would send it.
+            self._lost(conn)
             task = loop.create_task(self._call(call.op, call.args[i]))
             task.add_done_callback(functools.partial(retried, i))
             waiting.add(task)
@@ -306,23 +432,35 @@ class AsyncClient:
                 fut.cancel()
         return outcomes
 
+    async def _prepare(self, args: list[dict[str, Any]]) -> None:
+        """Before a multi-key call: the table fetched or checked when due, and the connections
+        to the members the keys go to opened (what cannot be reached goes the plain way)."""
+        for a in args:
+            self._routed(a["key"])
+        if self._checking is not None:
+            await asyncio.shield(self._checking)
+            for a in args:
+                self._routed(a["key"])
+        if self._opening:
+            await asyncio.gather(*[asyncio.shield(t) for t in list(self._opening.values())])
+
     async def connect(self) -> AsyncClient:
         await self._call(None, None)
         return self
 
     async def get(self, key: Any, r: int | None = None) -> bytes | None:
-        return ops.value_of(await self._call("get", ops.get_args(key, r)))
+        return ops.value_of(await self._keyed("get", ops.get_args(key, r)))
 
     async def get_versioned(self, key: Any, r: int | None = None) -> Versioned:
-        return ops.versioned_of(await self._call("getv", ops.get_args(key, r)))
+        return ops.versioned_of(await self._keyed("getv", ops.get_args(key, r)))
 
     async def put(self, key: Any, value: Any, context: Any = None, w: int | None = None) -> None:
         if value is None:
             raise InvalidInput("value must be bytes or str, not None (use delete)")
-        await self._call("put", ops.write_args(key, value, context, w))
+        await self._keyed("put", ops.write_args(key, value, context, w))
 
     async def delete(self, key: Any, context: Any = None, w: int | None = None) -> None:
-        await self._call("del", ops.write_args(key, None, context, w))
+        await self._keyed("del", ops.write_args(key, None, context, w))
 
     async def get_many(self, keys: Iterable[Any], r: int | None = None) -> list[bytes | None]:
         """``ring.Client.get_many``: the values of ``keys`` in order, up to 128 reads in
@@ -406,6 +544,12 @@ class AsyncClient:
         return result
 
     @property
+    def route_epoch(self) -> int | None:
+        """The epoch of the ownership table keyed requests are routed by; None while there is
+        none (``smart=False``, not fetched yet, or no node gave one): the plain way."""
+        return self._routes.epoch if self.smart else None
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -416,6 +560,12 @@ class AsyncClient:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        for task in [*self._opening.values(), self._checking]:
+            if task is not None:
+                task.cancel()
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -432,6 +582,8 @@ async def connect(
     addresses: str | list[str] | tuple[str, ...],
     cluster: str = DEFAULT_CLUSTER,
     timeout: float | None = ops.DEFAULT_TIMEOUT_S,
+    smart: bool = True,
 ) -> AsyncClient:
-    """Connect to a ringkv cluster; raises ``ring.Unavailable`` when no node can be reached."""
-    return await AsyncClient(addresses, cluster=cluster, timeout=timeout).connect()
+    """Connect to a ringkv cluster; raises ``ring.Unavailable`` when no node can be reached.
+    ``smart``: as ``ring.connect`` (each keyed request straight to a replica of its key)."""
+    return await AsyncClient(addresses, cluster=cluster, timeout=timeout, smart=smart).connect()

@@ -7,10 +7,17 @@ and ``ring_info()``, the multi-key ``get_many``, ``put_many`` and
 the connected node's own stored records or hints) and ``absorb()`` (merge a whole stored record
 into its key's replicas). Plain blocking sockets, one request at a time per client (a lock makes a
 client safe to share between threads) — except for the multi-key methods, which pipeline: up to
-a window of requests in flight on the one connection, sent and read at once. Use ``ring.aio``
-for many requests in flight otherwise.
+a window of requests in flight on the client's connections, sent and read at once. Use
+``ring.aio`` for many requests in flight otherwise.
 
-Failover: any node coordinates any request, so when the connected node cannot be reached — a
+Smart routing (``smart=True``, the default; ``ring.net.routing``): a keyed request — ``get``,
+``get_versioned``, ``put``, ``delete``, each key of the multi-key methods — goes to the first
+live owner of its key's partition, over a connection the client keeps to that member, so the
+connected node does not forward it. Everything else, and every request whose owner cannot be
+reached, goes the plain way below: a smart client serves every request a plain one would.
+
+Failover (the plain way): any node coordinates any request, so when the connected node cannot
+be reached — a
 refused or broken connection, a timeout, or a node that says it is shutting down — the client
 moves to the next listed address and sends the request there. A quorum error is an answer, not
 a failure of the node: it is raised, never retried. A request that fails over may therefore run
@@ -22,12 +29,13 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ring.common import Versioned
-from ring.errors import InvalidInput, ProtocolError, StoreClosed, Unavailable
+from ring.errors import InvalidInput, ProtocolError, RingError, StoreClosed, Unavailable
 from ring.multikey import Window
 from ring.net import clientops as ops
 from ring.net.codec import (
@@ -44,6 +52,7 @@ from ring.net.codec import (
     parse_address,
     parse_addresses,
 )
+from ring.net.routing import CONNECT_TIMEOUT_S, MAX_LINKS, Routes
 
 _RECV_BYTES = 256 * 1024
 RECORDS_PAGE_BYTES = 1024 * 1024  # what one ``records`` page holds by default (a node caps 4 MiB)
@@ -62,8 +71,83 @@ def describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class Link:
+    """One connection to one node: its socket, frame decoder and the frames read but not taken."""
+
+    def __init__(self, address: str, cluster: str, max_frame_bytes: int) -> None:
+        self.address = address
+        self.cluster = cluster
+        self.max_frame_bytes = max_frame_bytes
+        self.node: str | None = None  # the name the node gave in its hello
+        self.sock: socket.socket | None = None
+        self.decoder = FrameDecoder(max_frame_bytes)
+        self.frames: deque[Any] = deque()
+        self.out = bytearray()  # frames a pipeline has not sent yet
+        self.waiting: dict[int, int] = {}  # a pipeline's request ids -> their request index
+
+    def open(self, packer: Any, timeout: float | None) -> None:
+        host, port = parse_address(self.address)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = sock
+            self.decoder = FrameDecoder(self.max_frame_bytes)
+            self.frames.clear()
+            sock.sendall(encode_frame(packer, client_hello(self.cluster)))
+            self.node = check_server_hello(self.read(), self.cluster)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        self.node = None
+        self.out.clear()
+        self.waiting.clear()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def read(self) -> Any:
+        assert self.sock is not None
+        while not self.frames:
+            data = self.sock.recv(_RECV_BYTES)
+            if not data:
+                raise ConnectionResetError("the node closed the connection")
+            self.feed(data)
+        return self.frames.popleft()
+
+    def receive(self) -> None:
+        """Read what a non-blocking socket has."""
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(_RECV_BYTES)
+        except BlockingIOError:
+            return  # a readiness the selector saw that was gone by now
+        if not data:
+            raise ConnectionResetError("the node closed the connection")
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.frames.extend(self.decoder.feed(data))
+        except FrameError as exc:
+            raise ProtocolError(f"bad frame from {self.address}: {exc}") from None
+
+    def reply(self, frame: Any) -> tuple[Any, Any, Any]:
+        """A reply frame ``[req_id, error, result]``, checked."""
+        if not isinstance(frame, list) or len(frame) != 3:
+            raise ProtocolError(f"unexpected frame from {self.address}: {str(frame)[:100]}")
+        if frame[0] is None:
+            raise ProtocolError(f"{self.address} closed the connection: {frame[2]}")
+        return frame[0], frame[1], frame[2]
+
+
 class Client:
-    """A connection to a ringkv cluster through any of ``addresses``."""
+    """A connection to a ringkv cluster through any of ``addresses``; with ``smart`` (the
+    default) also a connection to each member it sends requests to (``ring.net.routing``)."""
 
     def __init__(
         self,
@@ -72,20 +156,22 @@ class Client:
         cluster: str = DEFAULT_CLUSTER,
         timeout: float | None = ops.DEFAULT_TIMEOUT_S,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        smart: bool = True,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         self.cluster = cluster
         self.timeout = ops.check_timeout(timeout)
         self.max_frame_bytes = max_frame_bytes
-        self.node: str | None = None  # the name of the node we are connected to
+        self.smart = bool(smart)
         self._index = 0
-        self._sock: socket.socket | None = None
-        self._decoder = FrameDecoder(max_frame_bytes)
-        self._frames: deque[Any] = deque()
+        self._link = Link(self.addresses[0], cluster, max_frame_bytes)  # the plain way
+        self._links: dict[str, Link] = {}  # member name -> routed connection
+        self._routes = Routes()
         self._packer = new_packer()
         self._next_id = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._why = ""  # why the last pipeline's connection failed
 
     # --- connection ----------------------------------------------------------------------
 
@@ -93,85 +179,123 @@ class Client:
     def address(self) -> str:
         return self.addresses[self._index % len(self.addresses)]
 
+    @property
+    def node(self) -> str | None:
+        """The name of the node requests go to the plain way (None: not connected)."""
+        return self._link.node
+
     def _open(self) -> None:
-        host, port = parse_address(self.address)
-        sock = socket.create_connection((host, port), timeout=self.timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock = sock
-            self._decoder = FrameDecoder(self.max_frame_bytes)
-            self._frames.clear()
-            sock.sendall(encode_frame(self._packer, client_hello(self.cluster)))
-            self.node = check_server_hello(self._read(), self.cluster)
-        except BaseException:
-            self._drop()
-            raise
+        link = self._link = Link(self.address, self.cluster, self.max_frame_bytes)
+        link.open(self._packer, self.timeout)
+        if link.node is not None:
+            self._routes.answered(link.node, link.address)
 
     def _drop(self) -> None:
-        sock, self._sock = self._sock, None
-        self.node = None
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def _read(self) -> Any:
-        assert self._sock is not None
-        while not self._frames:
-            data = self._sock.recv(_RECV_BYTES)
-            if not data:
-                raise ConnectionResetError("the node closed the connection")
-            try:
-                self._frames.extend(self._decoder.feed(data))
-            except FrameError as exc:
-                raise ProtocolError(f"bad frame from {self.address}: {exc}") from None
-        return self._frames.popleft()
+        self._link.close()
 
     def connect(self) -> Client:
         """Connect now (otherwise the first request does); raises Unavailable."""
         self._call(None, None)
         return self
 
+    # --- routing -------------------------------------------------------------------------
+
+    def _route(self, key: bytes) -> Link | None:
+        """The open connection to the member a request for ``key`` goes to, or None for the
+        plain way. Fetches or checks the table when due; never raises for a node's failure."""
+        routes, now = self._routes, time.monotonic()
+        if routes.due(now):
+            routes.checked(now)
+            try:
+                routes.update(self._plain("ring", routes.request_args()))
+            except (RingError, OSError):
+                pass  # the plain way it is, until the next check
+        name = routes.target(key, now, self._link.node)
+        if name is None:
+            return None
+        if name == self._link.node:
+            return self._link
+        link = self._links.get(name)
+        if link is not None and link.sock is not None:
+            return link
+        address = routes.address_of(name)
+        if address is None or (link is None and len(self._links) >= MAX_LINKS):
+            return None
+        link = self._links[name] = Link(address, self.cluster, self.max_frame_bytes)
+        timeout = (
+            CONNECT_TIMEOUT_S if self.timeout is None else min(self.timeout, CONNECT_TIMEOUT_S)
+        )
+        try:
+            link.open(self._packer, timeout)
+            if link.node != name:
+                raise ConnectionRefusedError(f"{address} answered as {link.node}, not {name}")
+        except (OSError, RingError):
+            self._unreachable(link, name)
+            return None
+        assert link.sock is not None
+        link.sock.settimeout(self.timeout)
+        routes.reached(name)
+        return link
+
+    def _unreachable(self, link: Link, name: str | None = None) -> None:
+        """A routed connection failed: close it, pass its member over for a while."""
+        name = name or link.node
+        link.close()
+        if link is self._link:
+            self._index += 1  # the plain way moves on, as after any failure
+        if name is not None:
+            self._routes.unreachable(name, time.monotonic())
+
     # --- requests ------------------------------------------------------------------------
 
-    def _call(self, op: str | None, args: dict[str, Any] | None) -> Any:
+    def _call(self, op: str | None, args: dict[str, Any] | None, key: bytes | None = None) -> Any:
+        """Send one request: with ``key`` (and ``smart``) to a replica of it, else, or when
+        that fails, the plain way."""
         with self._lock:
             if self._closed:
                 raise StoreClosed("the client is closed; connect again with ring.connect()")
-            errors: list[str] = []
-            for _ in range(len(self.addresses)):
-                address = self.address
-                try:
-                    if self._sock is None:
-                        self._open()
-                    return None if op is None else self._roundtrip(op, args or {})
-                except (OSError, NodeUnavailable) as exc:
-                    errors.append(f"{address} ({describe(exc)})")
-                except ProtocolError:
-                    self._drop()
-                    raise
-                self._drop()
-                self._index += 1
-            raise Unavailable(
-                f"no ringkv node could serve the request; tried {', '.join(errors)}. "
-                "Check that ringd is running there, or list more nodes."
-            )
+            if key is not None and self.smart and op is not None:
+                link = self._route(key)
+                if link is not None:
+                    try:
+                        return self._roundtrip(link, op, args or {})
+                    except (OSError, NodeUnavailable):
+                        self._unreachable(link)  # the plain way serves it (and may forward)
+                    except ProtocolError:
+                        self._unreachable(link)
+                        raise
+            return self._plain(op, args)
 
-    def _roundtrip(self, op: str, args: dict[str, Any]) -> Any:
-        assert self._sock is not None
+    def _plain(self, op: str | None, args: dict[str, Any] | None) -> Any:
+        """Send one request to the connected node, failing over to the next listed one."""
+        errors: list[str] = []
+        for _ in range(len(self.addresses)):
+            address = self.address
+            try:
+                if self._link.sock is None:
+                    self._open()
+                return None if op is None else self._roundtrip(self._link, op, args or {})
+            except (OSError, NodeUnavailable) as exc:
+                errors.append(f"{address} ({describe(exc)})")
+            except ProtocolError:
+                self._drop()
+                raise
+            self._drop()
+            self._index += 1
+        raise Unavailable(
+            f"no ringkv node could serve the request; tried {', '.join(errors)}. "
+            "Check that ringd is running there, or list more nodes."
+        )
+
+    def _roundtrip(self, link: Link, op: str, args: dict[str, Any]) -> Any:
+        assert link.sock is not None
         self._next_id += 1
         req_id = self._next_id
-        self._sock.sendall(encode_frame(self._packer, [req_id, op, args], self.max_frame_bytes))
+        link.sock.sendall(encode_frame(self._packer, [req_id, op, args], self.max_frame_bytes))
         while True:
-            frame = self._read()
-            if not isinstance(frame, list) or len(frame) != 3:
-                raise ProtocolError(f"unexpected frame from {self.address}: {str(frame)[:100]}")
-            if frame[0] is None:
-                raise ProtocolError(f"{self.address} closed the connection: {frame[2]}")
-            if frame[0] != req_id:
+            got, error, result = link.reply(link.read())
+            if got != req_id:
                 continue  # the answer to a request abandoned by an earlier timeout
-            _, error, result = frame
             if error is None:
                 return result
             if error == "unavailable":
@@ -180,140 +304,189 @@ class Client:
 
     def _many(self, call: ops.ManyCall) -> list[Any]:
         """One outcome per request of ``call`` (its result, or the exception a single call would
-        raise), pipelined: see :meth:`_pipeline`. Failover as in :meth:`_call`: when the node
-        fails, the requests it has not answered go to the next address; those no node answered
-        get ``Unavailable``, and after a ``ProtocolError`` the unanswered ones get it. Raises
-        (nothing sent) only when no node could be reached at all, or the client is closed."""
+        raise), pipelined: see :meth:`_pipeline`. With ``smart``, each request goes to a replica
+        of its key, all members' connections at once; those whose member failed them, and
+        those that have no member to go to, go the plain way after. The plain way fails over as
+        :meth:`_call` does: when the node fails, the requests it has not answered go to the next
+        address; those no node answered get ``Unavailable``, and after a ``ProtocolError`` the
+        unanswered ones get it. Raises (nothing sent) only when no node could be reached at all,
+        or the client is closed."""
         outcomes: list[Any] = [None] * len(call.args)
         if not outcomes:
             return outcomes
         with self._lock:
             if self._closed:
                 raise StoreClosed("the client is closed; connect again with ring.connect()")
-            window = Window(call.sizes)
-            errors: list[str] = []
-            sent = False
-            for _ in range(len(self.addresses)):
-                address = self.address
-                try:
-                    if self._sock is None:
-                        self._open()
-                    sent = True
-                    self._pipeline(call, window, outcomes)
-                    return outcomes
-                except (OSError, NodeUnavailable) as exc:
-                    errors.append(f"{address} ({describe(exc)})")
-                except ProtocolError as exc:
-                    self._drop()
-                    if not sent:
-                        raise
-                    for i in window.queue:
-                        outcomes[i] = exc
-                    return outcomes
-                except BaseException:
-                    self._drop()  # a frame may be half sent: this connection is unusable
-                    raise
-                self._drop()
-                self._index += 1
-            failed = Unavailable(
-                f"no ringkv node could serve the request; tried {', '.join(errors)}. "
-                "Check that ringd is running there, or list more nodes."
-            )
-            if not sent:
-                raise failed
-            for i in window.queue:
-                outcomes[i] = failed
+            rest = list(range(len(outcomes)))
+            if self.smart:
+                routed: dict[int, Link] = {}
+                for i in rest:
+                    link = self._route(call.args[i]["key"])
+                    if link is not None:
+                        routed[i] = link
+                rest = [i for i in rest if i not in routed]
+                if routed:
+                    rest += self._pipeline(call, list(routed), routed, outcomes)
+                    rest.sort()
+            if rest:
+                self._plain_many(call, rest, outcomes)
             return outcomes
 
-    def _pipeline(self, call: ops.ManyCall, window: Window, outcomes: list[Any]) -> None:
-        """Send the requests ``window`` admits and read their replies at once, until every one
-        is answered. Sending and reading wait on the socket together: a node stops reading
-        while too many replies wait for us, and a blocking send would then never return. Raises
-        OSError (a timeout: no progress for ``timeout`` seconds) or NodeUnavailable with the
-        requests in flight put back into ``window`` for the next node."""
-        sock = self._sock
-        assert sock is not None
-        waiting: dict[int, int] = {}  # request id -> index of the request in ``call``
-        out = bytearray()
+    def _plain_many(self, call: ops.ManyCall, order: list[int], outcomes: list[Any]) -> None:
+        errors: list[str] = []
+        sent = False
+        for _ in range(len(self.addresses)):
+            address = self.address
+            try:
+                if self._link.sock is None:
+                    self._open()
+            except OSError as exc:
+                errors.append(f"{address} ({describe(exc)})")
+                self._index += 1
+                continue
+            except ProtocolError as exc:
+                if not sent:
+                    raise
+                for i in order:
+                    outcomes[i] = exc
+                return
+            sent = True
+            link = self._link
+            order = self._pipeline(call, order, dict.fromkeys(order, link), outcomes)
+            if not order:
+                return
+            errors.append(f"{address} ({self._why})")  # the link was dropped, the index moved
+        failed = Unavailable(
+            f"no ringkv node could serve the request; tried {', '.join(errors)}. "
+            "Check that ringd is running there, or list more nodes."
+        )
+        if not sent:
+            raise failed
+        for i in order:
+            outcomes[i] = failed
+
+    def _pipeline(
+        self, call: ops.ManyCall, order: list[int], link_of: dict[int, Link], outcomes: list[Any]
+    ) -> list[int]:
+        """Send the requests ``order`` (indices into ``call``), each on its connection in
+        ``link_of``, a window at a time, and read their replies at once; returns the requests
+        whose connection failed before they were answered (in ``self._why``: why), in order.
+        Sending and reading wait on the sockets together: a node stops reading while too many
+        replies wait for us, and a blocking send would then never return. A connection that
+        fails — refused or broken, "unavailable", no progress for ``timeout`` — is closed and
+        its member passed over; after a ``ProtocolError`` its unanswered requests get that
+        error."""
+        window = Window([call.sizes[i] for i in order])
+        failed: list[int] = []
+        links = list(dict.fromkeys(link_of[i] for i in order))
+        live: set[Link] = set(links)
         selector = selectors.DefaultSelector()
-        events = selectors.EVENT_READ
-        selector.register(sock, events)
-        sock.setblocking(False)  # a send takes what fits, never waiting; the selector waits
+        for link in links:
+            assert link.sock is not None
+            link.out.clear()
+            link.waiting.clear()
+            selector.register(link.sock, selectors.EVENT_READ, link)
+            link.sock.setblocking(False)  # a send takes what fits; the selector waits
+        events = dict.fromkeys(links, selectors.EVENT_READ)
+
+        def lose(link: Link, exc: BaseException) -> None:
+            self._why = describe(exc)
+            lost = sorted(link.waiting.values())
+            for j in lost:
+                window.release(j)
+            if isinstance(exc, ProtocolError):
+                for j in lost:
+                    outcomes[order[j]] = exc
+            else:
+                failed.extend(order[j] for j in lost)
+            live.discard(link)
+            selector.unregister(link.sock)  # type: ignore[arg-type]
+            self._unreachable(link)
+
         try:
             while not window.idle:
-                for i in window.admit():
+                for j in window.admit():
+                    link = link_of[order[j]]
+                    if link not in live:
+                        window.release(j)
+                        failed.append(order[j])
+                        continue
                     self._next_id += 1
-                    waiting[self._next_id] = i
-                    frame = [self._next_id, call.op, call.args[i]]
-                    out += encode_frame(self._packer, frame, self.max_frame_bytes)
-                if not self._frames:
-                    want = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
-                    if want != events:
-                        events = want
-                        selector.modify(sock, events)
-                    ready = selector.select(self.timeout)
+                    link.waiting[self._next_id] = j
+                    frame = [self._next_id, call.op, call.args[order[j]]]
+                    link.out += encode_frame(self._packer, frame, self.max_frame_bytes)
+                if not any(link.frames for link in live):
+                    for link in live:
+                        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if link.out else 0)
+                        if want != events[link]:
+                            events[link] = want
+                            selector.modify(link.sock, want, link)  # type: ignore[arg-type]
+                    ready = selector.select(self.timeout) if live else []
                     if not ready:
-                        raise TimeoutError("no answer within the timeout")
-                    mask = ready[0][1]
-                    if mask & selectors.EVENT_WRITE:
+                        for link in [x for x in links if x in live and x.waiting]:
+                            lose(link, TimeoutError("no answer within the timeout"))
+                        continue
+                    for key, mask in ready:
+                        link = key.data
+                        sock = link.sock
+                        assert sock is not None
                         try:
-                            del out[: sock.send(out)]
-                        except BlockingIOError:
-                            pass
-                    if mask & selectors.EVENT_READ:
-                        self._receive()
-                while self._frames:
-                    req_id, error, result = self._reply(self._frames.popleft())
-                    i = waiting.pop(req_id, -1)
-                    if i < 0:
-                        continue  # the answer to a request abandoned by an earlier timeout
-                    if error == "unavailable":
-                        waiting[req_id] = i
-                        raise NodeUnavailable(str(result))
-                    window.release(i)
-                    outcomes[i] = result if error is None else error_of(error, result)
+                            if mask & selectors.EVENT_WRITE:
+                                try:
+                                    del link.out[: sock.send(link.out)]
+                                except BlockingIOError:
+                                    pass
+                            if mask & selectors.EVENT_READ:
+                                link.receive()
+                        except (OSError, ProtocolError) as exc:
+                            lose(link, exc)
+                for link in [x for x in links if x in live and x.frames]:
+                    try:
+                        while link.frames:
+                            req_id, error, result = link.reply(link.frames.popleft())
+                            j = link.waiting.pop(req_id, -1)
+                            if j < 0:
+                                continue  # the answer to a request abandoned by a timeout
+                            if error == "unavailable":
+                                link.waiting[req_id] = j
+                                raise NodeUnavailable(str(result))
+                            window.release(j)
+                            outcomes[order[j]] = (
+                                result if error is None else error_of(error, result)
+                            )
+                    except (NodeUnavailable, ProtocolError) as exc:
+                        lose(link, exc)
         except BaseException:
-            window.retry(waiting.values())
+            for link in live:
+                link.close()  # a frame may be half sent: these connections are unusable
             raise
         finally:
             selector.close()
-            sock.settimeout(self.timeout)
-
-    def _receive(self) -> None:
-        assert self._sock is not None
-        try:
-            data = self._sock.recv(_RECV_BYTES)
-        except BlockingIOError:
-            return  # a readiness the selector saw that was gone by now
-        if not data:
-            raise ConnectionResetError("the node closed the connection")
-        try:
-            self._frames.extend(self._decoder.feed(data))
-        except FrameError as exc:
-            raise ProtocolError(f"bad frame from {self.address}: {exc}") from None
-
-    def _reply(self, frame: Any) -> tuple[Any, Any, Any]:
-        """A reply frame ``[req_id, error, result]``, checked."""
-        if not isinstance(frame, list) or len(frame) != 3:
-            raise ProtocolError(f"unexpected frame from {self.address}: {str(frame)[:100]}")
-        if frame[0] is None:
-            raise ProtocolError(f"{self.address} closed the connection: {frame[2]}")
-        return frame[0], frame[1], frame[2]
+            for link in live:
+                link.out.clear()
+                link.waiting.clear()
+                if link.sock is not None:
+                    link.sock.settimeout(self.timeout)
+        return sorted(failed)
 
     def get(self, key: Any, r: int | None = None) -> bytes | None:
         """The value of ``key`` (the resolver's choice among siblings), or ``None``."""
-        return ops.value_of(self._call("get", ops.get_args(key, r)))
+        args = ops.get_args(key, r)
+        return ops.value_of(self._call("get", args, args["key"]))
 
     def get_versioned(self, key: Any, r: int | None = None) -> Versioned:
-        return ops.versioned_of(self._call("getv", ops.get_args(key, r)))
+        args = ops.get_args(key, r)
+        return ops.versioned_of(self._call("getv", args, args["key"]))
 
     def put(self, key: Any, value: Any, context: Any = None, w: int | None = None) -> None:
         if value is None:
             raise InvalidInput("value must be bytes or str, not None (use delete)")
-        self._call("put", ops.write_args(key, value, context, w))
+        args = ops.write_args(key, value, context, w)
+        self._call("put", args, args["key"])
 
     def delete(self, key: Any, context: Any = None, w: int | None = None) -> None:
-        self._call("del", ops.write_args(key, None, context, w))
+        args = ops.write_args(key, None, context, w)
+        self._call("del", args, args["key"])
 
     def get_many(self, keys: Iterable[Any], r: int | None = None) -> list[bytes | None]:
         """The values of ``keys`` in the order given (None for a missing key, as ``get``), read
@@ -429,6 +602,12 @@ class Client:
     # --- lifecycle -----------------------------------------------------------------------
 
     @property
+    def route_epoch(self) -> int | None:
+        """The epoch of the ownership table keyed requests are routed by; None while there is
+        none (``smart=False``, not fetched yet, or no node gave one): the plain way."""
+        return self._routes.epoch if self.smart else None
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -436,6 +615,9 @@ class Client:
         with self._lock:
             self._closed = True
             self._drop()
+            for link in self._links.values():
+                link.close()
+            self._links.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -492,9 +674,14 @@ def connect(
     addresses: str | list[str] | tuple[str, ...],
     cluster: str = DEFAULT_CLUSTER,
     timeout: float | None = ops.DEFAULT_TIMEOUT_S,
+    smart: bool = True,
 ) -> Client:
     """Connect to a ringkv cluster through any of ``addresses`` (``"host:port,host:port"``).
 
-    Raises ``ring.Unavailable`` (listing the addresses tried) when no node can be reached.
+    With ``smart`` (the default) each keyed request goes straight to a replica of its key, by
+    the ownership table the client fetches from the cluster (``ring.net.routing``): no
+    forwarding hop on a cluster of more than N nodes. ``smart=False`` sends every request to
+    the connected node, which forwards it. Raises ``ring.Unavailable`` (listing the addresses
+    tried) when no node can be reached.
     """
-    return Client(addresses, cluster=cluster, timeout=timeout).connect()
+    return Client(addresses, cluster=cluster, timeout=timeout, smart=smart).connect()

@@ -432,6 +432,10 @@ class Node:
             key = validate.key(args, self.config.max_key_bytes)
             # The default R is capped by the replicas that exist, as W is.
             pl = c.preference_list(key)
+            if self.name not in pl:
+                # A read coordinated off its replicas asks N remote nodes instead of N-1: what a
+                # client that routes by the table saves (``ring.net.routing``).
+                self.stats["reads_not_replica"] = self.stats.get("reads_not_replica", 0) + 1
             r = validate.quorum(args, "r", min(self.config.r, len(pl)), self.config.n)
             c.start_get(origin, key, r, op == "getv", now_ms, effects, pl)
         elif op in ("put", "del", "absorb"):
@@ -444,7 +448,17 @@ class Node:
         elif op == "status":
             c.answer(origin, None, self.status(now_ms), effects)
         elif op == "ring":
-            c.answer(origin, None, self.ring_info(), effects)
+            since = args.get("since")
+            if args.get("table") is True and self.view.serving:
+                # A smart client's table check (``route_table``): cheap when nothing changed.
+                routes = self.route_table(since if isinstance(since, int) else None)
+                if "owners" not in routes:
+                    info: dict[str, Any] = {"epoch": routes["epoch"], "table": routes}
+                else:
+                    info = {**self.ring_info(), "table": routes}
+            else:
+                info = self.ring_info()
+            c.answer(origin, None, info, effects)
         elif op in ("leave", "remove"):
             self._change(origin, op, args, now_ms, effects)
         elif op == "locate":
@@ -869,6 +883,25 @@ class Node:
                 "pulled_records": self.aae.stats.pulled_records,
                 "pushed_records": self.aae.stats.pushed_records,
             },
+        }
+
+    def route_table(self, since: int | None) -> dict[str, Any]:
+        """What a client needs to send each request to a replica of its key
+        (``ring.net.routing``): the ownership table's epoch, its members with the address each
+        advertises and its state in this node's view, and each partition's owners as indices
+        into ``names``. Only the epoch when the client holds this table already (``since``)."""
+        table = self.view.ring
+        if since == table.epoch:
+            return {"epoch": table.epoch}
+        names = list(table.members())
+        index = {name: i for i, name in enumerate(names)}
+        known = [self.view.membership.get(name) for name in names]
+        return {
+            "epoch": table.epoch,
+            "names": names,
+            "addresses": [x.address if x is not None else "" for x in known],
+            "states": [x.state if x is not None else "down" for x in known],
+            "owners": [[index[name] for name in lst] for lst in table.owners],
         }
 
     def ring_info(self) -> dict[str, Any]:

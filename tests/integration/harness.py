@@ -197,9 +197,14 @@ class Cluster:
 
     # --- views ---------------------------------------------------------------------------
 
-    def client(self, *names: str, timeout: float = 5.0) -> ring.client.Client:
+    def client(self, *names: str, timeout: float = 5.0, smart: bool = False) -> ring.client.Client:
+        """A client of the nodes ``names`` (all by default): the plain way unless ``smart``, so
+        that a test's request is coordinated by the node it names (``serving``, ``counters``
+        and the forwarding tests rely on it)."""
         return ring.connect(
-            [self.addresses[n] for n in names or sorted(self.addresses)], timeout=timeout
+            [self.addresses[n] for n in names or sorted(self.addresses)],
+            timeout=timeout,
+            smart=smart,
         )
 
     def states(self, via: str) -> dict[str, str]:

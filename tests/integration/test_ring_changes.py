@@ -91,7 +91,7 @@ def write_keys(
 def read_all(address: str, keys: Sequence[bytes], value: Callable[[bytes], bytes]) -> list[str]:
     """Read every key with R=2 through ``address``; what did not come back right."""
     wrong = []
-    with ring.connect([address], timeout=10) as client:
+    with ring.connect([address], timeout=10, smart=False) as client:  # coordinated there
         for key in keys:
             try:
                 got = client.get(key, r=2)
@@ -143,7 +143,7 @@ class Reader:
                 nodes = self.addresses()
                 address = nodes[turn % len(nodes)]
                 turn += 1
-                with ring.connect([address], timeout=10) as client:
+                with ring.connect([address], timeout=10, smart=False) as client:
                     for key in keys:
                         self.reads += 1
                         try:

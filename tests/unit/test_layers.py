@@ -23,7 +23,13 @@ from tests.unit.test_purity import FORBIDDEN
 RING_DIR = Path(ring.__file__).parent
 REPO_DIR = RING_DIR.parent
 
-CLIENT_MODULES = ("client.py", "aio.py", "net/clientops.py", "net/codec.py")
+CLIENT_MODULES = (
+    "client.py",
+    "aio.py",
+    "net/clientops.py",
+    "net/codec.py",
+    "net/routing.py",
+)
 NOT_FOR_CLIENTS = ("ring.embedded", "ring.storage", "rocksdict")
 
 
