@@ -45,6 +45,7 @@ class LoadConfig:
     seconds: float = 5.0
     warmup_s: float = 0.5
     client: str = "raw"  # "raw" or "aio"
+    smart: bool = True  # aio: route each request to a replica of its key (ring.net.routing)
 
 
 @dataclass
@@ -265,7 +266,7 @@ async def run_aio(
     clients = []
     for i in range(min(cfg.connections, cfg.inflight)):
         rotated = addresses[i % len(addresses) :] + addresses[: i % len(addresses)]
-        clients.append(await ring.aio.connect(",".join(rotated)))
+        clients.append(await ring.aio.connect(",".join(rotated), smart=cfg.smart))
     results = []
     try:
         for op in ("put", "get"):

@@ -12,12 +12,16 @@ reach (it goes the plain way) — every request is still served.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 import ring
 from tests.integration.harness import Cluster, wait_until
+from tests.integration.test_partitions import enter_netns, ip
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +169,59 @@ def test_a_client_follows_a_member_joining_and_one_leaving(tmp_path: Path) -> No
             assert moved(before, hops(cluster)) == {"forwards": 0, "reads_not_replica": 0}
     finally:
         cluster.close()
+
+
+def test_members_the_client_cannot_reach_where_they_advertise(tmp_path: Path) -> None:
+    """As docker-compose's ``node1:7070`` seen from the host: the nodes advertise 127.0.0.1
+    (their peers reach them there), the client runs in another network namespace and reaches
+    them only at the address it was given. Routed connections fail; the plain way serves."""
+    ns, host, peer = f"rk-smart-{os.getpid() % 100000}", "10.219.7.1", "10.219.7.2"
+    veth = f"rks{os.getpid() % 100000}"
+    try:
+        ip("netns", "add", ns)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"no network namespaces here: {exc}")
+    cluster = Cluster(
+        tmp_path, hosts=dict.fromkeys(NAMES, "0.0.0.0"), extra=["--advertise", "127.0.0.1"]
+    )
+    try:
+        ip("link", "add", veth, "type", "veth", "peer", "name", veth + "n", "netns", ns)
+        ip("addr", "add", f"{host}/30", "dev", veth)
+        ip("link", "set", veth, "up")
+        ip("-n", ns, "addr", "add", f"{peer}/30", "dev", veth + "n")
+        ip("-n", ns, "link", "set", veth + "n", "up")
+        cluster.start(*NAMES)
+        cluster.heal()
+        port = cluster.addresses["a"].rsplit(":", 1)[1]
+        failures: list[BaseException] = []
+        epochs: list[int | None] = []
+
+        def outside() -> None:
+            try:
+                enter_netns(ns)
+                with ring.connect(f"{host}:{port}") as client:
+                    exercise(client, "outside")
+                    epochs.append(client.route_epoch)
+
+                async def run() -> None:
+                    async with await ring.aio.connect(f"{host}:{port}") as db:
+                        await aexercise(db, "aoutside")
+
+                asyncio.run(run())
+            except BaseException as exc:  # re-raised below
+                failures.append(exc)
+
+        before = hops(cluster)
+        thread = threading.Thread(target=outside, daemon=True)
+        thread.start()
+        thread.join(120)
+        assert not thread.is_alive(), "the client hangs"
+        if failures:
+            raise failures[0]
+        assert epochs and epochs[0] is not None  # it had a table, and could not use it
+        delta = moved(before, hops(cluster))
+        assert delta["forwards"] > 0 and delta["reads_not_replica"] > 0, delta
+    finally:
+        cluster.close()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=30)
