@@ -37,12 +37,13 @@ holds, and on a replica that has not received the key yet the value would outliv
 
 * **Which version is the document**: the highest version id among its ``D`` keys —
   everywhere, whatever the order writes arrived in. ``get`` is one scan of the document's keys.
-* **Concurrent writes of one document** (from any nodes): each writer writes its version,
-  its postings, then deletes the versions it read (postings first, record last) and finally
-  *checks*: it scans the document's versions again; if its own is no longer the highest (or
-  was removed), it deletes its own postings and record, and it deletes any lower version it
-  finds. Of two racing writers, the later check always sees the other's version, so exactly
-  one version (the highest) and its postings remain, with no repair.
+* **Concurrent writes of one document** (from any nodes): each writer writes its version
+  (record first, then postings), then *checks*: it scans the document's versions again; if
+  its own is no longer the highest (or was removed), it deletes its own record and postings,
+  and it deletes every lower version it finds, those it replaced included (records first, then
+  postings: ``repair`` writes a version's postings only after reading its record, and reads it
+  again after). Of two racing writers, the later check always sees the other's version, so
+  exactly one version (the highest) and its postings remain, with no repair.
 * **Intents**: before writing, a writer puts its intents — ``(op, doc, version)`` for every
   document of its add, add_many or remove, and an add's (field, term) pairs, so its postings
   can be found even when its record is gone — in its key ``W writer`` and deletes them when
@@ -52,11 +53,11 @@ holds, and on a replica that has not received the key yet the value would outliv
   scans ``W`` (empty when no one is writing: one tombstone per writer id ever used) and reads
   each such document whole: it ignores its stored postings and evaluates the query on its
   highest version. So searches are exact even over a crash's leftovers.
-* **Every hit is checked**: the hits a search returns are read with one scan of their
-  document's versions each (which also gives their fields). A hit matched by a posting of a
-  version that is not its document's highest, or whose document has more than one version,
-  becomes a suspect too and the query is evaluated again, so no stale posting ever makes a
-  hit (see *Replicas that lag*).
+* **Every hit is checked**: the hits a search returns, and those its ``offset`` skips, are
+  read with one scan of their document's versions each (which also gives their fields). A hit
+  matched by a posting of a version that is not its document's highest, or whose document has
+  more than one version, becomes a suspect too and the query is evaluated again, so no stale
+  posting ever makes a hit (see *Replicas that lag*).
 
 Replicas that lag
 -----------------

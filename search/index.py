@@ -24,9 +24,9 @@ remove             read T bucket, scan versions; intents (read, put), u         
 get                scan versions                                                 1
 len                scan T, scan W                                                2
 search             scan W, scan T, one scan per (field, term) or (field,         2 + s + h
-                   prefix) of the query, one scan per hit returned (its
-                   versions: the check, and its fields); a hit that fails the
-                   check: evaluated again (no new scans of terms)
+                   prefix) of the query, one scan per hit up to offset +
+                   limit (its versions: the check, and its fields); a hit that
+                   fails the check: evaluated again (no new scans of terms)
 repair             scan W; per intent: scans of its document, its postings       4 + ...
                    rewritten or deleted (each delete a read and a del); scan D
                    (every record); scan T; per bucket that differs a read, a
@@ -208,16 +208,20 @@ _FREE_LOCK = threading.Lock()
 def _writer_id(fixed: bytes | None) -> Iterator[bytes]:
     """A writer id for one add or remove: ``fixed``, else one from a process-wide pool (so the
     ``W`` keys an index ever has are about as many as the writers ever at work at once, not
-    one per thread or per ``Index``). An id whose operation raised is not reused: its ``W`` key
-    may still hold the operation's intents (a crash, for the index), which ``repair`` finishes."""
+    one per thread or per ``Index``). An id whose operation raised goes back to the pool too
+    (else every rejected call would leave one more ``W`` key for searches to scan): its ``W``
+    key may still hold that operation's intents, which the id's next operation keeps (see
+    ``_mark``) until ``repair`` finishes them."""
     if fixed is not None:
         yield fixed
         return
     with _FREE_LOCK:
         writer = _FREE_WRITERS.pop() if _FREE_WRITERS else K.new_writer_id()
-    yield writer
-    with _FREE_LOCK:
-        _FREE_WRITERS.append(writer)
+    try:
+        yield writer
+    finally:
+        with _FREE_LOCK:
+            _FREE_WRITERS.append(writer)
 
 
 @dataclass(slots=True)
@@ -432,7 +436,10 @@ class Index:
         w.flush()
         # 4. The check, then the clean-up: a concurrent writer may have made a newer version
         #    (then ours goes) or an older one (then it goes); the versions this add replaced go
-        #    too. Postings first, then records, in one phase.
+        #    too. Records first, then postings, in one phase: a ``repair`` writes a version's
+        #    postings only while its record exists and reads the record again after, so one
+        #    that ran between this phase's posting deletes and a later record delete cannot
+        #    leave postings behind (see ``_recheck``).
         now = {p.doc: self._versions(p.doc) for p in pending}
         doomed: list[tuple[bytes, bytes, bytes | None]] = []  # (doc, version, record or None)
         for p in pending:
@@ -445,14 +452,14 @@ class Index:
                     doomed.append((p.doc, version, stored[version]))
         mine = {p.doc: p for p in pending}
         for doc, version, record in doomed:
+            if record is not None or version in now[doc]:
+                w.delete(self.keys.doc(doc, version))
+        for doc, version, record in doomed:
             if record is None:
                 for f, t in mine[doc].analyzed.postings:
                     w.delete(self.keys.posting(f, t, doc, version))
             else:
                 self._delete_version(w, doc, version, record)
-        for doc, version, record in doomed:
-            if record is not None or version in now[doc]:
-                w.delete(self.keys.doc(doc, version))
         w.flush()
         # 6. Statistics of overlapping windows are recomputed; the intents go.
         self._settle(buckets)
@@ -460,8 +467,9 @@ class Index:
 
     def remove(self, doc_id: K.DocId) -> bool:
         """Remove the document ``doc_id``; True if it was there."""
+        doc = K.encode_doc(doc_id)
         with _writer_id(self._fixed_writer) as writer:
-            return self._remove_as(writer, K.encode_doc(doc_id))
+            return self._remove_as(writer, doc)
 
     def _remove_as(self, writer: bytes, doc: bytes) -> bool:
         bucket = K.bucket_of(doc)
@@ -472,10 +480,10 @@ class Index:
         w = Writes(self.store)
         version = self._new_version(writer, old)
         left = self._mark(writer, [("r", doc, version, sorted(old), b"")])
+        for v in sorted(old):  # records first, then postings (see ``_apply_as``, step 4)
+            w.delete(self.keys.doc(doc, v))
         for v in sorted(old):
             self._delete_version(w, doc, v, old[v])
-        for v in sorted(old):
-            w.delete(self.keys.doc(doc, v))
         w.flush()
         delta = Stats()
         delta.add(Stats.of(doc_lengths(old[max(old)])), -1)
@@ -535,8 +543,9 @@ class Index:
             matched = run.eval(tree) or {}
             scored = [(run.score(doc, words), doc) for doc, words in matched.items()]
             best = heapq.nsmallest(offset + limit, scored, key=lambda s: (-s[0], _order(s[1])))
-            page = [doc for _, doc in best[offset:]]
-            if not run.verify(page, matched):
+            # Every hit up to the page's end is checked, those skipped by ``offset`` too: a
+            # stale one among them would shift the page.
+            if not run.verify([doc for _, doc in best], matched):
                 break
         hits = []
         for score, doc in best[offset:]:
@@ -576,8 +585,7 @@ class Index:
                         )
                         report.postings_written += 1
                     w.flush()
-                    # A newer version may have come meanwhile (and gone past this one's record
-                    # before its postings were written): then these go again, below.
+                    self._recheck(w, doc, version, list(a.postings))
                     now = self._versions(doc)
                 if op == "a" and version not in now:
                     # Its record is gone (a newer writer deleted it, maybe before these postings
@@ -643,19 +651,32 @@ class Index:
         also: Iterable[bytes] = (),
     ) -> None:
         """Delete every version of ``doc`` in ``versions`` but the newest (and those in
-        ``also``, a remove's): postings first, then records."""
+        ``also``, a remove's): records first, then postings."""
         top = max(versions, default=b"")
         gone = set(also)
         drop = [v for v in sorted(versions) if v < top or v in gone]
         for v in drop:
-            self._delete_version(w, doc, v, versions[v])
-        for v in drop:
             w.delete(self.keys.doc(doc, v))
             report.versions_deleted += 1
+        for v in drop:
+            self._delete_version(w, doc, v, versions[v])
         w.flush()
 
+    def _recheck(self, w: Writes, doc: bytes, version: bytes, written: list[Word]) -> None:
+        """``repair`` just wrote the postings ``written`` of ``doc``'s ``version`` (having
+        read its record): take them back if ``version`` is no longer the newest. Writers delete
+        a version's record before its postings, so a writer that deleted it after the write
+        read the postings after it too, and one that deleted it before this read is seen."""
+        if max(self._versions(doc), default=b"") != version:
+            for f, t in written:
+                w.delete(self.keys.posting(f, t, doc, version))
+            w.flush()
+
     def _sweep(
-        self, w: Writes, report: RepairReport, winners: dict[bytes, tuple[bytes, int]]
+        self,
+        w: Writes,
+        report: RepairReport,
+        winners: dict[bytes, tuple[bytes, int]],
     ) -> None:
         """Every posting of a version that is not its document's newest goes (the document
         read again first: a writer may have made a newer one since); a document that lacks
@@ -686,10 +707,7 @@ class Index:
                 w.put(self.keys.posting(f, t, doc, version), encode_posting(a.lens[f], positions))
                 report.postings_written += 1
             w.flush()
-            if max(self._versions(doc), default=b"") != version:
-                for f, t in a.postings:
-                    w.delete(self.keys.posting(f, t, doc, version))
-                w.flush()
+            self._recheck(w, doc, version, list(a.postings))
 
 
 def _holds(positions: tuple[int, ...], p: int) -> bool:

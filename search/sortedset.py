@@ -239,17 +239,20 @@ def wall_clock_us() -> int:
 
 
 class _Writer:
-    __slots__ = ("id", "last")
+    __slots__ = ("began", "id", "last")
 
     def __init__(self, writer_id: bytes) -> None:
         self.id = writer_id
         self.last = 0
+        self.began = False  # the operation under way has written its intent
 
 
 # Writer ids of this process not in use. An operation takes one and gives it back when it is
 # done, so the marks a record ever holds are about as many as the writers ever at work at once,
-# not one per thread or per SortedSet. An id whose operation raised is never reused: its
-# intent may still be pending in the root (a crash), for the next reader to finish.
+# not one per thread or per SortedSet. An id whose operation raised after writing its intent is
+# never reused: the intent may still be pending in the root (a crash), for the next reader to
+# finish. One whose operation raised before (arguments refused, a read that failed) goes back:
+# else every rejected call would add a writer to the records.
 _FREE_WRITERS: list[_Writer] = []
 _FREE_LOCK = threading.Lock()
 # Writer ids of this process inside an operation now (their intents are in flight: a reader
@@ -315,6 +318,7 @@ class SortedSet:
         with _FREE_LOCK:
             _LIVE[w.id] = _LIVE.get(w.id, 0) + 1
             _DEAD.discard(w.id)
+        w.began = False
         failed = True
         try:
             yield
@@ -325,7 +329,7 @@ class SortedSet:
                 _LIVE[w.id] -= 1
                 if not _LIVE[w.id]:
                     del _LIVE[w.id]
-                if failed:
+                if failed and w.began:
                     _DEAD.add(w.id)
                 elif self._fixed is None:
                     _FREE_WRITERS.append(w)
@@ -428,6 +432,7 @@ class SortedSet:
 
     def _begin(self, me: bytes, intent: Intent, root_change: dict[bytes, int]) -> None:
         """The first tree write: the root's part of the change together with the intent."""
+        self._me().began = True
         root, ctx = self._read_node(ROOT)
         mine = root.mark_of(me)
         own = mine.pending()

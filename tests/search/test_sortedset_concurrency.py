@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -177,7 +179,7 @@ def test_many_writers_on_two_nodes(seed: int) -> None:
 
 
 def test_threads_on_one_embedded_store(tmp_path: Path) -> None:
-    threads, ops = 6, 120
+    threads, ops = 6, 50
     with ring.open(str(tmp_path / "data")) as store:
         siblings = Counter[str]()
         lock = threading.Lock()
@@ -188,6 +190,7 @@ def test_threads_on_one_embedded_store(tmp_path: Path) -> None:
                 if len(v.values) > 1:
                     with lock:
                         siblings[key.split(b":", 3)[3][:1].decode()] += 1
+                time.sleep(0)  # let another thread run between this read and its write
                 return v
 
             def put(self, key: Any, value: Any, context: Any = None) -> None:
@@ -212,10 +215,15 @@ def test_threads_on_one_embedded_store(tmp_path: Path) -> None:
                 errors.append(exc)
 
         pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join(timeout=120)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # switch threads often: read-modify-writes must interleave
+        try:
+            for th in pool:
+                th.start()
+            for th in pool:
+                th.join(timeout=120)
+        finally:
+            sys.setswitchinterval(interval)
         assert not errors, errors[0]
         for m in HOT:
             assert zs.score(m) == sum(o.incr.get(m, 0.0) for o in outs)

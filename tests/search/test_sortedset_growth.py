@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import ring
 from search.sortedset import ROOT, SortedSet
 
@@ -89,3 +91,24 @@ def test_concurrent_increments_still_all_count() -> None:
             inc = Inc(b"writer-b", rec.set_v, hts, 5.0, 5.0, seen_digest(rec.incs, b"writer-b"))
             b._commit(b"m", view, replace(rec, incs=(inc,)), hts)
         assert a.score("m") == b.score("m") == 7.0
+
+
+def test_rejected_calls_do_not_grow_the_records() -> None:
+    """A call refused for its arguments returns its writer id to the pool: the next good call
+    writes as the same writer, so the root (read by every call) keeps its size (review 2)."""
+    with ring.open(backend="memory") as store:
+        zs = SortedSet(store, "z")
+        for i in range(10):
+            zs.add(f"m{i}", i)
+
+        def root() -> int:
+            return sum(len(v) for v in store.get_versioned(zs.keys.node(*ROOT)).values)
+
+        before = root()
+        for i in range(300):
+            with pytest.raises(ring.InvalidInput):
+                zs.add("m1", 1, nx=True, xx=True)
+            with pytest.raises(ring.InvalidInput):
+                zs.incr("m1", float("nan"))
+            zs.add(f"m{i % 10}", i)
+        assert root() <= before + 64
