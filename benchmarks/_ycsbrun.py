@@ -27,6 +27,8 @@ from _procs import Child, ChildFailed, free_port, spawn, stop_all, usage, wait_r
 from _ycsbgen import WORKLOADS, Op
 from cluster import ringd_command, start_ringd, wait_members_up
 
+from ring.storage.rocks import _options  # the baseline runs on the store's own settings
+
 ECHO_READY = re.compile(r"echo \S+ listening on (\S+)")
 REDIS_READY = re.compile(r"Ready to accept connections")
 REDIS_INDEX = b"ycsb:index"
@@ -247,26 +249,11 @@ def bench_embedded(plan: Plan, args: argparse.Namespace, work: Path) -> TargetRu
         return run_embedded_like("embedded", fns, plan, args)
 
 
-def rocks_options() -> Any:
-    """The options of ``ring.storage.rocks`` (raw mode, bloom filter, 64 MiB block cache, two
-    background threads), written out here: the baseline must not run on weaker settings."""
-    import rocksdict
-
-    opts = rocksdict.Options(raw_mode=True)
-    opts.create_if_missing(True)
-    table = rocksdict.BlockBasedOptions()
-    table.set_bloom_filter(10, False)
-    table.set_block_cache(rocksdict.Cache(64 * 1024 * 1024))
-    opts.set_block_based_table_factory(table)
-    opts.increase_parallelism(2)
-    return opts
-
-
 def bench_raw(plan: Plan, args: argparse.Namespace, work: Path) -> TargetRun:
     import rocksdict
 
     work.mkdir(parents=True, exist_ok=True)
-    db = rocksdict.Rdict(str(work / "raw"), options=rocks_options())
+    db = rocksdict.Rdict(str(work / "raw"), options=_options())
     try:
         get, put = db.get, db.put
 
