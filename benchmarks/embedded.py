@@ -7,12 +7,20 @@ read-modify-write loop (get then put: the least a versioned store must do per wr
 keys, and the ratios between them. Figures are medians of ``--rounds``; this machine is noisy, so
 compare the ratios, not the absolute numbers.
 
-Targets (issue 2): embedded get >= 0.70x raw get; embedded put >= 0.80x raw read-modify-write.
+Then bytes on disk: the same keys with random (incompressible) values written once to each,
+both compacted, the sizes of their SST files compared (``--no-disk`` skips it).
+
+Targets (issue 2, again issue 12): embedded get >= 0.70x raw get; embedded put >= 0.80x raw
+read-modify-write; embedded scan >= 0.60x raw iteration; bytes on disk per record <= 1.5x raw
+rocksdict's.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+import random
 import shutil
 import statistics
 import tempfile
@@ -114,8 +122,36 @@ RATIOS = [
     ("ring put (overwrite) / raw RMW", "ring put (overwrite)", "raw read-modify-write", 0.80),
     ("ring put (new keys) / raw RMW", "ring put (new keys)", "raw read-modify-write", None),
     ("ring put (overwrite) / raw put", "ring put (overwrite)", "raw put", None),
-    ("ring scan / raw scan", "ring scan", "raw scan", None),
+    ("ring scan / raw scan", "ring scan", "raw scan", 0.60),
 ]
+
+
+def sst_bytes(path: str) -> int:
+    return sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, "*.sst")))
+
+
+def disk(keys: list[bytes], value_bytes: int) -> tuple[int, int]:
+    """SST bytes of raw rocksdict and of ``ring.open`` holding ``keys`` with random values,
+    each written once and compacted."""
+    rng = random.Random(7)
+    values = [rng.randbytes(value_bytes) for _ in keys]
+    raw_dir = tempfile.mkdtemp(prefix="ringkv-bench-raw-")
+    ring_dir = tempfile.mkdtemp(prefix="ringkv-bench-ring-")
+    try:
+        db = rocksdict.Rdict(raw_dir, options=_options())
+        for k, v in zip(keys, values):
+            db.put(k, v)
+        db.compact_range(None, None)
+        db.close()
+        store = ring.open(ring_dir)
+        for k, v in zip(keys, values):
+            store.put(k, v)
+        store.storage._db.compact_range(None, None)  # type: ignore[attr-defined]
+        store.close()
+        return sst_bytes(raw_dir), sst_bytes(ring_dir)
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
+        shutil.rmtree(ring_dir, ignore_errors=True)
 
 
 def main() -> None:
@@ -123,6 +159,7 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--value-bytes", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-disk", action="store_true", help="skip the bytes-on-disk comparison")
     args = ap.parse_args()
     keys = [b"key:%012d" % i for i in range(args.keys)]
     value = b"v" * args.value_bytes
@@ -138,6 +175,16 @@ def main() -> None:
         met = "met" if target is not None and ratio >= target else "NOT met"
         verdict = "" if target is None else f">= {target:.2f} {met}"
         print(f"{label:<48}{ratio:>8.2f}  {verdict}")
+    if not args.no_disk:
+        raw, mine = disk(keys, args.value_bytes)
+        n = len(keys)
+        ratio = mine / raw
+        met = "met" if ratio <= 1.5 else "NOT met"
+        print(
+            f"\nbytes on disk after compaction, random {args.value_bytes} B values: raw"
+            f" {raw / n:.1f} B/record, ring {mine / n:.1f} B/record: {ratio:.2f}x raw"
+            f"  (target <= 1.50 {met})"
+        )
 
 
 if __name__ == "__main__":
