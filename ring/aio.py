@@ -468,6 +468,14 @@ class AsyncClient:
         call = ops.get_many_call(keys, r)
         return call.finish(await self._many(call))  # type: ignore[no-any-return]
 
+    async def get_versioned_many(
+        self, keys: Iterable[Any], r: int | None = None
+    ) -> list[Versioned]:
+        """``ring.Client.get_versioned_many``: ``get_versioned`` of each key, in order, up to
+        128 reads in flight; failed keys reported together in ``ring.MultiKeyError``."""
+        call = ops.get_versioned_many_call(keys, r)
+        return call.finish(await self._many(call))  # type: ignore[no-any-return]
+
     async def put_many(
         self, items: Iterable[tuple[Any, Any]] | Mapping[Any, Any], w: int | None = None
     ) -> None:

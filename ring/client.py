@@ -498,6 +498,12 @@ class Client:
         call = ops.get_many_call(keys, r)
         return call.finish(self._many(call))  # type: ignore[no-any-return]
 
+    def get_versioned_many(self, keys: Iterable[Any], r: int | None = None) -> list[Versioned]:
+        """``get_versioned`` of each of ``keys``, in the order given, pipelined and reported
+        as :meth:`get_many` (``.values`` of a ``MultiKeyError`` holds the ``Versioned`` read)."""
+        call = ops.get_versioned_many_call(keys, r)
+        return call.finish(self._many(call))  # type: ignore[no-any-return]
+
     def put_many(
         self, items: Iterable[tuple[Any, Any]] | Mapping[Any, Any], w: int | None = None
     ) -> None:

@@ -238,6 +238,24 @@ class Store:
                 )
         return multikey.finish_get(keys, unique, outcomes)
 
+    def get_versioned_many(self, keys: Iterable[Any]) -> list[Versioned]:
+        """``get_versioned`` of each of ``keys``, in the order given, read in one multi-get;
+        checks and errors as :meth:`get_many`."""
+        keys = multikey.check_keys(keys, "get_versioned_many", self.max_key_bytes)
+        unique = multikey.distinct(keys)
+        outcomes: list[Any] = self._get_many([DATA + k for k in unique])
+        for i, raw in enumerate(outcomes):
+            if raw is None:
+                outcomes[i] = Versioned((), b"", None)
+                continue
+            try:
+                outcomes[i] = Versioned(*rec.versioned_parts(raw))
+            except Exception as exc:
+                outcomes[i] = CorruptData(
+                    f"stored record for {unique[i]!r} cannot be decoded: {exc}"
+                )
+        return multikey.finish_get(keys, unique, outcomes, "get_versioned_many")
+
     def put_many(self, items: Iterable[tuple[Any, Any]] | Mapping[Any, Any]) -> None:
         """Store many ``(key, value)`` pairs (or a mapping) atomically, in one write batch: all
         of them or, if anything fails, none. Each overwrites what the store holds, as ``put``

@@ -88,16 +88,19 @@ def failures(keys: list[bytes], outcomes: list[Any]) -> dict[bytes, Exception]:
     return {k: o for k, o in zip(keys, outcomes) if isinstance(o, Exception)}
 
 
-def finish_get(keys: list[bytes], unique: list[bytes], outcomes: list[Any]) -> list[bytes | None]:
-    """``get_many``'s answer: a value per key of ``keys`` (``outcomes`` holds one per key of
-    ``unique``: a value, None, or the key's exception). Raises MultiKeyError if any failed."""
+def finish_get(
+    keys: list[bytes], unique: list[bytes], outcomes: list[Any], op: str = "get_many"
+) -> list[Any]:
+    """``get_many``'s (or ``get_versioned_many``'s) answer: one per key of ``keys``
+    (``outcomes`` holds one per key of ``unique``: a value, None, or the key's exception).
+    Raises MultiKeyError if any failed."""
     errors = failures(unique, outcomes)
     if not errors and len(unique) == len(keys):
         return outcomes
     found = dict(zip(unique, outcomes))
     values = [None if k in errors else found[k] for k in keys]
     if errors:
-        raise MultiKeyError("get_many", errors, len(unique), values)
+        raise MultiKeyError(op, errors, len(unique), values)
     return values
 
 

@@ -83,6 +83,14 @@ class ManyCall:
     sizes: list[int]
 
     def finish(self, outcomes: list[Any]) -> Any:
+        if self.op == "getv":
+            for i, result in enumerate(outcomes):
+                if not isinstance(result, Exception):
+                    try:
+                        outcomes[i] = versioned_of(result)
+                    except ProtocolError as exc:
+                        outcomes[i] = exc
+            return multikey.finish_get(self.keys, self.unique, outcomes, self.name)
         if self.op != "get":
             multikey.finish_write(self.name, self.unique, outcomes)
             return None
@@ -100,6 +108,14 @@ def get_many_call(keys: Iterable[Any], r: int | None) -> ManyCall:
     unique = multikey.distinct(given)
     args = [{"key": k, **extra} for k in unique]
     return ManyCall("get_many", "get", given, unique, args, [len(k) for k in unique])
+
+
+def get_versioned_many_call(keys: Iterable[Any], r: int | None) -> ManyCall:
+    extra = {} if _quorum("r", r) is None else {"r": r}
+    given = multikey.check_keys(keys, "get_versioned_many", MAX_KEY_BYTES)
+    unique = multikey.distinct(given)
+    args = [{"key": k, **extra} for k in unique]
+    return ManyCall("get_versioned_many", "getv", given, unique, args, [len(k) for k in unique])
 
 
 def put_many_call(items: Iterable[Any] | Mapping[Any, Any], w: int | None) -> ManyCall:

@@ -187,3 +187,43 @@ async def test_async_client_fails_over_when_its_node_dies(tmp_path: Path) -> Non
             await db.close()
     finally:
         c.close()
+
+
+def test_get_versioned_many_gives_siblings_and_contexts_in_order(cluster: Cluster) -> None:
+    keys = _keys("gv", WINDOW + 10)
+    with cluster.client("a") as db:
+        db.put_many([(k, f"v-{k}") for k in keys], w=3)
+        # Two writes that did not see each other: siblings, whose context a put can supersede.
+        base = db.get_versioned(keys[3], r=3)
+        db.put(keys[3], "left", context=base.context, w=3)
+        db.put(keys[3], "right", context=base.context, w=3)
+        got = db.get_versioned_many([keys[3], "gv:missing", *keys], r=3)
+        assert len(got) == len(keys) + 2
+        assert sorted(got[0].values) == [b"left", b"right"] and got[2 + 3] == got[0]
+        assert got[1].values == () and got[1].value is None
+        assert [v.values for v in got[2:4]] == [(f"v-{k}".encode(),) for k in keys[:2]]
+        db.put(keys[3], "merged", context=got[0].context, w=3)
+        assert db.get_versioned(keys[3], r=3).values == (b"merged",)
+
+
+async def test_async_get_versioned_many(cluster: Cluster) -> None:
+    keys = _keys("agv", 20)
+    async with await ring.aio.connect(cluster.addresses["b"]) as db:
+        await db.put_many([(k, k) for k in keys], w=3)
+        got = await db.get_versioned_many([*keys, "agv:none"], r=3)
+        assert [v.value for v in got] == [k.encode() for k in keys] + [None]
+        with pytest.raises(ring.InvalidInput):
+            await db.get_versioned_many(["ok", 5])
+
+
+def test_get_versioned_many_names_keys_that_missed_their_quorum(wounded: Cluster) -> None:
+    with wounded.client("a") as db:
+        db.put_many([("gq:1", "x"), ("gq:2", "y")], w=2)
+        assert [v.values for v in db.get_versioned_many(["gq:1", "gq:2"], r=2)] == [
+            (b"x",),
+            (b"y",),
+        ]
+        with pytest.raises(ring.MultiKeyError) as err:
+            db.get_versioned_many(["gq:1", "gq:2"], r=3)
+        assert list(err.value.errors) == [b"gq:1", b"gq:2"]
+        assert "get_versioned_many" in str(err.value)

@@ -208,3 +208,31 @@ def test_outcomes_become_values_in_order_or_one_error_naming_every_failed_key() 
     text = str(err.value)
     assert text.startswith("put_many: 19 of 20 keys failed") and "and 14 more" in text
     assert writes.finish([None] * 20) is None
+
+
+def test_get_versioned_many_answers_in_order_with_siblings_and_contexts(store: ring.Store) -> None:
+    store.put_many([("a", "1"), ("b", "2")])
+    base = store.get_versioned("a")
+    store.put("a", "left", context=base.context)
+    store.put("a", "right", context=base.context)
+    got = store.get_versioned_many(["a", "missing", "b", "a"])
+    assert sorted(got[0].values) == [b"left", b"right"] and got[3] == got[0]
+    assert (got[1].values, got[1].value) == ((), None)
+    assert got[2] == store.get_versioned("b")
+    store.put("a", "one", context=got[0].context)
+    assert store.get_versioned("a").values == (b"one",)
+    assert store.get_versioned_many([]) == []
+    with pytest.raises(ring.InvalidInput):
+        store.get_versioned_many(["a", 5])
+    with pytest.raises(ring.InvalidInput):
+        store.get_versioned_many("ab")  # a str is one key, not a list of keys
+
+
+def test_get_versioned_many_fails_a_record_that_does_not_decode_alone(store: ring.Store) -> None:
+    store.put_many([("good", "1"), ("bad", "2")])
+    store.storage.put(DATA + b"bad", b"\x07garbage")
+    with pytest.raises(ring.MultiKeyError) as err:
+        store.get_versioned_many(["good", "bad"])
+    assert list(err.value.errors) == [b"bad"]
+    assert isinstance(err.value.errors[b"bad"], ring.CorruptData)
+    assert err.value.values is not None and err.value.values[0].values == (b"1",)
