@@ -2,11 +2,14 @@
 
 Store operations per call (``tests/search/test_index_cost.py`` counts them), for a document
 with ``u`` distinct (field, term) pairs replacing one with ``u'``, in a bucket whose statistics
-key has one value. Every delete is preceded by a ``get_versioned`` of its key, so that it
-carries the causal context of what it deletes (see ``Writes``): one extra read per deleted key,
-a call of its own each (no store reads many keys in one call yet); a key that read finds
-already gone is not deleted. The statistics key ``T bucket`` and the intents key ``W writer``
-are rewritten in place, each put with the context of a ``get_versioned``.
+key has one value, on a store without ``get_versioned_many``, ``put_many`` or ``batch`` (a
+call each). Every delete is preceded by a ``get_versioned`` of its key, so that it carries the
+causal context of what it deletes (see ``Writes``): one extra read per deleted key; a key that
+read finds already gone is not deleted. The statistics key ``T bucket`` and the intents key
+``W writer`` are rewritten in place, each put with the context of a ``get_versioned``. On
+``ring.connect`` and ``ring.aio`` the reads before a phase's deletes are one
+``get_versioned_many`` and its puts without a context (records, postings) one ``put_many``
+(both pipelined); on the embedded store each phase is one ``batch``.
 
 =================  ============================================================  ============
 operation          reads; writes (in order)                                      total
@@ -149,8 +152,9 @@ class Writes:
     the store has ``batch``).
 
     Every delete carries the causal context of what it deletes: ``flush`` first reads each key
-    to delete with ``get_versioned`` (one read per key: no store reads many keys in one call)
-    and deletes it with that context, or skips it when the read finds it gone. A delete without
+    to delete with ``get_versioned`` (all in one ``get_versioned_many`` where the store has it:
+    one call, pipelined on a cluster) and deletes it with that context, or skips it when the
+    read finds it gone. A delete without
     a context would supersede only what its coordinator's own replica holds: on a cluster, a
     replica that has not received the key yet (a node back from a restart while its hints wait)
     would write a tombstone concurrent with the value, and the value would win for good. Puts
@@ -170,16 +174,29 @@ class Writes:
     def delete(self, key: bytes) -> None:
         self.ops.append((key, None, None))
 
+    def barrier(self) -> None:
+        """The writes queued so far land before those queued after: nothing to do where the
+        store has ``batch`` (the phase is one batch, applied in order), else a ``flush`` (a
+        ``put_many`` keeps no order among its pairs)."""
+        if getattr(self.store, "batch", None) is None:
+            self.flush()
+
     def flush(self) -> None:
         ops, self.ops = self.ops, []
         todo: list[tuple[bytes, bytes | None, bytes | None]] = []  # (key, value or None, context)
-        read: set[bytes] = set()
+        doomed = list(dict.fromkeys(k for k, v, _ in ops if v is None))
+        many: Callable[[list[bytes]], list[Versioned]] | None = getattr(
+            self.store, "get_versioned_many", None
+        )
+        if many is not None and len(doomed) > 1:  # one call (pipelined on a cluster)
+            seen_of = dict(zip(doomed, many(doomed)))
+        else:
+            seen_of = {k: self.store.get_versioned(k) for k in doomed}
         for k, v, c in ops:
             if v is not None:
                 todo.append((k, v, c))
-            elif k not in read:
-                read.add(k)
-                seen = self.store.get_versioned(k)
+            elif k in seen_of:
+                seen = seen_of.pop(k)
                 if seen.values:  # else already deleted (or never written): nothing to do
                     todo.append((k, None, seen.context))
         if not todo:
@@ -193,11 +210,33 @@ class Writes:
                     else:
                         b.put(k, v, context=ctx)
             return
+        put_many: Callable[[list[tuple[bytes, bytes]]], None] | None = getattr(
+            self.store, "put_many", None
+        )
+        run: list[tuple[bytes, bytes]] = []  # puts without a context, sent together
         for k, v, ctx in todo:
+            if v is not None and ctx is None and put_many is not None:
+                run.append((k, v))
+                continue
+            self._puts(run, put_many)
             if v is None:
                 self.store.delete(k, context=ctx)
             else:
                 self.store.put(k, v, context=ctx)
+        self._puts(run, put_many)
+
+    def _puts(
+        self,
+        run: list[tuple[bytes, bytes]],
+        put_many: Callable[[list[tuple[bytes, bytes]]], None] | None,
+    ) -> None:
+        """Send a run of puts without a context: one ``put_many`` (pipelined on a cluster; in
+        no particular order, so a phase whose puts must land in order flushes in between)."""
+        if len(run) > 1 and put_many is not None:
+            put_many(run)
+        elif run:
+            self.store.put(run[0][0], run[0][1])
+        run.clear()
 
 
 _FREE_WRITERS: list[bytes] = []  # writer ids of this process not in use
@@ -416,9 +455,11 @@ class Index:
         left = self._mark(
             writer, [("a", p.doc, p.version, [], _words(p.analyzed.postings)) for p in pending]
         )
-        # 2. The new versions: record first, then postings (a posting's record always exists).
+        # 2. The new versions: records first, then postings (a posting's record always exists).
         for p in pending:
             w.put(self.keys.doc(p.doc, p.version), encode_doc_record(p.analyzed.lens, p.fields))
+        w.barrier()
+        for p in pending:
             for (f, t), positions in p.analyzed.postings.items():
                 w.put(
                     self.keys.posting(f, t, p.doc, p.version),
