@@ -130,3 +130,32 @@ def test_what_a_search_scans_does_not_grow_with_writes(store: ring.Store) -> Non
     assert len(intents) <= 2  # one writer id at a time here (an id per operation at work)
     assert list(store.scan(prefix=ix.keys.intents)) == []
     assert len(ix) == 39  # every round adds all 40 again, then removes one
+
+
+class CountingMulti(Counting):
+    """A store with the multi-key calls of the cluster clients and no ``batch``."""
+
+    def get_versioned_many(self, keys: Any) -> Any:
+        self.calls["read"] += 1
+        return self.store.get_versioned_many(keys)
+
+    def put_many(self, items: Any) -> None:
+        self.calls["write"] += 1
+        self.store.put_many(items)
+
+
+def test_round_trips_with_multi_key_calls(store: ring.Store) -> None:
+    """As on ``ring.connect``: a phase's reads before deletes are one call and its puts
+    without a context one more, so an add does not make a call per posting."""
+    proxy = CountingMulti(store, batched=False)
+    ix = Index(proxy, "ix")
+    ix.add("seed", "x")  # the bucket statistics of "a" may need a first recompute: not counted
+    neighbour = same_bucket_as("a")
+    ix.add(neighbour, "first")
+    proxy.take()
+    first = "alpha beta gamma delta epsilon zeta eta theta"
+    ix.add("a", first)
+    assert sum(proxy.take().values()) == 11  # a new document, whatever its u
+    ix.add("a", "iota kappa")
+    u_old = pairs(ix, first)
+    assert sum(proxy.take().values()) == u_old + 13  # the old postings' deletes: one each
