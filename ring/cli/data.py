@@ -128,7 +128,7 @@ def scan(args: argparse.Namespace, out: Output) -> None:
             limit=args.limit,
         )
         for key, value in items:
-            if out.json:
+            if out.json:  # per item: build only the form asked for
                 out.emit({"key": json_bytes(key), "value": json_bytes(value)})
             else:
                 out.line(f"{escape_text(key)}\t{escape_text(value)}")

@@ -61,10 +61,7 @@ def add(args: argparse.Namespace, out: Output) -> None:
     with open_target(args) as store:
         feeds = Feeds(store)
         entry_id = (feeds.append if args.append else feeds.add)(args.feed, data)
-    if out.json:
-        out.emit({"feed": json_bytes(args.feed), "id": entry_id})
-    else:
-        out.line(entry_id)
+    out.answer({"feed": json_bytes(args.feed), "id": entry_id}, entry_id)
 
 
 # --- ls ------------------------------------------------------------------------------------------
@@ -89,7 +86,7 @@ def _ls_args(parser: argparse.ArgumentParser) -> None:
 def ls(args: argparse.Namespace, out: Output) -> None:
     with open_target(args, create=False) as store:
         for entry in Feeds(store).entries(args.feed, args.start, args.reverse, args.limit):
-            if out.json:
+            if out.json:  # per item: build only the form asked for
                 out.emit({"id": entry.id, "data": json_bytes(entry.data)})
             else:
                 out.line(f"{entry.id}\t{escape_text(entry.data)}")
@@ -127,10 +124,7 @@ def rm(args: argparse.Namespace, out: Output) -> None:
 def count(args: argparse.Namespace, out: Output) -> None:
     with open_target(args, create=False) as store:
         n = Feeds(store).count(args.feed)
-    if out.json:
-        out.emit({"feed": json_bytes(args.feed), "count": n})
-    else:
-        out.line(str(n))
+    out.answer({"feed": json_bytes(args.feed), "count": n}, str(n))
 
 
 # --- repair --------------------------------------------------------------------------------------

@@ -109,6 +109,13 @@ class Output:
         else:
             self.stdout.write(text.encode("utf-8") + b"\n")
 
+    def answer(self, obj: object, text: str) -> None:
+        """A command's answer: ``obj`` as one JSON line with ``-o json``, else ``text``."""
+        if self.json:
+            self.emit(obj)
+        else:
+            self.line(text)
+
     def raw(self, data: bytes) -> None:
         self.stdout.write(data)
 

@@ -225,10 +225,9 @@ def index_repair(args: argparse.Namespace, out: Output) -> None:
         "postings_deleted": report.postings_deleted,
         "versions_deleted": report.versions_deleted,
     }
-    if out.json:
-        out.emit({"index": json_bytes(args.index), **fields})
-    else:
-        out.line(" ".join(f"{k}={v}" for k, v in fields.items()))
+    out.answer(
+        {"index": json_bytes(args.index), **fields}, " ".join(f"{k}={v}" for k, v in fields.items())
+    )
 
 
 # --- search --------------------------------------------------------------------------------------
@@ -332,10 +331,7 @@ def zadd(args: argparse.Namespace, out: Output) -> None:
     with open_target(args) as store:
         zs = SortedSet(store, args.name)
         added = sum(bool(zs.add(member, score, **options)) for score, member in pairs)
-    if out.json:
-        out.emit({"name": json_bytes(args.name), "added": added})
-    else:
-        out.line(str(added))
+    out.answer({"name": json_bytes(args.name), "added": added}, str(added))
 
 
 def _zrange_args(parser: argparse.ArgumentParser) -> None:
@@ -399,10 +395,9 @@ def zrank(args: argparse.Namespace, out: Output) -> None:
         rank = SortedSet(store, args.name).rank(args.member)
     if rank is None:
         raise _missing(args)
-    if out.json:
-        out.emit({"name": json_bytes(args.name), "member": json_bytes(args.member), "rank": rank})
-    else:
-        out.line(str(rank))
+    out.answer(
+        {"name": json_bytes(args.name), "member": json_bytes(args.member), "rank": rank}, str(rank)
+    )
 
 
 @command(
@@ -447,7 +442,4 @@ def zrem(args: argparse.Namespace, out: Output) -> None:
     with open_target(args, create=False) as store:
         zs = SortedSet(store, args.name)
         removed = sum(bool(zs.remove(member)) for member in args.words)
-    if out.json:
-        out.emit({"name": json_bytes(args.name), "removed": removed})
-    else:
-        out.line(str(removed))
+    out.answer({"name": json_bytes(args.name), "removed": removed}, str(removed))
