@@ -49,6 +49,7 @@ import pytest
 import ring
 from search import Index, SortedSet
 from search import keys as K
+from tests.feeds.test_cluster import SiblingCounter
 from tests.integration.harness import Cluster, wait_until
 from tests.search.test_index import Doc, Model, assert_clean, assert_same
 
@@ -312,28 +313,6 @@ ZROUNDS = int(os.environ.get("RINGKV_SEARCH_ROUNDS", "20"))
 SEED = int(os.environ.get("RINGKV_SEARCH_SEED", "11"))
 HOT = [b"hot0", b"hot1", b"hot2"]
 CONTESTED = [b"c0", b"c1", b"c2"]
-
-
-class SiblingCounter:
-    """A client that counts the reads that found siblings."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.sibling_reads = 0
-
-    def get_versioned(self, key: Any) -> Any:
-        v = self.client.get_versioned(key)
-        self.sibling_reads += len(v.values) > 1
-        return v
-
-    def put(self, key: Any, value: Any, context: Any = None) -> None:
-        self.client.put(key, value, context=context)
-
-    def delete(self, key: Any, context: Any = None) -> None:
-        self.client.delete(key, context=context)
-
-    def scan(self, *args: Any, **kwargs: Any) -> Any:
-        return self.client.scan(*args, **kwargs)
 
 
 class ZPlan:
