@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 from ring import multikey
@@ -61,6 +62,21 @@ def decode_context(context: Any) -> dict[str, int] | None:
         return rec.decode_context(context)
     except ValueError as exc:
         raise InvalidInput(f"context is not one ringkv produced: {exc}") from None
+
+
+def _resolved(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    """``(key, resolved value)`` of stored ``(storage key, record)`` pairs, tombstones skipped:
+    ``rec.decode_resolved`` inlined for a record with a short head, the usual case."""
+    for skey, raw in items:
+        try:
+            if raw[0] == 1 and (n := raw[1]) != 255 and len(raw) >= n + 2:
+                value: bytes | None = raw[n + 2 :]
+            else:
+                value = rec.decode_resolved(raw)
+        except Exception as exc:
+            raise CorruptData(f"stored record for {skey[1:]!r} cannot be decoded: {exc}") from None
+        if value is not None:
+            yield skey[1:], value
 
 
 def _closed(*_: object) -> Any:
@@ -350,7 +366,8 @@ class Store:
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` pairs in key order; deleted keys are skipped. A stored record that
-        cannot be decoded raises :class:`ring.CorruptData` naming its key."""
+        cannot be decoded raises :class:`ring.CorruptData` naming its key. Bad arguments raise at
+        the call; the pairs are read as they are iterated."""
         if limit is not None and limit < 0:
             raise InvalidInput("limit must be zero or more")
         items = self.storage.scan(
@@ -359,20 +376,8 @@ class Store:
             None if stop is None else DATA + self._key(stop),
             reverse,
         )
-        n = 0
-        for skey, raw in items:
-            if limit is not None and n >= limit:
-                return
-            try:
-                value = rec.decode_resolved(raw)
-            except Exception as exc:
-                raise CorruptData(
-                    f"stored record for {skey[1:]!r} cannot be decoded: {exc}"
-                ) from None
-            if value is None:
-                continue
-            n += 1
-            yield skey[1:], value
+        values = _resolved(items)
+        return values if limit is None else islice(values, limit)
 
     def scan_records(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Every stored record, tombstones included, encoded: what ``save`` dumps."""

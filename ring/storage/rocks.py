@@ -143,35 +143,29 @@ class RocksStorage:
         lower, upper = scan_bounds(prefix, start, stop)
         if limit is not None and limit <= 0:
             return
-        it = self._db.iter()
-        if reverse:
-            if upper is None:
-                it.seek_to_last()
-            else:
-                it.seek_for_prev(upper)
-                if it.valid() and it.key() >= upper:
-                    it.prev()
-        elif lower is None:
-            it.seek_to_first()
-        else:
-            it.seek(lower)
+        # ``items`` steps the iterator in Rust: one Python call per pair instead of four
+        # (valid, key, value, next), about 1.5x the rate. Its ``from_key`` seeks forwards
+        # (the first key >= it) or backwards (the last key <= it).
+        seek = upper if reverse else lower
+        items = cast(
+            Iterator[tuple[bytes, bytes]],  # raw mode: keys and values are bytes
+            self._db.items(backwards=reverse)
+            if seek is None
+            else self._db.items(backwards=reverse, from_key=seek),
+        )
         n = 0
-        while it.valid():
-            key = it.key()
+        for key, value in items:
             if reverse:
+                if upper is not None and key >= upper:
+                    continue  # the seek lands on ``upper`` itself when it is stored
                 if lower is not None and key < lower:
                     break
             elif upper is not None and key >= upper:
                 break
-            yield key, it.value()
+            yield key, value
             n += 1
             if limit is not None and n >= limit:
                 break
-            if reverse:
-                it.prev()
-            else:
-                it.next()
-        del it
 
     def flush(self) -> None:
         self._check()
