@@ -16,8 +16,10 @@ N=3 R=2 W=2 and stops by PID at the end), it measures:
 
 Figures are medians of ``--rounds``. The machine may be shared and noisy: compare the ratios.
 
-Targets (issue 5): an add or remove costs a small constant number of store operations (<= 5);
-walking reaches >= 0.8x the store's own get rate.
+Targets: an add or remove costs a small constant number of store operations (<= 5, issue 5);
+walking reaches >= 0.5x the store's own get rate (issue 12; issue 5 asked 0.8x). On the embedded
+store a walk reads entries ahead through ``scan_versioned``; the operation counts are made
+through a proxy without it, as on a cluster (one ``get_versioned`` per entry).
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 RATIOS = [
     ("add / put", "add", "put", None),
     ("remove / put", "remove", "put", None),
-    ("walk / get", "walk", "get", 0.8),
+    ("walk / get", "walk", "get", 0.5),
     ("walk / get_versioned", "walk", "get_versioned", None),
     ("walk (pages) / get", "walk (pages)", "get", None),
 ]

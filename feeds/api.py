@@ -270,7 +270,9 @@ class Feeds:
     ) -> Iterator[Entry]:
         if limit == 0:
             return
-        walk = Walk(io, io.read_header(), forward, repair=self.repair_on_walk)
+        header = io.read_header()
+        io.read_ahead(forward, limit)
+        walk = Walk(io, header, forward, repair=self.repair_on_walk)
         for node in walk.walk(start, limit):
             yield Entry(ids.to_text(node.id), node.rec.data or b"")
         walk.finish()

@@ -21,14 +21,18 @@ from feeds.records import (
     EMPTY_HEADER,
     EntryRecord,
     HeaderRecord,
+    decode_entry,
     encode_entry,
     encode_header,
     merge_entry,
     merge_header,
 )
-from ring.common import KVStore
+from ring.common import KVStore, Versioned
 
 _GONE = EntryRecord(None, (), (), removed=1)
+_UNKNOWN = Versioned((), b"", None)
+READ_AHEAD_MIN = 16
+READ_AHEAD_MAX = 512
 
 
 @dataclass(slots=True)
@@ -60,14 +64,63 @@ class FeedIO:
         self.store = store
         self.keys = keys
         self.log_limit = log_limit
+        # Read-ahead (``read_ahead``): entries read by one versioned scan, not yet asked for.
+        self._scan = getattr(store, "scan_versioned", None)
+        self._forward: bool | None = None
+        self._ahead: dict[bytes, Versioned] = {}
+        self._ahead_n = READ_AHEAD_MIN
+
+    def read_ahead(self, forward: bool, limit: int | None = None) -> None:
+        """Read entries ahead in walk order from here on, where the store can scan with
+        versions (the embedded store): an entry asked for that was not read ahead starts a scan
+        from it of the next 16 entries, doubling up to 512 while the walk uses up each run it
+        read. Each entry is then what the store held at that scan, which is what a
+        lookup at that moment would have returned: a walk's reads were never one snapshot.
+        The walk's own writes drop what they change. ``limit``: the walk
+        reads about that many entries."""
+        if self._scan is not None:
+            self._forward = forward
+            self._ahead_n = READ_AHEAD_MIN if limit is None else max(1, min(READ_AHEAD_MIN, limit))
+
+    def _read_ahead(self, entry_id: bytes) -> Versioned:
+        assert self._scan is not None
+        ahead, prefix = self._ahead, self.keys.entries
+        if ahead:  # the walk left the run it was reading: start small again
+            self._ahead_n = READ_AHEAD_MIN
+            ahead.clear()
+        if self._forward:
+            pairs = self._scan(
+                prefix=prefix, start=prefix + entry_id, limit=self._ahead_n, tombstones=True
+            )
+        else:
+            pairs = self._scan(
+                prefix=prefix,
+                stop=prefix + entry_id + b"\x00",
+                reverse=True,
+                limit=self._ahead_n,
+                tombstones=True,
+            )
+        n = len(prefix)
+        for key, v in pairs:
+            ahead[key[n:]] = v
+        got = ahead.pop(entry_id, _UNKNOWN)
+        self._ahead_n = min(READ_AHEAD_MAX, self._ahead_n * 2)
+        return got
 
     def read_entry(self, entry_id: bytes) -> Node | None:
         """The entry's record; a removed-looking node for a tombstone; ``None`` if the store
         knows nothing of the key."""
-        v = self.store.get_versioned(self.keys.entries + entry_id)
-        if not v.values:
+        if self._forward is None:
+            v = self.store.get_versioned(self.keys.entries + entry_id)
+        else:
+            got = self._ahead.pop(entry_id, None)
+            v = self._read_ahead(entry_id) if got is None else got
+        values = v.values
+        if len(values) == 1:
+            return Node(entry_id, decode_entry(values[0]), v.context, 1)
+        if not values:
             return Node(entry_id, _GONE, v.context, 0) if v.context else None
-        return Node(entry_id, merge_entry(v.values), v.context, len(v.values))
+        return Node(entry_id, merge_entry(values), v.context, len(values))
 
     def read_header(self) -> HeaderView:
         v = self.store.get_versioned(self.keys.header)
@@ -77,15 +130,18 @@ class FeedIO:
 
     def new_entry(self, entry_id: bytes, rec: EntryRecord) -> None:
         # A fresh id names a key nobody has written: a put without context is exact here.
+        self._ahead.pop(entry_id, None)
         self.store.put(self.keys.entries + entry_id, encode_entry(rec))
 
     def write_entry(self, node: Node, rec: EntryRecord) -> None:
+        self._ahead.pop(node.id, None)
         self.store.put(self.keys.entries + node.id, encode_entry(rec), context=node.context)
 
     def write_header(self, view: HeaderView, rec: HeaderRecord) -> None:
         self.store.put(self.keys.header, encode_header(rec), context=view.context)
 
     def delete_entry(self, node: Node) -> None:
+        self._ahead.pop(node.id, None)
         self.store.delete(self.keys.entries + node.id, context=node.context)
 
     def scan_ids(self, after: bytes | None, forward: bool) -> Iterator[bytes]:

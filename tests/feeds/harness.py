@@ -131,12 +131,29 @@ class SimCluster:
 
 
 class NodeStore:
-    """The public KV API through one node; ``before`` runs before every call (the stepper)."""
+    """The public KV API through one node; ``before`` runs before every call (the stepper).
+    With ``read_ahead`` it also offers ``scan_versioned``, as the embedded store does, so feed
+    walks read entries ahead through it."""
 
-    def __init__(self, node: Any, before: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, node: Any, before: Callable[[], None] | None = None, read_ahead: bool = False
+    ) -> None:
         self.node = node
         self.before = before or (lambda: None)
         self.max_siblings = 0
+        if read_ahead:
+            self.scan_versioned = self._scan_versioned
+
+    def _scan_versioned(self, *args: Any, **kwargs: Any) -> Iterator[tuple[bytes, Any]]:
+        self.before()
+        pairs = list(self.node.scan_versioned(*args, **kwargs))  # within this thread's turn
+        for key, v in pairs:
+            self.seen(key, v)
+        return iter(pairs)
+
+    def seen(self, key: bytes, v: Any) -> None:
+        """A read of ``key`` returned ``v``."""
+        self.max_siblings = max(self.max_siblings, len(v.values))
 
     def get(self, key: Any) -> Any:
         self.before()
@@ -145,7 +162,7 @@ class NodeStore:
     def get_versioned(self, key: Any) -> Any:
         self.before()
         v = self.node.get_versioned(key)
-        self.max_siblings = max(self.max_siblings, len(v.values))
+        self.seen(key, v)
         return v
 
     def put(self, key: Any, value: Any, context: Any = None) -> None:

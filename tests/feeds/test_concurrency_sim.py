@@ -44,18 +44,17 @@ class Outcome:
 class SiblingWatch(NodeStore):
     """A node store that remembers the most siblings seen in headers and in entries."""
 
-    def __init__(self, node: object, before: object) -> None:
-        super().__init__(node, before)  # type: ignore[arg-type]
+    def __init__(self, node: object, before: object, read_ahead: bool) -> None:
+        super().__init__(node, before, read_ahead)  # type: ignore[arg-type]
         self.header_max = self.entry_max = 0
 
-    def get_versioned(self, key: object) -> object:
-        v = super().get_versioned(key)
+    def seen(self, key: bytes, v: object) -> None:
+        super().seen(key, v)
         n = len(v.values)  # type: ignore[attr-defined]
-        if key.endswith(b":h"):  # type: ignore[attr-defined]
+        if key.endswith(b":h"):
             self.header_max = max(self.header_max, n)
         else:
             self.entry_max = max(self.entry_max, n)
-        return v
 
 
 def run_scenario(
@@ -73,7 +72,8 @@ def run_scenario(
         cluster.gossip(rng, rng.choice((0, 0, 0, 1, 2, 5)))
 
     def writer(w: int) -> None:
-        store = SiblingWatch(cluster.nodes[w % nodes], stepper.hook)
+        # Odd seeds: walks read entries ahead (``scan_versioned``), as on the embedded store.
+        store = SiblingWatch(cluster.nodes[w % nodes], stepper.hook, read_ahead=seed % 2 == 1)
         feeds = Feeds(
             store,
             writer=bytes([w + 1]) * 4,

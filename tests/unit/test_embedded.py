@@ -162,6 +162,38 @@ def test_scan_returns_the_resolved_value_of_siblings(store: ring.Store) -> None:
     assert list(store.scan()) == [(b"k", store.get(b"k"))]
 
 
+def test_scan_versioned_returns_what_get_versioned_does(store: ring.Store) -> None:
+    for k in [b"a", b"b1", b"b2", b"b3", b"c"]:
+        store.put(k, b"v" + k)
+    seen = store.get_versioned(b"b1")
+    store.put(b"b1", b"x", context=seen.context)
+    store.put(b"b1", b"y", context=seen.context)  # siblings
+    store.delete(b"b2")  # a tombstone
+    keys = [b"a", b"b1", b"b2", b"b3", b"c"]
+    live = [k for k in keys if k != b"b2"]
+    assert list(store.scan_versioned()) == [(k, store.get_versioned(k)) for k in live]
+    everything = list(store.scan_versioned(tombstones=True))
+    assert everything == [(k, store.get_versioned(k)) for k in keys]
+    tomb = dict(everything)[b"b2"]
+    assert tomb.values == () and tomb.context and tomb.value is None
+    assert sorted(dict(everything)[b"b1"].values) == [b"x", b"y"]
+    # The same bounds, direction and limit as scan (the limit counts what is returned).
+    assert [k for k, _ in store.scan_versioned(prefix=b"b", reverse=True)] == [b"b3", b"b1"]
+    assert [k for k, _ in store.scan_versioned(start=b"b1", limit=2)] == [b"b1", b"b3"]
+    got = store.scan_versioned(start=b"b1", limit=2, tombstones=True)
+    assert [k for k, _ in got] == [b"b1", b"b2"]
+    assert [k for k, _ in store.scan_versioned(stop=b"b2\x00", reverse=True, tombstones=True)] == [
+        b"b2",
+        b"b1",
+        b"a",
+    ]
+    # A context read by a scan supersedes exactly what it saw, as one from get_versioned.
+    store.put(b"b1", b"z", context=dict(everything)[b"b1"].context)
+    assert store.get_versioned(b"b1").values == (b"z",)
+    with pytest.raises(ring.InvalidInput):
+        store.scan_versioned(limit=-1)
+
+
 @pytest.mark.parametrize(
     "raw",
     [b"", b"\x01", b"\x07\x00", b"\x07" + bytes(20), b"\x01\x05", b"\x01\xff\x00\x00\x01"],
@@ -177,6 +209,8 @@ def test_a_record_that_does_not_decode_is_corrupt_data(store: ring.Store, raw: b
         list(store.scan(reverse=True))
     with pytest.raises(ring.CorruptData, match=r"b'b-bad'"):
         store.get(b"b-bad")
+    with pytest.raises(ring.CorruptData, match=r"b'b-bad'"):
+        list(store.scan_versioned())
     # One bad record fails the operations that read it, not the store.
     assert store.get(b"a") == b"1"
     store.put(b"c", b"33")
