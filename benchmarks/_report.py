@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from _load import PhaseResult
 from _procs import Usage
 
-PUT_TARGET = 0.35  # ringkv puts / echo puts (issue 3)
+# Issue 12's goals. At 64 in flight: rate against the echo ceiling, and p99.
+RATE_TARGETS = {"put": 0.35, "get": 0.45}  # ringkv / echo ops per second
 P99_TARGET_MS = 3.0
+# At 1 in flight: ringkv p50 at most this many times the echo's p50.
+P50_TARGETS = {"put": 2.5, "get": 2.0}
 CLIENT = "client"  # the process name under which the load generator's own use is kept
 
 
@@ -32,6 +35,7 @@ class Row:
     reads_per_op: float = math.nan  # read syscalls of the servers per operation
     writes_per_op: float = math.nan
     notes: list[str] = field(default_factory=list)
+    ops_range: tuple[float, float] | None = None  # lowest and highest ops/s over the rounds
 
     @property
     def key(self) -> tuple[str, str]:
@@ -94,6 +98,7 @@ def median_rows(rounds: list[list[Row]]) -> list[Row]:
                 med([r.reads_per_op for r in rows]),
                 med([r.writes_per_op for r in rows]),
                 [note for r in rows for note in r.notes],
+                (min(r.ops_per_s for r in rows), max(r.ops_per_s for r in rows)),
             )
         )
     return out
@@ -114,6 +119,9 @@ def table(rows: list[Row]) -> str:
     redis_op = {"put": "set", "get": "get"}
     header = f"{'':<11}{'ops/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'CPU us/op':>11}"
     header += f"{'ringkv/echo':>13}{'ringkv/redis':>14}"
+    ranged = any(r.ops_range for r in rows)
+    if ranged:
+        header += f"{'ops/s range':>20}"
     lines = [header, "-" * len(header)]
     for r in rows:
         vs_echo = vs_redis = ""
@@ -123,9 +131,13 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"{r.system + ' ' + r.op:<11}{r.ops_per_s:>10,.0f}{_num(r.p50_ms, '.3f'):>8}"
             f"{_num(r.p99_ms, '.2f'):>8}{_num(r.server_cpu_us, '.1f'):>11}"
-            f"{vs_echo:>13}{vs_redis:>14}"
+            f"{vs_echo:>13}{vs_redis:>14}" + (f"{_spread(r.ops_range):>20}" if r.ops_range else "")
         )
     return "\n".join(lines)
+
+
+def _spread(span: tuple[float, float]) -> str:
+    return f"{span[0]:,.0f}-{span[1]:,.0f}"
 
 
 def costs(rows: list[Row]) -> list[str]:
@@ -142,16 +154,28 @@ def costs(rows: list[Row]) -> list[str]:
     return out
 
 
-def targets(rows: list[Row]) -> list[str]:
+def targets(rows: list[Row], inflight: int) -> list[str]:
+    """Issue 12's goals that this run measures: rates and p99 at 64 in flight, p50 against
+    the echo's at 1 in flight."""
     by = {r.key: r for r in rows}
     out = []
-    put, echo_put = by.get(("ringkv", "put")), by.get(("echo", "put"))
-    if put and echo_put and echo_put.ops_per_s:
-        share = put.ops_per_s / echo_put.ops_per_s
-        verdict = "met" if share >= PUT_TARGET else "NOT met"
-        out.append(f"ringkv puts >= {PUT_TARGET}x the echo ceiling: {share:.2f}x - {verdict}")
     for op in ("put", "get"):
-        r = by.get(("ringkv", op))
+        r, echo = by.get(("ringkv", op)), by.get(("echo", op))
+        if inflight == 1:
+            if r and echo and echo.p50_ms:
+                times, goal = r.p50_ms / echo.p50_ms, P50_TARGETS[op]
+                verdict = "met" if times <= goal else "NOT met"
+                out.append(
+                    f"ringkv {op} p50 <= {goal:g}x the echo's at 1 in flight: {times:.2f}x"
+                    f" ({r.p50_ms:.3f} against {echo.p50_ms:.3f} ms) - {verdict}"
+                )
+            continue
+        if inflight != 64:
+            continue
+        if r and echo and echo.ops_per_s:
+            share, goal = r.ops_per_s / echo.ops_per_s, RATE_TARGETS[op]
+            verdict = "met" if share >= goal else "NOT met"
+            out.append(f"ringkv {op}s >= {goal}x the echo ceiling: {share:.2f}x - {verdict}")
         if r:
             verdict = "met" if r.p99_ms <= P99_TARGET_MS else "NOT met"
             out.append(f"ringkv {op} p99 <= {P99_TARGET_MS:g} ms: {r.p99_ms:.2f} ms - {verdict}")

@@ -97,7 +97,7 @@ RING_STEPS = [
 ]
 
 
-def bench(keys: list[bytes], value: bytes, rounds: int) -> dict[str, float]:
+def bench(keys: list[bytes], value: bytes, rounds: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {}
     for _ in range(rounds):
         raw_dir = tempfile.mkdtemp(prefix="ringkv-bench-raw-")
@@ -114,7 +114,7 @@ def bench(keys: list[bytes], value: bytes, rounds: int) -> dict[str, float]:
         finally:
             shutil.rmtree(raw_dir, ignore_errors=True)
             shutil.rmtree(ring_dir, ignore_errors=True)
-    return {name: statistics.median(rates) for name, rates in results.items()}
+    return results
 
 
 RATIOS = [
@@ -163,18 +163,24 @@ def main() -> None:
     args = ap.parse_args()
     keys = [b"key:%012d" % i for i in range(args.keys)]
     value = b"v" * args.value_bytes
-    rates = bench(keys, value, args.rounds)
+    runs = bench(keys, value, args.rounds)
     rounds = args.rounds
-    print(f"{args.keys} keys of 16 B, values of {args.value_bytes} B, median of {rounds} rounds\n")
-    print(f"{'operation':<28}{'ops/s':>12}")
-    for name, rate in rates.items():
-        print(f"{name:<28}{rate:>12,.0f}")
-    print(f"\n{'ratio':<48}{'value':>8}  target")
+    print(
+        f"{args.keys} keys of 16 B, values of {args.value_bytes} B: median and range of"
+        f" {rounds} rounds (each round measures raw and ring one after the other)\n"
+    )
+    print(f"{'operation':<28}{'ops/s':>12}  {'range':>21}")
+    for name, rates in runs.items():
+        spread = f"{min(rates):,.0f}-{max(rates):,.0f}"
+        print(f"{name:<28}{statistics.median(rates):>12,.0f}  {spread:>21}")
+    print(f"\n{'ratio (per round)':<44}{'median':>8}  {'range':>11}  target")
     for label, a, b, target in RATIOS:
-        ratio = rates[a] / rates[b]
+        ratios = [x / y for x, y in zip(runs[a], runs[b])]
+        ratio = statistics.median(ratios)
         met = "met" if target is not None and ratio >= target else "NOT met"
         verdict = "" if target is None else f">= {target:.2f} {met}"
-        print(f"{label:<48}{ratio:>8.2f}  {verdict}")
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        print(f"{label:<44}{ratio:>8.2f}  {spread:>11}  {verdict}")
     if not args.no_disk:
         raw, mine = disk(keys, args.value_bytes)
         n = len(keys)
