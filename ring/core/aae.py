@@ -408,7 +408,7 @@ class AntiEntropy:
         table: Table,
         alive: Callable[[str], bool],
         effects: list[m.Effect],
-        log: list[str],
+        log: list[m.Log],
     ) -> None:
         trees = self.trees
         rebuild_due = self.rebuild_ms > 0 and now_ms >= self._next_build_ms
@@ -842,15 +842,23 @@ class AntiEntropy:
                     oldest = min(oldest, self.compared_ms.get((p, q), self._started_ms))
         return round((now_ms - oldest) / 1000, 3)
 
-    def _log(self, log: list[str]) -> None:
+    def _log(self, log: list[m.Log]) -> None:
         s, before = self.stats, self._logged
         repaired = s.keys_repaired - before.keys_repaired
         reaped = s.tombstones_reaped - before.tombstones_reaped
         if repaired or reaped:
-            log.append(
-                f"anti-entropy: {s.exchanges - before.exchanges} exchange(s), {repaired} key(s) "
+            exchanges = s.exchanges - before.exchanges
+            text = (
+                f"anti-entropy: {exchanges} exchange(s), {repaired} key(s) "
                 f"repaired, {reaped} tombstone(s) reaped in the last {LOG_EVERY_MS // 1000} s"
             )
+            fields = {
+                "exchanges": exchanges,
+                "keys_repaired": repaired,
+                "tombstones_reaped": reaped,
+                "seconds": LOG_EVERY_MS // 1000,
+            }
+            log.append(m.Log("info", text, "aae_summary", fields))
         self._logged = Stats(**{f: getattr(s, f) for f in s.__dataclass_fields__})
 
 

@@ -608,7 +608,7 @@ class Coordinator:
                 # The target refused the record itself: retrying cannot help. Set it aside.
                 self.hints.quarantine(op.target, op.key)
                 self.stats["hints_refused"] = self.stats.get("hints_refused", 0) + 1
-                text = f"{op.target} refused a hint (key {op.key!r}); it was set aside"
+                text = f"{op.target} refused a hint ({m.key_ref(op.key)}); it was set aside"
                 self.report(f"hint-refused:{op.target}", text, effects)
         elif isinstance(msg, m.ReplicaGetReply) and isinstance(op, GetOp):
             if src in op.asked and src not in op.replies and src not in op.bad:

@@ -80,7 +80,7 @@ class Stats:
     sent_bytes: int = 0
     deleted_records: int = 0
     refused: int = 0  # records in pages that did not decode (skipped)
-    log: list[str] = field(default_factory=list)
+    log: list[m.Log] = field(default_factory=list)
 
 
 def page(
@@ -199,11 +199,17 @@ class Handoff:
                 waiting = ", ".join(
                     f"{len(s.parts)} from {s.source}" for s in self.streams.values()
                 )
-                self.stats.log.append(
+                st = self.stats
+                text = (
                     f"transfers in progress ({waiting} partition(s)): "
-                    f"{self.stats.received_records} records, {self.stats.received_bytes} bytes "
-                    "received so far"
+                    f"{st.received_records} records, {st.received_bytes} bytes received so far"
                 )
+                fields = {
+                    "partitions": waiting,
+                    "received_records": st.received_records,
+                    "received_bytes": st.received_bytes,
+                }
+                st.log.append(m.Log("info", text, "transfer_progress", fields))
             self._next_progress_ms = now_ms + PROGRESS_LOG_MS
         elif not self.streams:
             self._next_progress_ms = 0
@@ -215,9 +221,9 @@ class Handoff:
         self._next_op += 1
         s.op_id, s.asked_ms = self._next_op, now_ms
         if s.after is None:
-            self.stats.log.append(
-                f"transfer from {s.source}: {len(s.parts)} partition(s), starting"
-            )
+            text = f"transfer from {s.source}: {len(s.parts)} partition(s), starting"
+            fields = {"source": s.source, "partitions": len(s.parts)}
+            self.stats.log.append(m.Log("info", text, "transfer_start", fields))
         msg = m.HandoffRequest(s.op_id, self._epoch, sorted(s.parts), s.after, PAGE_BYTES)
         self.send(s.source, msg, effects)
 
@@ -253,11 +259,18 @@ class Handoff:
         self._next_page_ms = max(self._next_page_ms, now_ms) + size * 1000 // self.rate_bytes_s
         if msg.done is True:
             self.copied.setdefault(src, set()).update(s.parts)
-            self.stats.log.append(
+            st = self.stats
+            text = (
                 f"transfer from {src}: {len(s.parts)} partition(s) copied "
-                f"({self.stats.received_records} records, {self.stats.received_bytes} bytes "
-                "received so far)"
+                f"({st.received_records} records, {st.received_bytes} bytes received so far)"
             )
+            fields = {
+                "source": src,
+                "partitions": len(s.parts),
+                "received_records": st.received_records,
+                "received_bytes": st.received_bytes,
+            }
+            st.log.append(m.Log("info", text, "transfer_done", fields))
             del self.streams[src]
             self._report(table, effects, force=False)
         elif now_ms >= self._next_page_ms:
@@ -312,10 +325,12 @@ class Handoff:
             c.done = True
             for p in c.parts:
                 self.cleaned[p] = c.epoch
-            self.stats.log.append(
+            text = (
                 f"cleanup: deleted {c.deleted} record(s) of {len(c.parts)} partition(s) that "
                 "moved away"
             )
+            fields = {"deleted_records": c.deleted, "partitions": len(c.parts)}
+            self.stats.log.append(m.Log("info", text, "cleanup_done", fields))
             if not self.hold_cleanup():
                 self._report_cleaned(table, effects)
             self.cleanup = None

@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,8 +134,19 @@ class Reply:
 
 @struct
 class Log:
+    """A log line: ``text`` for people, ``event`` (a stable short name) and ``fields`` for
+    machines (``ring.logs``). Never a key's or a value's contents: see ``key_ref``."""
+
     level: str
     text: str
+    event: str = "node"
+    fields: dict[str, Any] | None = None
+
+
+def key_ref(key: bytes) -> str:
+    """How logs name a key: a fingerprint (``key#`` and 12 hex digits of its BLAKE2b hash),
+    never its contents."""
+    return "key#" + hashlib.blake2b(key, digest_size=6).hexdigest()
 
 
 @struct

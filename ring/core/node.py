@@ -207,6 +207,8 @@ class Node:
                         f"the last run of {self.name} ended without a clean stop and without "
                         f"--sync: it may have lost its newest writes, so it writes as {actor} "
                         "from now on (a new actor epoch; no counter of the old one is reused)",
+                        "actor_renewed",
+                        {"actor": actor, "why": "unclean_stop"},
                     )
                 )
         flag = b"1" if self.config.sync else b"0"
@@ -401,14 +403,18 @@ class Node:
         """Log ``text`` the first time something of ``kind`` happens (callers count each)."""
         if kind not in self._reported:
             self._reported.add(kind)
-            effects.append(m.Log(level, text + " (logged once; see the counters)"))
+            event = kind.split(":", 1)[0].replace("-", "_")
+            text += " (logged once; see the counters)"
+            effects.append(m.Log(level, text, event, {"kind": kind}))
 
     def _after_view(self, effects: list[m.Effect]) -> None:
         for name, epoch in self.view.membership.drain_newer().items():
             want = self.coordinator.want_table
             want[name] = max(want.get(name, 0), epoch)
         for name, old, new in self.view.drain_changes():
-            effects.append(m.Log("info", f"member {name}: {old or 'new'} -> {new}"))
+            text = f"member {name}: {old or 'new'} -> {new}"
+            fields = {"member": name, "from": old or "new", "to": new}
+            effects.append(m.Log("info", text, "member_state", fields))
             if new in ("up", "joining") and name != self.name:
                 self.coordinator.target_is_back(name)  # hand it its hints at once
 
@@ -672,6 +678,8 @@ class Node:
                     "info",
                     f"ring epoch {table.epoch}: {table.transfers_pending()} partition "
                     "transfer(s) pending",
+                    "ring_epoch",
+                    {"epoch": table.epoch, "transfers_pending": table.transfers_pending()},
                 )
             )
         if self.view.serving:
@@ -713,7 +721,7 @@ class Node:
                 text = (
                     f"{self.name} has left the ring; it exits once its {held} hint(s) are delivered"
                 )
-                effects.append(m.Log("info", text))
+                effects.append(m.Log("info", text, "retiring", {"hints": held}))
             return
         self._retired = True
         effects += self.view.membership.leave(now_ms, permanent=True)
@@ -836,7 +844,7 @@ class Node:
         self.aae.tick(now_ms, table, alive, effects, self.handoff.stats.log)
         log = self.handoff.stats.log
         if log:
-            effects += [m.Log("info", text) for text in log]
+            effects += log
             log.clear()
 
     # --- introspection -------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class Replica:
             self._count("corrupt_replaced")
             self.report(
                 f"replaced:{self.name}",
-                f"replaced the record of key {skey[1:]!r}, "
+                f"replaced the record of {m.key_ref(skey[1:])}, "
                 "which did not decode, with a good copy from a replica",
                 effects,
             )
@@ -160,7 +160,7 @@ class Replica:
             self._count("corrupt_records")
             self.report(
                 f"corrupt:{node}",
-                f"record of key {key!r} on {node} does not decode "
+                f"record of {m.key_ref(key)} on {node} does not decode "
                 f"({exc}); it counts as no answer and is repaired",
                 effects,
             )
@@ -179,8 +179,8 @@ class Replica:
         self._count("quarantined")
         self.report(
             "quarantine",
-            f"the record of key {skey[1:]!r} did not decode and no replica had a good copy: it "
-            "was set aside (storage key prefix x) so the key can be written again",
+            f"the record of {m.key_ref(skey[1:])} did not decode and no replica had a good copy: "
+            "it was set aside (storage key prefix x) so the key can be written again",
             effects,
         )
 

@@ -228,7 +228,7 @@ class View:
         effects: list[m.Effect] = list(self.membership.join(seeds, now_ms))
         if self.remembered and self.config.new_cluster:
             text = "the data directory holds a cluster: --new-cluster is ignored, rejoining it"
-            effects.append(m.Log("info", text))
+            effects.append(m.Log("info", text, "new_cluster_ignored"))
         if self.serving:
             effects += self._begin_serving(now_ms, "founded" if not self.remembered else "alone")
         self._sync_ring()
@@ -261,7 +261,10 @@ class View:
             effects += self._progress(now_ms)
             if now_ms >= self._next_wait_log and not self.serving:
                 self._next_wait_log = now_ms + WAIT_LOG_MS
-                effects.append(m.Log("info", f"not serving yet: {self.waiting_for()}"))
+                waiting = self.waiting_for()
+                effects.append(
+                    m.Log("info", f"not serving yet: {waiting}", "waiting", {"for": waiting})
+                )
         return effects
 
     def waiting_for(self) -> str:
@@ -319,7 +322,8 @@ class View:
             if flags & KNEW_YOU:
                 self.mode = "joining"
                 text = f"seed {name} belongs to a cluster that lists {self.name}: rejoining it"
-                return [m.Log("info", text + " instead of founding a new one")]
+                text += " instead of founding a new one"
+                return [m.Log("info", text, "rejoining", {"seed": name})]
         if members and not self._halted:
             self._halted = True
             name, seed, _ = members[0]
@@ -344,7 +348,8 @@ class View:
         self._save_ring(force=True)
         members = ", ".join(self.ring.members())
         text = f"serving: {how} cluster {self.config.cluster!r}, ring of {members}"
-        return [m.Log("info", text), m.Serving()]
+        fields = {"how": how, "cluster": self.config.cluster, "members": list(self.ring.members())}
+        return [m.Log("info", text, "serving", fields), m.Serving()]
 
     # --- the ring ------------------------------------------------------------------------------
 
@@ -388,4 +393,4 @@ class View:
                     effects.append(m.Halt(text))
             elif (sender, reason) not in self._reported:
                 self._reported.add((sender, reason))
-                effects.append(m.Log("warning", reason))
+                effects.append(m.Log("warning", reason, "peer_refused", {"peer": sender}))

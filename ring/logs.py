@@ -1,0 +1,83 @@
+"""``ringd``'s log lines: readable text (the default) or one JSON object per line.
+
+Every log call of the node names a stable, short **event** and its **fields**, through
+``extra=ev("event_name", field=value, ...)`` on a ``logging`` call; the core's ``Log`` effects
+carry the same two things (``ring.core.messages.Log``). The text format prints the message as
+it always did (``ringd[NAME]: message``, with the level for warnings and worse); the JSON
+format (``ringd --log-format json``) prints, per line::
+
+    {"time": "2025-01-31T12:00:00.123Z", "level": "info", "node": "node1",
+     "event": "member_state", "msg": "member node2: up -> suspect",
+     "fields": {"member": "node2", "from": "up", "to": "suspect"}}
+
+``time`` is ISO 8601 in UTC with milliseconds, ``level`` one of debug, info, warning, error,
+``event`` the stable name (``log`` for a call that names none), ``msg`` the text line's message
+and ``fields`` the event's fields (``{}`` when it has none); an exception adds ``exc_type`` and
+``traceback`` to the fields. A field that JSON cannot hold is written as its ``str``.
+
+No log line carries key or value contents: the node logs a key by its fingerprint
+(``ring.core.messages.key_ref``), never its bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import traceback
+from typing import Any
+
+FORMATS = ("text", "json")
+
+
+def ev(event: str, **fields: Any) -> dict[str, Any]:
+    """The ``extra`` of a logging call: its event name and fields."""
+    return {"event": event, "fields": fields}
+
+
+class TextFormatter(logging.Formatter):
+    """``ringd[name]: message``, with the level named when it is a warning or worse."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{self.prefix}{record.levelname.lower()}: {text}"
+        return self.prefix + text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, node, event, msg, fields."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        fields = dict(fields) if isinstance(fields, dict) else {}
+        if record.exc_info and record.exc_info[0] is not None:
+            fields["exc_type"] = record.exc_info[0].__name__
+            fields["traceback"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        line = {
+            "time": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+            "level": record.levelname.lower(),
+            "node": self.node,
+            "event": str(getattr(record, "event", None) or "log"),
+            "msg": record.getMessage(),
+            "fields": fields,
+        }
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def formatter(kind: str, node: str) -> logging.Formatter:
+    """The formatter of ``--log-format kind`` for node ``node``."""
+    if kind == "json":
+        return JsonFormatter(node)
+    if kind == "text":
+        return TextFormatter(f"ringd[{node}]: ")
+    raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {kind!r}")
