@@ -46,14 +46,22 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import uvloop
 
 from ring.core.membership import MAX_FIELD_BYTES, MembershipConfig
 from ring.core.node import Node, NodeConfig, StartupError
 from ring.errors import InvalidInput, StoreLocked
+from ring.logs import FORMATS, ev, formatter
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
+from ring.net.metrics import (
+    MetricsServer,
+    NodeCollector,
+    RequestStats,
+    registry_for,
+    rocksdb_property,
+)
 from ring.net.runtime import Runtime
 from ring.storage import RocksStorage
 from ring.storage.group import GroupCommitStorage
@@ -98,6 +106,11 @@ SETTINGS: dict[str, tuple[type, str]] = {
     "drain_s": (float, "on SIGTERM, wait this long for requests in flight (default 5)"),
     "max_frame_bytes": (int, f"largest TCP frame accepted (default {MAX_FRAME_BYTES})"),
     "log_level": (str, "debug, info, warning or error (default info)"),
+    "log_format": (str, "text (default: one readable line per event) or json (one object a line)"),
+    "metrics": (
+        str,
+        "HOST:PORT to serve Prometheus metrics on, at /metrics (default: off; port 0 = any free)",
+    ),
 }
 
 
@@ -131,6 +144,8 @@ class Settings:
     drain_s: float
     max_frame_bytes: int
     log_level: str
+    log_format: str = "text"  # ``ring.logs``: text or json
+    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint, or None
 
 
 def _convert(key: str, value: Any, source: str) -> Any:
@@ -236,6 +251,17 @@ def _settle(values: dict[str, Any]) -> Settings:
     grace = float(values.get("tombstone_grace_s", 86_400.0))
     if not 0 <= grace <= 10 * 365 * 86_400:
         raise ConfigError(f"tombstone_grace_s must be between 0 and 315360000, not {grace}")
+    log_format = str(values.get("log_format", "text")).strip().lower()
+    if log_format not in FORMATS:
+        raise ConfigError(f"log_format must be text or json, not {log_format!r}")
+    metrics = values.get("metrics") or None
+    if metrics is not None:
+        try:
+            parse_address(metrics)
+        except InvalidInput:
+            raise ConfigError(
+                f"metrics address {metrics!r} is not HOST:PORT (e.g. 127.0.0.1:9100)"
+            ) from None
     return Settings(
         name=values["name"],
         listen=listen,
@@ -254,7 +280,39 @@ def _settle(values: dict[str, Any]) -> Settings:
         drain_s=float(values.get("drain_s", 5.0)),
         max_frame_bytes=int(values.get("max_frame_bytes", MAX_FRAME_BYTES)),
         log_level=level,
+        log_format=log_format,
+        metrics=metrics,
     )
+
+
+async def _start_metrics(
+    settings: Settings, runtime: Runtime, storage: RocksStorage
+) -> MetricsServer | Literal[False] | None:
+    """With ``--metrics``: count requests, serve ``/metrics`` (``ring.net.metrics``) and print
+    ``ringd NAME metrics on http://ADDRESS/metrics``. None without it; False (logged) when it
+    cannot listen."""
+    if settings.metrics is None:
+        return None
+    runtime.requests = RequestStats()
+    collector = NodeCollector(
+        runtime, cluster=settings.cluster, storage_property=rocksdb_property(storage)
+    )
+    server = MetricsServer(registry_for(collector))
+    host, port = parse_address(settings.metrics)
+    try:
+        bound = format_address(*await server.start(host, port))
+    except OSError as exc:
+        error = str(exc.strerror or exc)
+        log.error(
+            "cannot serve metrics on %s: %s",
+            settings.metrics,
+            error,
+            extra=ev("metrics_listen_failed", address=settings.metrics, error=error),
+        )
+        return False
+    log.info("metrics at http://%s/metrics", bound, extra=ev("metrics_listening", address=bound))
+    print(f"ringd {settings.name} metrics on http://{bound}/metrics", flush=True)
+    return server
 
 
 def advertised(settings: Settings, host: str, port: int) -> str:
@@ -300,7 +358,17 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
     try:
         real_port = await runtime.listen(host, port)
     except OSError as exc:
-        log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
+        error = str(exc.strerror or exc)
+        log.error(
+            "cannot listen on %s: %s",
+            settings.listen,
+            error,
+            extra=ev("listen_failed", address=settings.listen, error=error),
+        )
+        return NETWORK
+    metrics = await _start_metrics(settings, runtime, storage)
+    if metrics is False:
+        await runtime.close_sockets()
         return NETWORK
     address = advertised(settings, host, real_port)
     config = NodeConfig(
@@ -334,15 +402,19 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
             incarnation=time.time_ns() // 1_000_000_000,
         )
     except StartupError as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, extra=ev("startup_refused"))
         await runtime.close_sockets()
+        if metrics:
+            await metrics.close()
         return USAGE
     signals: list[int] = []
 
     def on_signal(signum: int) -> None:
         signals.append(signum)
         if len(signals) > 1:
-            log.warning("second signal: not waiting for requests in flight")
+            log.warning(
+                "second signal: not waiting for requests in flight", extra=ev("second_signal")
+            )
             runtime.cut_drain()
         stop.set()
 
@@ -358,24 +430,45 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         settings.r,
         settings.w,
         ",".join(settings.seeds) or "none",
+        extra=ev(
+            "listening",
+            listen=format_address(host, real_port),
+            address=address,
+            cluster=settings.cluster,
+            n=settings.n,
+            r=settings.r,
+            w=settings.w,
+            seeds=list(settings.seeds),
+        ),
     )
     print(f"ringd {settings.name} listening on {address}", flush=True)
     await stop.wait()
     if signals:
-        log.info("%s: stopping", signal.Signals(signals[0]).name)
+        signame = signal.Signals(signals[0]).name
+        log.info("%s: stopping", signame, extra=ev("stopping", signal=signame))
     await runtime.shutdown(0 if halted else settings.drain_s)
+    if metrics:
+        await metrics.close()
     error = runtime.commit_error
     try:
         grouped.close()  # waits for the commit worker, writes what the stop itself wrote
     except Exception as exc:
         error = error or exc
     if error is not None:
-        log.error("stopped: the data directory %s is unusable (%s)", settings.data, error)
+        log.error(
+            "stopped: the data directory %s is unusable (%s)",
+            settings.data,
+            error,
+            extra=ev("stopped", exit=STORE, why="data directory unusable", error=str(error)),
+        )
         return STORE
     if halted:
-        log.error("stopped: fix the settings to match the cluster's, or join another cluster")
+        log.error(
+            "stopped: fix the settings to match the cluster's, or join another cluster",
+            extra=ev("stopped", exit=USAGE, why="refused by the cluster"),
+        )
         return USAGE
-    log.info("stopped")
+    log.info("stopped", extra=ev("stopped", exit=OK))
     return OK
 
 
@@ -397,35 +490,27 @@ def run(
             "the data directory %s holds no cluster: give --seeds to join a cluster or "
             "--new-cluster to found one",
             settings.data,
+            extra=ev("no_cluster", data=settings.data),
         )
         return USAGE
     try:
         storage = RocksStorage(settings.data, sync=settings.sync)
     except StoreLocked as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, extra=ev("data_locked", data=settings.data))
         return STORE
     except Exception as exc:  # rocksdict reports IO problems as plain exceptions
-        log.error("cannot open the data directory %s: %s", settings.data, exc)
+        log.error(
+            "cannot open the data directory %s: %s",
+            settings.data,
+            exc,
+            extra=ev("data_unusable", data=settings.data, error=str(exc)),
+        )
         return STORE
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(serve(settings, storage))
     finally:
         storage.close()
-
-
-class _Formatter(logging.Formatter):
-    """``ringd[name]: message``, with the level named when it is a warning or worse."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        if record.levelno >= logging.WARNING:
-            return f"{self.prefix}{record.levelname.lower()}: {text}"
-        return self.prefix + text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"ringd: error: {exc}\n")
         return USAGE
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(f"ringd[{settings.name}]: "))
+    handler.setFormatter(formatter(settings.log_format, settings.name))
     log.addHandler(handler)
     log.setLevel(settings.log_level)
     log.propagate = False
@@ -444,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return OK
     except Exception:
-        log.exception("internal error")
+        log.exception("internal error", extra=ev("internal_error"))
         return INTERNAL
 
 

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 
+from ring.logs import ev
 from ring.net.codec import parse_address
 from ring.net.tcp import Dispatcher, PeerLink
 
@@ -48,7 +49,13 @@ class PeerPool:
     def send(self, dest: str, address: str, frame: bytes) -> None:
         link = self.links.get(dest)
         if link is not None and link.address != address:
-            log.info("peer %s moved from %s to %s", dest, link.address, address)
+            log.info(
+                "peer %s moved from %s to %s",
+                dest,
+                link.address,
+                address,
+                extra=ev("peer_moved", peer=dest, old=link.address, new=address),
+            )
             link.close()
             link = None
         if link is None or link.closed:
@@ -105,7 +112,12 @@ class PeerPool:
             # A link that worked and then closed (the peer restarted): reconnect at once.
             backoff.failures = 0
             backoff.retry_at = 0.0
-            log.info("link to peer %s at %s closed", link.dest, link.address)
+            log.info(
+                "link to peer %s at %s closed",
+                link.dest,
+                link.address,
+                extra=ev("peer_link_closed", peer=link.dest, address=link.address),
+            )
             return
         backoff.failures += 1
         delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (backoff.failures - 1))
@@ -120,12 +132,24 @@ class PeerPool:
             link.address,
             link.failure or "connection closed",
             delay * 1000,
+            extra=ev(
+                "peer_unreachable",
+                peer=link.dest,
+                address=link.address,
+                error=link.failure or "connection closed",
+                retry_ms=int(delay * 1000),
+            ),
         )
 
     def link_ready(self, link: PeerLink) -> None:
         backoff = self.backoff.pop(link.dest, None)
         if backoff is not None and backoff.failures:
-            log.info("peer %s at %s reachable again", link.dest, link.address)
+            log.info(
+                "peer %s at %s reachable again",
+                link.dest,
+                link.address,
+                extra=ev("peer_reachable", peer=link.dest, address=link.address),
+            )
 
     def write_buffer_size(self) -> int:
         return sum(

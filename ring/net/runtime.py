@@ -49,7 +49,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from ring.core import messages
 from ring.core.messages import (
@@ -65,6 +65,7 @@ from ring.core.messages import (
     SendDatagram,
     Serving,
 )
+from ring.logs import ev
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -75,6 +76,9 @@ from ring.net.codec import (
 from ring.net.peers import PeerPool
 from ring.net.tcp import FramedConnection, ServerConnection
 from ring.net.udp import GossipEndpoint
+
+if TYPE_CHECKING:
+    from ring.net.metrics import RequestStats
 
 log = logging.getLogger("ringd")
 
@@ -161,7 +165,10 @@ class Runtime:
         self.clock = clock if clock is not None else SteadyWallClock()
         self.core: Core | None = None
         self.counters: dict[str, int] = {}
-        self.pending: dict[int, tuple[ServerConnection, Any, str]] = {}
+        # (connection, client id, op, arrival in monotonic ns: 0 unless metrics are on)
+        self.pending: dict[int, tuple[ServerConnection, Any, str, int]] = {}
+        # Per-request counts and latencies for ``ringd --metrics`` (``ring.net.metrics``).
+        self.requests: RequestStats | None = None
         self.connections: set[ServerConnection] = set()
         self.draining = False
         self.stopped = False
@@ -240,7 +247,12 @@ class Runtime:
         ):
             await asyncio.sleep(self.tick_s)
         if not core.idle():
-            log.warning("stopping with %d client requests unanswered", len(self.pending))
+            unanswered = len(self.pending)
+            log.warning(
+                "stopping with %d client requests unanswered",
+                unanswered,
+                extra=ev("stop_unanswered", requests=unanswered),
+            )
         self._stop_core(core)
         self.stopped = True
         self._flush()
@@ -276,9 +288,13 @@ class Runtime:
             self._apply(core.stop(self.clock()))
         except Exception as exc:
             if self.commit_error is None:
-                log.exception("the core failed to stop")
+                log.exception("the core failed to stop", extra=ev("stop_failed"))
             else:
-                log.warning("the node could not record its stop: %s", exc)
+                log.warning(
+                    "the node could not record its stop: %s",
+                    exc,
+                    extra=ev("stop_not_recorded", error=str(exc)),
+                )
 
     def cut_drain(self) -> None:
         """Make a running ``shutdown`` stop waiting for requests in flight."""
@@ -287,15 +303,26 @@ class Runtime:
     # --- events in ---------------------------------------------------------------------------
 
     def client_request(self, conn: ServerConnection, req_id: Any, op: str, args: Any) -> None:
+        stats = self.requests
         if self.draining:
+            if stats is not None:
+                stats.client(op, "unavailable", time.monotonic_ns())
             self._answer(conn, req_id, "unavailable", f"node {self.name} is shutting down")
             return
         self._next_id += 1
         rid = self._next_id
-        self.pending[rid] = (conn, req_id, op)
+        self.pending[rid] = (conn, req_id, op, 0 if stats is None else time.monotonic_ns())
         self._handle(ClientRequest(rid, op, args))
 
     def peer_message(self, src: str, msg: Any) -> None:
+        stats = self.requests
+        if stats is not None:
+            op = stats.replica_ops.get(type(msg))
+            if op is not None:
+                started = time.monotonic_ns()
+                self._handle(PeerMessage(src, msg))
+                stats.replica(op, started)
+                return
         self._handle(PeerMessage(src, msg))
 
     def peer_connected(self, name: str) -> None:
@@ -318,7 +345,8 @@ class Runtime:
             effects = core.handle(event, self.clock())
         except Exception:
             self.count("core_errors")
-            log.exception("the core failed on %s", type(event).__name__)
+            what = type(event).__name__
+            log.exception("the core failed on %s", what, extra=ev("core_failed", on=what))
             if type(event) is ClientRequest:
                 self._apply([Reply(event.req_id, "internal", "internal error; see the node log")])
             return
@@ -336,14 +364,19 @@ class Runtime:
                 self._send_datagram(effect)
             elif isinstance(effect, Log):
                 level = logging.getLevelName(effect.level.upper())
-                log.log(level if isinstance(level, int) else logging.INFO, "%s", effect.text)
+                log.log(
+                    level if isinstance(level, int) else logging.INFO,
+                    "%s",
+                    effect.text,
+                    extra={"event": effect.event, "fields": effect.fields or {}},
+                )
             elif isinstance(effect, Serving):
                 self.on_serving()
             elif isinstance(effect, Halt):
-                log.error("%s", effect.reason)
+                log.error("%s", effect.reason, extra=ev("halt"))
                 self.on_halt(effect.reason)
             elif isinstance(effect, Retired):
-                log.info("%s", effect.reason)
+                log.info("%s", effect.reason, extra=ev("retired"))
                 self.on_retired(effect.reason)
             else:
                 assert_never(effect)  # mypy checks that every kind of effect is handled
@@ -365,7 +398,14 @@ class Runtime:
             self._last_msg, self._last_frame = msg, frame
         except (FrameTooLarge, TypeError, ValueError) as exc:
             self.count("peer_frames_dropped")
-            log.error("cannot send %s to %s: %s", type(effect.msg).__name__, effect.dest, exc)
+            kind = type(effect.msg).__name__
+            log.error(
+                "cannot send %s to %s: %s",
+                kind,
+                effect.dest,
+                exc,
+                extra=ev("send_failed", message=kind, peer=effect.dest, error=str(exc)),
+            )
             return
         assert self.peers is not None
         self.peers.send(effect.dest, effect.address, frame)
@@ -374,7 +414,8 @@ class Runtime:
         try:
             data = self._packer.pack(messages.to_wire(effect.msg))
         except (TypeError, ValueError) as exc:
-            log.error("cannot encode %s: %s", type(effect.msg).__name__, exc)
+            kind = type(effect.msg).__name__
+            log.error("cannot encode %s: %s", kind, exc, extra=ev("encode_failed", message=kind))
             return
         if self.udp is not None:
             self.udp.send(effect.address, data)
@@ -382,9 +423,14 @@ class Runtime:
     def _reply(self, effect: Reply) -> None:
         entry = self.pending.pop(effect.req_id, None)
         if entry is None:
-            log.debug("reply to unknown request %s dropped", effect.req_id)
+            log.debug(
+                "reply to unknown request %s dropped", effect.req_id, extra=ev("reply_dropped")
+            )
             return
-        conn, client_id, op = entry
+        conn, client_id, op, started = entry
+        if started:
+            assert self.requests is not None
+            self.requests.client(op, effect.error, started)
         result = effect.result
         if op == "status" and effect.error is None and isinstance(result, dict):
             result = {**result, "counters": self.stats()}
@@ -399,7 +445,7 @@ class Runtime:
         except FrameTooLarge as exc:
             frame = encode_frame(self._packer, [client_id, "too_large", str(exc)])
         except (TypeError, ValueError) as exc:
-            log.error("cannot encode a reply: %s", exc)
+            log.error("cannot encode a reply: %s", exc, extra=ev("reply_not_encodable"))
             frame = encode_frame(self._packer, [client_id, "internal", "reply not encodable"])
         conn.queue(frame)
 
@@ -473,6 +519,7 @@ class Runtime:
             "written since the last successful commit",
             type(error).__name__,
             error,
+            extra=ev("commit_failed", error=f"{type(error).__name__}: {error}"),
         )
         self.stopped = self.draining = True
         # Counted per connection buffer (the frames of one connection in one flush step).

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from ring.core import messages
+from ring.logs import ev
 from ring.net.codec import (
     FrameDecoder,
     FrameError,
@@ -139,7 +140,12 @@ class FramedConnection(asyncio.Protocol):
         if self.closed:
             return
         self.dispatcher.count("protocol_errors")
-        log.info("closing connection from %s: %s", self.peername, why)
+        log.info(
+            "closing connection from %s: %s",
+            self.peername,
+            why,
+            extra=ev("connection_closed", source=self.peername, why=why),
+        )
         frame = encode_frame(new_packer(), protocol_error(why), 1 << 31)
         self.queue(frame)
         self.closed = True
@@ -241,7 +247,12 @@ class ServerConnection(FramedConnection):
         d = self.dispatcher
         self.queue(encode_frame(new_packer(), server_hello(d.cluster, d.name)))
         if self.role == "node":
-            log.debug("peer %s connected from %s", self.peer_name, self.peername)
+            log.debug(
+                "peer %s connected from %s",
+                self.peer_name,
+                self.peername,
+                extra=ev("peer_connected", peer=self.peer_name, source=self.peername),
+            )
             assert self.peer_name is not None
             d.peer_connected(self.peer_name)
 
@@ -312,7 +323,13 @@ class PeerLink(FramedConnection):
             if not self.ready:
                 self._on_hello(obj)
             elif isinstance(obj, list) and len(obj) == 3 and obj[0] is None:
-                log.warning("peer %s reported: %s %s", self.dest, obj[1], obj[2])
+                log.warning(
+                    "peer %s reported: %s %s",
+                    self.dest,
+                    obj[1],
+                    obj[2],
+                    extra=ev("peer_reported", peer=self.dest, error=str(obj[1])),
+                )
             if self.closed:
                 return
 

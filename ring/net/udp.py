@@ -23,6 +23,7 @@ import time
 from typing import Any, Protocol, cast
 
 from ring.core import messages
+from ring.logs import ev
 from ring.net.codec import format_address, parse_address, unpack
 
 log = logging.getLogger("ringd")
@@ -79,7 +80,12 @@ class GossipEndpoint(asyncio.DatagramProtocol):
             return
         if len(data) > MAX_DATAGRAM_BYTES:
             self.sink.count("udp_oversize")
-            log.warning("gossip datagram of %d bytes to %s not sent: too large", len(data), address)
+            log.warning(
+                "gossip datagram of %d bytes to %s not sent: too large",
+                len(data),
+                address,
+                extra=ev("gossip_oversize", bytes=len(data), address=address),
+            )
             return
         entry = self._resolved.get(address)
         if entry is not None:
@@ -126,7 +132,9 @@ class GossipEndpoint(asyncio.DatagramProtocol):
             )
             target: tuple[Any, ...] | None = infos[0][4] if infos else None
         except OSError as exc:
-            log.debug("cannot resolve %s: %s", address, exc)
+            log.debug(
+                "cannot resolve %s: %s", address, exc, extra=ev("unresolved", address=address)
+            )
             target = None
         waiting = self._waiting.pop(address, [])
         if target is None:
