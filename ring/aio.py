@@ -15,28 +15,35 @@ when it cannot be opened.
 ``get_many``, ``put_many`` and ``delete_many`` put a window of requests (128, about 8 MiB) on
 the connections at once, a future each without a task, and hand a request whose node failed to
 ``_call`` for failover; see :mod:`ring.multikey` for the rules they share with ``ring.connect``.
+
+``secret=``, ``tls_ca=`` and ``ssl_context=`` are those of ``ring.connect`` (the cluster secret's
+handshake and MACed records, TLS), with the same process defaults (``ring.client.set_defaults``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 from ring.client import (
     RECORDS_PAGE_BYTES,
+    TLS_HINT,
     NodeUnavailable,
     absorb_args,
     describe,
     records_args,
     records_of,
+    security_of,
 )
 from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, RingError, StoreClosed, Unavailable
 from ring.multikey import Window
 from ring.net import clientops as ops
+from ring.net.auth import AuthenticationFailed, AuthError, ClientHandshake, ClientSecurity, Session
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -57,9 +64,18 @@ __all__ = ["AsyncClient", "connect"]
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, cluster: str, max_frame_bytes: int) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        max_frame_bytes: int,
+        address: str = "",
+        security: ClientSecurity | None = None,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.cluster = cluster
+        self.security = security
+        self.handshake: ClientHandshake | None = None
+        self.session: Session | None = None  # the record layer, with a secret
         self.decoder = FrameDecoder(max_frame_bytes)
         self.max_frame_bytes = max_frame_bytes
         self.packer = new_packer()
@@ -68,15 +84,33 @@ class _Connection(asyncio.Protocol):
         self.waiters: dict[int, asyncio.Future[tuple[Any, Any]]] = {}
         self.out: list[bytes] = []
         self.closed = False
-        self.address = ""  # where it was opened (set by the client)
+        self.address = address  # where it was opened
         self._next_id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(encode_frame(self.packer, client_hello(self.cluster)))
+        hello = client_hello(self.cluster)
+        sec = self.security
+        if sec is not None and sec.secrets:
+            self.handshake = ClientHandshake(sec.secrets, hello)
+            hello = self.handshake.hello
+        self.transport.write(encode_frame(self.packer, hello))
 
     def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            try:
+                data = self.session.opener.feed(data)
+            except AuthError as exc:
+                self._fail(
+                    AuthenticationFailed(
+                        f"authentication failed: {self.address} sent a record that failed its "
+                        f"MAC ({exc})"
+                    )
+                )
+                return
+            if not data:
+                return
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
@@ -85,7 +119,7 @@ class _Connection(asyncio.Protocol):
         for frame in frames:
             if not self.hello.done():
                 try:
-                    self.hello.set_result(check_server_hello(frame, self.cluster))
+                    self.hello.set_result(self._greeted(frame))
                 except ProtocolError as exc:
                     self._fail(exc)
                     return
@@ -98,7 +132,22 @@ class _Connection(asyncio.Protocol):
                 self._fail(ProtocolError(f"the node closed the connection: {why}"))
                 return
 
+    def _greeted(self, frame: Any) -> str:
+        """The node's name from its hello answer; with a secret, once it proved it and we
+        answered with our proof (nothing else is sent before)."""
+        name = check_server_hello(frame, self.cluster)
+        if self.handshake is not None:
+            proof, self.session = self.handshake.finish(frame, f"node {name} at {self.address}")
+            assert self.transport is not None
+            self.transport.write(encode_frame(self.packer, proof))
+        return name
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and not self.hello.done():
+            tls = self.security is not None and self.security.ssl is not None
+            exc = ConnectionResetError(
+                "the node closed the connection during the hello" if tls else TLS_HINT
+            )
         self._fail(exc or ConnectionResetError("the node closed the connection"))
 
     def _fail(self, exc: BaseException) -> None:
@@ -138,7 +187,10 @@ class _Connection(asyncio.Protocol):
     def _flush(self) -> None:
         out, self.out = self.out, []
         if out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(out))
+            data = b"".join(out)
+            if self.session is not None:
+                data = self.session.sealer.seal(data)
+            self.transport.write(data)
 
     def close(self) -> None:
         self._fail(ConnectionAbortedError("the client closed the connection"))
@@ -155,12 +207,16 @@ class AsyncClient:
         timeout: float | None = ops.DEFAULT_TIMEOUT_S,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         smart: bool = True,
+        secret: str | bytes | None = None,
+        tls_ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         self.cluster = cluster
         self.timeout = ops.check_timeout(timeout)
         self.max_frame_bytes = max_frame_bytes
         self.smart = bool(smart)
+        self.security = security_of(secret, tls_ca, ssl_context)
         self._index = 0
         self._conn: _Connection | None = None
         self._connecting: asyncio.Task[_Connection] | None = None
@@ -197,13 +253,18 @@ class AsyncClient:
         """A connection to ``address`` that the node greeted."""
         host, port = parse_address(address)
         loop = asyncio.get_running_loop()
+        sec = self.security
+        tls = sec.ssl if sec is not None else None
+
+        def protocol() -> _Connection:
+            return _Connection(self.cluster, self.max_frame_bytes, address, sec)
+
         _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: _Connection(self.cluster, self.max_frame_bytes), host, port
-            ),
+            loop.create_connection(protocol, host, port)
+            if tls is None
+            else loop.create_connection(protocol, host, port, ssl=tls, server_hostname=host),
             timeout,
         )
-        conn.address = address
         try:
             await asyncio.wait_for(asyncio.shield(conn.hello), timeout)
         except BaseException:
@@ -591,7 +652,22 @@ async def connect(
     cluster: str = DEFAULT_CLUSTER,
     timeout: float | None = ops.DEFAULT_TIMEOUT_S,
     smart: bool = True,
+    *,
+    secret: str | bytes | None = None,
+    tls_ca: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncClient:
     """Connect to a ringkv cluster; raises ``ring.Unavailable`` when no node can be reached.
-    ``smart``: as ``ring.connect`` (each keyed request straight to a replica of its key)."""
-    return await AsyncClient(addresses, cluster=cluster, timeout=timeout, smart=smart).connect()
+    ``smart``: as ``ring.connect`` (each keyed request straight to a replica of its key);
+    ``secret``, ``tls_ca``, ``ssl_context``: as ``ring.connect`` (``AuthenticationFailed``
+    when a node does not know the secret)."""
+    client = AsyncClient(
+        addresses,
+        cluster=cluster,
+        timeout=timeout,
+        smart=smart,
+        secret=secret,
+        tls_ca=tls_ca,
+        ssl_context=ssl_context,
+    )
+    return await client.connect()

@@ -22,12 +22,21 @@ refused or broken connection, a timeout, or a node that says it is shutting down
 moves to the next listed address and sends the request there. A quorum error is an answer, not
 a failure of the node: it is raised, never retried. A request that fails over may therefore run
 twice; a retried ``put`` without a context can leave a sibling holding the same value.
+
+Security (``ring.net.auth``): with ``secret=`` every connection proves the cluster secret at its
+hello, checks the node's proof before it sends anything else, and MACs every frame both ways;
+a node without the secret, or with another, fails with ``AuthenticationFailed`` (a
+``ring.ProtocolError`` whose message says "authentication failed"), raised at once, never
+failed over. With ``tls_ca=`` (or ``ssl_context=``) connections are TLS and the node's
+certificate must be signed by that CA and name the host connected to. ``set_defaults`` sets
+both for every client the process opens without its own (``ringctl --secret-file``).
 """
 
 from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -38,6 +47,7 @@ from ring.common import Versioned
 from ring.errors import InvalidInput, ProtocolError, RingError, StoreClosed, Unavailable
 from ring.multikey import Window
 from ring.net import clientops as ops
+from ring.net.auth import AuthenticationFailed, AuthError, ClientHandshake, ClientSecurity, Session
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -56,6 +66,34 @@ from ring.net.routing import CONNECT_TIMEOUT_S, MAX_LINKS, Routes
 
 _RECV_BYTES = 256 * 1024
 RECORDS_PAGE_BYTES = 1024 * 1024  # what one ``records`` page holds by default (a node caps 4 MiB)
+# What a non-blocking socket raises when it cannot go on now (TLS ones their own kinds).
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+TLS_HINT = (
+    "the node closed the connection during the hello (a node with TLS closes plain "
+    "connections: connect with tls_ca=..., or ringctl --tls-ca)"
+)
+
+_defaults: ClientSecurity | None = None
+
+
+def set_defaults(
+    secret: str | bytes | None = None,
+    tls_ca: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """The secret and TLS that clients opened later in this process use when they are given
+    none of their own (``ring.connect`` and ``ring.aio.connect``); all None: plain again.
+    For programs that open clients in many places, as ``ringctl`` does for ``--secret-file``
+    and ``--tls-ca``."""
+    global _defaults
+    _defaults = ClientSecurity.of(secret, tls_ca, ssl_context)
+
+
+def security_of(
+    secret: str | bytes | None, tls_ca: str | None, ssl_context: ssl.SSLContext | None
+) -> ClientSecurity | None:
+    """What a client connects with: its own arguments, else the process defaults."""
+    return ClientSecurity.of(secret, tls_ca, ssl_context) or _defaults
 
 
 class NodeUnavailable(Exception):
@@ -74,10 +112,18 @@ def describe(exc: BaseException) -> str:
 class Link:
     """One connection to one node: its socket, frame decoder and the frames read but not taken."""
 
-    def __init__(self, address: str, cluster: str, max_frame_bytes: int) -> None:
+    def __init__(
+        self,
+        address: str,
+        cluster: str,
+        max_frame_bytes: int,
+        security: ClientSecurity | None = None,
+    ) -> None:
         self.address = address
         self.cluster = cluster
         self.max_frame_bytes = max_frame_bytes
+        self.security = security
+        self.session: Session | None = None  # the record layer, with a secret
         self.node: str | None = None  # the name the node gave in its hello
         self.sock: socket.socket | None = None
         self.decoder = FrameDecoder(max_frame_bytes)
@@ -88,13 +134,31 @@ class Link:
     def open(self, packer: Any, timeout: float | None) -> None:
         host, port = parse_address(self.address)
         sock = socket.create_connection((host, port), timeout=timeout)
+        sec = self.security
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock = sock
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sec is not None and sec.ssl is not None:
+                self.sock = sock = sec.ssl.wrap_socket(sock, server_hostname=host)
             self.decoder = FrameDecoder(self.max_frame_bytes)
             self.frames.clear()
-            sock.sendall(encode_frame(packer, client_hello(self.cluster)))
-            self.node = check_server_hello(self.read(), self.cluster)
+            self.session = None
+            hello = client_hello(self.cluster)
+            handshake = ClientHandshake(sec.secrets, hello) if sec and sec.secrets else None
+            if handshake is not None:
+                hello = handshake.hello
+            sock.sendall(encode_frame(packer, hello))
+            try:
+                answer = self.read()
+            except ConnectionResetError as exc:
+                if sec is None or sec.ssl is None:
+                    raise ConnectionResetError(TLS_HINT) from exc
+                raise
+            self.node = check_server_hello(answer, self.cluster)
+            if handshake is not None:
+                proof, session = handshake.finish(answer, f"node {self.node} at {self.address}")
+                sock.sendall(encode_frame(packer, proof))
+                self.session = session
         except BaseException:
             self.close()
             raise
@@ -102,6 +166,7 @@ class Link:
     def close(self) -> None:
         sock, self.sock = self.sock, None
         self.node = None
+        self.session = None
         self.out.clear()
         self.waiting.clear()
         if sock is not None:
@@ -121,16 +186,40 @@ class Link:
 
     def receive(self) -> None:
         """Read what a non-blocking socket has."""
-        assert self.sock is not None
+        sock = self.sock
+        assert sock is not None
         try:
-            data = self.sock.recv(_RECV_BYTES)
-        except BlockingIOError:
-            return  # a readiness the selector saw that was gone by now
+            data = sock.recv(_RECV_BYTES)
+        except _WOULD_BLOCK:
+            return  # a readiness the selector saw that was gone by now (or half a TLS record)
         if not data:
             raise ConnectionResetError("the node closed the connection")
         self.feed(data)
+        # TLS may hold more decrypted bytes than one recv returned: the selector cannot see them.
+        while isinstance(sock, ssl.SSLSocket) and self.sock is sock and sock.pending():
+            try:
+                data = sock.recv(_RECV_BYTES)
+            except _WOULD_BLOCK:
+                return
+            if not data:
+                raise ConnectionResetError("the node closed the connection")
+            self.feed(data)
+
+    def seal(self, frame: bytes) -> bytes:
+        """``frame`` as it goes on the wire: in a MACed record after a secret handshake."""
+        return frame if self.session is None else self.session.sealer.seal(frame)
 
     def feed(self, data: bytes) -> None:
+        if self.session is not None:
+            try:
+                data = self.session.opener.feed(data)
+            except AuthError as exc:
+                raise AuthenticationFailed(
+                    f"authentication failed: {self.address} sent a record that failed its "
+                    f"MAC ({exc})"
+                ) from None
+            if not data:
+                return
         try:
             self.frames.extend(self.decoder.feed(data))
         except FrameError as exc:
@@ -157,14 +246,18 @@ class Client:
         timeout: float | None = ops.DEFAULT_TIMEOUT_S,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         smart: bool = True,
+        secret: str | bytes | None = None,
+        tls_ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         self.cluster = cluster
         self.timeout = ops.check_timeout(timeout)
         self.max_frame_bytes = max_frame_bytes
         self.smart = bool(smart)
+        self.security = security_of(secret, tls_ca, ssl_context)
         self._index = 0
-        self._link = Link(self.addresses[0], cluster, max_frame_bytes)  # the plain way
+        self._link = self._new_link(self.addresses[0])  # the plain way
         self._links: dict[str, Link] = {}  # member name -> routed connection
         self._routes = Routes()
         self._packer = new_packer()
@@ -184,8 +277,11 @@ class Client:
         """The name of the node requests go to the plain way (None: not connected)."""
         return self._link.node
 
+    def _new_link(self, address: str) -> Link:
+        return Link(address, self.cluster, self.max_frame_bytes, self.security)
+
     def _open(self) -> None:
-        link = self._link = Link(self.address, self.cluster, self.max_frame_bytes)
+        link = self._link = self._new_link(self.address)
         link.open(self._packer, self.timeout)
         if link.node is not None:
             self._routes.answered(link.node, link.address)
@@ -221,7 +317,7 @@ class Client:
         address = routes.address_of(name)
         if address is None or (link is None and len(self._links) >= MAX_LINKS):
             return None
-        link = self._links[name] = Link(address, self.cluster, self.max_frame_bytes)
+        link = self._links[name] = self._new_link(address)
         timeout = (
             CONNECT_TIMEOUT_S if self.timeout is None else min(self.timeout, CONNECT_TIMEOUT_S)
         )
@@ -291,7 +387,8 @@ class Client:
         assert link.sock is not None
         self._next_id += 1
         req_id = self._next_id
-        link.sock.sendall(encode_frame(self._packer, [req_id, op, args], self.max_frame_bytes))
+        frame = encode_frame(self._packer, [req_id, op, args], self.max_frame_bytes)
+        link.sock.sendall(link.seal(frame))
         while True:
             got, error, result = link.reply(link.read())
             if got != req_id:
@@ -414,7 +511,7 @@ class Client:
                     self._next_id += 1
                     link.waiting[self._next_id] = j
                     frame = [self._next_id, call.op, call.args[order[j]]]
-                    link.out += encode_frame(self._packer, frame, self.max_frame_bytes)
+                    link.out += link.seal(encode_frame(self._packer, frame, self.max_frame_bytes))
                 if not any(link.frames for link in live):
                     for link in live:
                         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if link.out else 0)
@@ -434,7 +531,7 @@ class Client:
                             if mask & selectors.EVENT_WRITE:
                                 try:
                                     del link.out[: sock.send(link.out)]
-                                except BlockingIOError:
+                                except _WOULD_BLOCK:
                                     pass
                             if mask & selectors.EVENT_READ:
                                 link.receive()
@@ -681,6 +778,10 @@ def connect(
     cluster: str = DEFAULT_CLUSTER,
     timeout: float | None = ops.DEFAULT_TIMEOUT_S,
     smart: bool = True,
+    *,
+    secret: str | bytes | None = None,
+    tls_ca: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Client:
     """Connect to a ringkv cluster through any of ``addresses`` (``"host:port,host:port"``).
 
@@ -689,5 +790,20 @@ def connect(
     forwarding hop on a cluster of more than N nodes. ``smart=False`` sends every request to
     the connected node, which forwards it. Raises ``ring.Unavailable`` (listing the addresses
     tried) when no node can be reached.
+
+    ``secret`` (str or bytes; surrounding whitespace is stripped, as from ringd's
+    ``--secret-file``): the cluster secret, proved at every connection's hello (see the module
+    docstring); a node that does not know it, or refuses ours, raises ``AuthenticationFailed``
+    ("authentication failed", a ``ring.ProtocolError``). ``tls_ca``: the PEM CA file that signed
+    the nodes' certificates (TLS; the certificate must name the host in the address), or
+    ``ssl_context`` for a context of your own.
     """
-    return Client(addresses, cluster=cluster, timeout=timeout, smart=smart).connect()
+    return Client(
+        addresses,
+        cluster=cluster,
+        timeout=timeout,
+        smart=smart,
+        secret=secret,
+        tls_ca=tls_ca,
+        ssl_context=ssl_context,
+    ).connect()

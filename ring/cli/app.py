@@ -180,6 +180,20 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default("text"),
         help="output format (default: text)",
     )
+    parser.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        default=default(None),
+        help="the cluster secret, for a cluster whose nodes have one (default: "
+        "$RINGKV_SECRET_FILE)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PATH",
+        default=default(None),
+        help="connect with TLS, checking the nodes' certificates against this CA (PEM; "
+        "default: $RINGKV_TLS_CA)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +243,25 @@ def data_dir(args: argparse.Namespace) -> str:
 def cluster_nodes(args: argparse.Namespace) -> str | None:
     """``--nodes``, else ``$RINGKV_NODES``, else None (the embedded store)."""
     return getattr(args, "nodes", None) or os.environ.get("RINGKV_NODES") or None
+
+
+def use_security(args: argparse.Namespace) -> None:
+    """Make every cluster client this run opens use ``--secret-file`` and ``--tls-ca`` (or
+    ``$RINGKV_SECRET_FILE``, ``$RINGKV_TLS_CA``); a missing or empty secret file, or a CA
+    file that does not load, is a usage error."""
+    import ring.client
+    from ring.net.auth import read_secret_file
+
+    path = getattr(args, "secret_file", None) or os.environ.get("RINGKV_SECRET_FILE") or None
+    ca = getattr(args, "tls_ca", None) or os.environ.get("RINGKV_TLS_CA") or None
+    if path is None and ca is None:
+        ring.client.set_defaults()
+        return
+    try:
+        secret = read_secret_file(path) if path is not None else None
+        ring.client.set_defaults(secret=secret, tls_ca=ca)
+    except RingError as exc:
+        raise CliError(str(exc), USAGE) from None
 
 
 def open_target(args: argparse.Namespace, *, create: bool = True, cluster: bool = True) -> Any:

@@ -25,6 +25,7 @@ from ring.cli.app import (
     USAGE,
     CliError,
     build_parser,
+    use_security,
 )
 from ring.cli.output import PROG, Output
 from ring.errors import (
@@ -106,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     out = Output(args.output, sys.stdout.buffer, sys.stderr)
     try:
+        use_security(args)
         code = command.run(args, out)
         out.stdout.flush()
         return OK if code is None else code

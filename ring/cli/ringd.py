@@ -54,6 +54,7 @@ from ring.core.membership import MAX_FIELD_BYTES, MembershipConfig
 from ring.core.node import Node, NodeConfig, StartupError
 from ring.errors import InvalidInput, StoreLocked
 from ring.logs import FORMATS, ev, formatter
+from ring.net.auth import Security, client_context, read_secret_file, server_context, weak_secret
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
 from ring.net.metrics import (
     MetricsServer,
@@ -111,6 +112,18 @@ SETTINGS: dict[str, tuple[type, str]] = {
         str,
         "HOST:PORT to serve Prometheus metrics on, at /metrics (default: off; port 0 = any free)",
     ),
+    "secret_file": (
+        str,
+        "file holding the cluster secret: peers, clients and gossip must prove they know it "
+        "(default: none, an open cluster)",
+    ),
+    "old_secret_file": (
+        str,
+        "during a secret rotation, the previous secret: accepted and proved as well",
+    ),
+    "tls_cert": (str, "PEM certificate of this node: TLS for client and peer connections"),
+    "tls_key": (str, "PEM private key of --tls-cert"),
+    "tls_ca": (str, "PEM CA that signed every node's certificate (needed with --tls-cert)"),
 }
 
 
@@ -144,6 +157,8 @@ class Settings:
     drain_s: float
     max_frame_bytes: int
     log_level: str
+    # The secrets (the secret, then an old one) and TLS contexts, from the settings above.
+    security: Security = dataclasses.field(default_factory=Security)
     log_format: str = "text"  # ``ring.logs``: text or json
     metrics: str | None = None  # HOST:PORT of the Prometheus endpoint, or None
 
@@ -251,6 +266,7 @@ def _settle(values: dict[str, Any]) -> Settings:
     grace = float(values.get("tombstone_grace_s", 86_400.0))
     if not 0 <= grace <= 10 * 365 * 86_400:
         raise ConfigError(f"tombstone_grace_s must be between 0 and 315360000, not {grace}")
+    security = _security(values, cluster)
     log_format = str(values.get("log_format", "text")).strip().lower()
     if log_format not in FORMATS:
         raise ConfigError(f"log_format must be text or json, not {log_format!r}")
@@ -280,9 +296,40 @@ def _settle(values: dict[str, Any]) -> Settings:
         drain_s=float(values.get("drain_s", 5.0)),
         max_frame_bytes=int(values.get("max_frame_bytes", MAX_FRAME_BYTES)),
         log_level=level,
+        security=security,
         log_format=log_format,
         metrics=metrics,
     )
+
+
+def _security(values: dict[str, Any], cluster: str) -> Security:
+    """The secrets and TLS contexts the settings name; ConfigError for a missing or empty
+    secret file, an old secret without a secret, or an incomplete or unreadable TLS setup."""
+    secret_file, old_file = values.get("secret_file"), values.get("old_secret_file")
+    if old_file and not secret_file:
+        raise ConfigError("--old-secret-file needs --secret-file (the new secret) as well")
+    tls = {k: values.get(k) for k in ("tls_cert", "tls_key", "tls_ca")}
+    if any(tls.values()) and not all(tls.values()):
+        missing = ", ".join("--" + k.replace("_", "-") for k, v in tls.items() if not v)
+        raise ConfigError(
+            f"TLS needs --tls-cert, --tls-key and --tls-ca together; missing {missing}"
+        )
+    try:
+        secrets = [
+            read_secret_file(f, w)
+            for f, w in ((secret_file, "--secret-file"), (old_file, "--old-secret-file"))
+            if f
+        ]
+        server_ssl = client_ssl = None
+        if all(tls.values()):
+            cert, key, ca = str(tls["tls_cert"]), str(tls["tls_key"]), str(tls["tls_ca"])
+            server_ssl = server_context(cert, key, ca)
+            client_ssl = client_context(ca, cert, key)
+    except InvalidInput as exc:
+        raise ConfigError(str(exc)) from None
+    if len(secrets) == 2 and secrets[0] == secrets[1]:
+        raise ConfigError("--old-secret-file holds the same secret as --secret-file")
+    return Security(secrets, cluster, server_ssl, client_ssl)
 
 
 async def _start_metrics(
@@ -353,6 +400,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         on_serving=lambda: print(f"ringd {settings.name} serving", flush=True),
         on_halt=on_halt,
         on_retired=lambda reason: (print(f"ringd {settings.name} left", flush=True), stop.set()),
+        security=settings.security,
     )
     host, port = parse_address(settings.listen)
     try:
@@ -441,6 +489,7 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
             seeds=list(settings.seeds),
         ),
     )
+    _warn_security(settings)
     print(f"ringd {settings.name} listening on {address}", flush=True)
     await stop.wait()
     if signals:
@@ -470,6 +519,24 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
         return USAGE
     log.info("stopped", extra=ev("stopped", exit=OK))
     return OK
+
+
+def _warn_security(settings: Settings) -> None:
+    security = settings.security
+    if not security.secrets:
+        log.warning(
+            "no cluster secret (--secret-file): anyone who can reach this node's port can join "
+            "the cluster, forge its gossip and read or write any key; see README, Security"
+        )
+    elif any(weak_secret(s) for s in security.secrets):
+        log.warning(
+            "the cluster secret is shorter than 16 bytes: whoever records a handshake can guess "
+            "it offline; use a long random one (openssl rand -hex 32)"
+        )
+    if security.secrets and len(security.secrets) > 1:
+        log.info("accepting the old secret as well (--old-secret-file): a rotation is under way")
+    if security.server_ssl is not None:
+        log.info("TLS on for client and peer connections")
 
 
 def _empty(path: str) -> bool:

@@ -14,6 +14,11 @@ A connection opens with a hello. A client or peer sends ``{"hello": 3, "cluster"
 size, which must equal the node's); the node answers ``{"hello": 3, "cluster": str,
 "name": node_name}``. After that a client sends ``[req_id, op, args]`` and receives
 ``[req_id, error_or_None, result]``; a peer sends ``messages.to_wire(msg)`` lists.
+
+With a cluster secret both hellos also carry a ``"nonce"``, the node's answer its
+``"proofs"``, the connecting side then sends its ``{"proof": ..., "key": i}``, and every byte
+after that travels in MACed records: see ``ring.net.auth``. A node that refuses a connection
+for authentication answers ``[None, "auth", why]``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ring.errors import (
     RingError,
     Unavailable,
 )
+from ring.net.auth import AuthenticationFailed
 
 # 2: forwards carry hops and a time budget, scans a byte limit, node hellos the settings.
 # 3: replica requests carry the sender's table epoch; ownership tables and handoff pages travel.
@@ -191,8 +197,11 @@ def check_client_hello(
 
 
 def check_server_hello(obj: Any, cluster: str) -> str:
-    """Validate the node's answer to our hello; return its name or raise ProtocolError."""
+    """Validate the node's answer to our hello; return its name or raise ProtocolError
+    (``AuthenticationFailed`` when the node refused us for the cluster secret)."""
     if isinstance(obj, list) and len(obj) == 3 and obj[0] is None and obj[1] is not None:
+        if obj[1] == "auth":
+            raise AuthenticationFailed(f"the node refused the connection: {obj[2]}")
         raise ProtocolError(f"the node refused the connection: {obj[2]}")
     if not isinstance(obj, dict) or obj.get("hello") != PROTOCOL_VERSION:
         raise ProtocolError(f"expected a hello answer, got {str(obj)[:100]}")
@@ -207,6 +216,11 @@ def check_server_hello(obj: Any, cluster: str) -> str:
 def protocol_error(why: str) -> list[Any]:
     """The frame sent before closing a connection that broke the protocol."""
     return [None, "protocol", why]
+
+
+def auth_error(why: str) -> list[Any]:
+    """The frame sent before closing a connection refused for the cluster secret."""
+    return [None, "auth", why]
 
 
 # --- replies as exceptions (shared by both clients) ---------------------------------------------

@@ -5,6 +5,11 @@ the peer's hello answer arrives. When the connection fails, the queued frames ar
 counted and the peer enters a backoff (100 ms doubling to 1 s, with jitter) during which frames
 for it are dropped at once rather than queued: the core's timeouts see it as message loss, which
 is what it is. A peer seen at a new address gets a fresh link to that address.
+
+Under TLS (``dispatcher.security.client_ssl``) a link checks the peer's certificate against the
+cluster's CA and the host of the peer's address, and shows this node's own certificate. A link
+that fails for the cluster secret or a certificate is logged as a warning (at most once until
+it works again), since retrying will not fix it.
 """
 
 from __future__ import annotations
@@ -87,11 +92,23 @@ class PeerPool:
         return link
 
     async def _open(self, link: PeerLink) -> None:
+        security = getattr(self.dispatcher, "security", None)
+        tls = security.client_ssl if security is not None else None
         try:
             host, port = parse_address(link.address)
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: link, host, port), CONNECT_TIMEOUT_S
+            connecting = (
+                self.loop.create_connection(lambda: link, host, port)
+                if tls is None
+                else self.loop.create_connection(
+                    lambda: link,
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host,
+                    ssl_handshake_timeout=CONNECT_TIMEOUT_S,
+                )
             )
+            await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -125,6 +142,11 @@ class PeerPool:
         backoff.retry_at = time.monotonic() + delay
         self.dispatcher.count("peer_connect_failures")
         level = logging.INFO if backoff.failures == 1 else logging.DEBUG
+        failure = link.failure or ""
+        if backoff.failures == 1 and (
+            "authentication failed" in failure or "certificate" in failure.lower()
+        ):
+            level = logging.WARNING
         log.log(
             level,
             "peer %s at %s unreachable (%s); retrying after %d ms",

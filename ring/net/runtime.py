@@ -66,6 +66,7 @@ from ring.core.messages import (
     Serving,
 )
 from ring.logs import ev
+from ring.net.auth import Security
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ringd")
 
 _WILDCARDS = ("", "*", "0.0.0.0", "::")
+HANDSHAKE_TIMEOUT_S = 5.0  # a TLS handshake not done by then closes the connection
 
 
 Wave = tuple[FramedConnection, bytes, bool]  # one connection's frames of a flush, close after
@@ -146,8 +148,11 @@ class Runtime:
         on_serving: Callable[[], None] | None = None,
         on_halt: Callable[[str], None] | None = None,
         on_retired: Callable[[str], None] | None = None,
+        security: Security | None = None,
     ) -> None:
         self.name = name
+        # The cluster secret and TLS (``ring.net.auth``): None or no secrets is an open node.
+        self.security = security
         # What every peer must share with this node (checked at its hello), and what the
         # process does when the core starts serving or cannot go on.
         self.settings = settings
@@ -202,14 +207,24 @@ class Runtime:
             infos = await loop.getaddrinfo(ip, port, type=socket.SOCK_STREAM)
             infos.sort(key=lambda i: i[0] != socket.AF_INET)  # prefer IPv4 for a name
             ip = str(infos[0][4][0])
+        security = self.security
+        tls = security.server_ssl if security is not None else None
+        gossip = security.gossip if security is not None else None
+        refusals = security.refusals if security is not None else None
         for attempt in range(attempts):
             server = await loop.create_server(
-                lambda: ServerConnection(self), ip, port, start_serving=False, backlog=1024
+                lambda: ServerConnection(self),
+                ip,
+                port,
+                start_serving=False,
+                backlog=1024,
+                ssl=tls,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls is not None else None,
             )
             real_port = int(server.sockets[0].getsockname()[1])
             try:
                 _, udp = await loop.create_datagram_endpoint(
-                    lambda: GossipEndpoint(self), local_addr=(ip, real_port)
+                    lambda: GossipEndpoint(self, gossip, refusals), local_addr=(ip, real_port)
                 )
             except OSError as exc:
                 server.close()

@@ -20,6 +20,20 @@ Invariants:
 * an outbound link queues frames until the peer's hello answer proves it is the node we meant,
   then sends them in order; frames for an unreachable peer are dropped (the core's timeouts,
   hints and anti-entropy deal with loss, as they must with any network).
+
+With a cluster secret (``dispatcher.security.secrets``, see ``ring.net.auth``):
+
+* an inbound connection parses nothing but the hello and the proof until the proof verified:
+  a connection without the secret is answered ``[None, "auth", why]``, counted
+  (``auth_failed`` and ``auth_failed_<reason>``), logged at most once a minute per address,
+  and closed; one that has not proved itself within ``HELLO_TIMEOUT_S`` is closed;
+* after the handshake every byte read is verified record by record before the frame decoder
+  sees it, and every buffer ``take`` hands out is sealed (one record per buffer), so the MAC
+  costs one tag per connection per loop iteration, not one per frame;
+* an outbound link sends nothing but its hello and proof until the peer proved itself.
+
+With TLS (``security.server_ssl``) the transport is encrypted beneath all this; a peer's hello
+(role ``node``) is refused unless the peer showed a certificate signed by the cluster's CA.
 """
 
 from __future__ import annotations
@@ -32,9 +46,20 @@ from typing import Any, Protocol, cast
 
 from ring.core import messages
 from ring.logs import ev
+from ring.net.auth import (
+    AuthenticationFailed,
+    AuthError,
+    ClientHandshake,
+    Security,
+    ServerHandshake,
+    Session,
+    peer_has_certificate,
+    take_frame,
+)
 from ring.net.codec import (
     FrameDecoder,
     FrameError,
+    auth_error,
     check_client_hello,
     check_server_hello,
     client_hello,
@@ -49,6 +74,7 @@ log = logging.getLogger("ringd")
 # Reading from a client pauses while this many of its requests are unanswered.
 MAX_INFLIGHT_PER_CONNECTION = 4096
 HELLO_TIMEOUT_S = 5.0
+HELLO_MAX_BYTES = 64 * 1024  # a hello or proof frame, read before the record layer
 
 
 class Dispatcher(Protocol):
@@ -58,6 +84,8 @@ class Dispatcher(Protocol):
     cluster: str
     max_frame_bytes: int
     settings: dict[str, Any] | None  # what peers must share with us (checked at their hello)
+    # The cluster secret and TLS (``ring.net.auth``); a dispatcher without it is open.
+    security: Security | None
 
     def mark_dirty(self, conn: FramedConnection) -> None:
         """``conn`` has frames queued: ``take`` them in this iteration's flush step and
@@ -89,6 +117,8 @@ class FramedConnection(asyncio.Protocol):
         self.inflight = 0
         self._write_paused = False
         self._read_paused = False
+        self.security: Security | None = getattr(dispatcher, "security", None)
+        self.session: Session | None = None  # the record layer, once authenticated
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -120,7 +150,10 @@ class FramedConnection(asyncio.Protocol):
         if not out:
             return None
         self.out = []
-        return (out[0] if len(out) == 1 else b"".join(out)), self.closed
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self.session is not None:
+            data = self.session.sealer.seal(data)
+        return data, self.closed
 
     def write_out(self, data: bytes, last: bool) -> None:
         """Write frames taken before (the dispatcher's job, in the order it took them)."""
@@ -199,12 +232,42 @@ class ServerConnection(FramedConnection):
         super().__init__(dispatcher)
         self.role: str | None = None  # None until the hello, then "client" or "node"
         self.peer_name: str | None = None
+        secrets = self.security.secrets if self.security is not None else ()
+        # With a secret: the handshake, the bytes read during it, and the hello's (role, name)
+        # until the proof verified.
+        self._handshake = ServerHandshake(secrets) if secrets else None
+        self._hs_buf = bytearray()
+        self._claimed: tuple[str, str | None] | None = None
+        self._hs_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.dispatcher.connection_opened(self)
+        if self._handshake is not None:
+            loop = asyncio.get_running_loop()
+            self._hs_timer = loop.call_later(HELLO_TIMEOUT_S, self._handshake_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._hs_timer is not None:
+            self._hs_timer.cancel()
+        if self._claimed is not None and self.session is None and not self.closed:
+            # It took our proofs and left without its own: it holds another secret.
+            self._refuse("abandoned", "closed without proving the cluster secret", answer=False)
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            try:
+                data = session.opener.feed(data)
+            except AuthError as exc:
+                self._refuse(exc.reason, str(exc), answer=False)
+                return
+            if not data:
+                return
+        elif self._handshake is not None:
+            self._authenticate(data)
+            return
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
@@ -240,10 +303,12 @@ class ServerConnection(FramedConnection):
     def _hello(self, obj: Any) -> None:
         try:
             d = self.dispatcher
-            self.role, self.peer_name = check_client_hello(obj, d.cluster, d.settings, d.name)
+            role, name = check_client_hello(obj, d.cluster, d.settings, d.name)
+            self._check_certificate(role)
         except FrameError as exc:
             self.fail(str(exc))
             return
+        self.role, self.peer_name = role, name
         d = self.dispatcher
         self.queue(encode_frame(new_packer(), server_hello(d.cluster, d.name)))
         if self.role == "node":
@@ -255,6 +320,120 @@ class ServerConnection(FramedConnection):
             )
             assert self.peer_name is not None
             d.peer_connected(self.peer_name)
+
+    def _check_certificate(self, role: str) -> None:
+        """Under TLS a peer must show a certificate our CA signed (clients need none)."""
+        sec = self.security
+        tls = sec is not None and sec.server_ssl is not None
+        if tls and role == "node" and not peer_has_certificate(self.transport):
+            self.dispatcher.count("auth_failed_no_certificate")
+            raise FrameError("a node must show a TLS certificate signed by the cluster's CA")
+
+    # --- the handshake with a cluster secret (ring.net.auth) --------------------------------
+
+    def _authenticate(self, data: bytes) -> None:
+        """Read the hello, then the proof, from the bytes so far; once the proof verified, the
+        rest of them are records."""
+        buf = self._hs_buf
+        buf += data
+        while not self.closed:
+            try:
+                whole, obj = take_frame(buf, HELLO_MAX_BYTES)
+            except ValueError as exc:
+                self._reject(str(exc))
+                return
+            if not whole:
+                return
+            if self._claimed is None:
+                self._auth_hello(obj)
+                continue
+            self._auth_proof(obj)
+            if self.session is not None:
+                rest = bytes(buf)
+                self._hs_buf = bytearray()
+                self._handshake = None
+                if rest:
+                    self.data_received(rest)
+            return
+
+    def _auth_hello(self, obj: Any) -> None:
+        d = self.dispatcher
+        handshake = self._handshake
+        assert handshake is not None and self.transport is not None
+        try:
+            role, name = check_client_hello(obj, d.cluster, d.settings, d.name)
+            self._check_certificate(role)
+        except FrameError as exc:
+            self._reject(str(exc))
+            return
+        try:
+            answer = handshake.answer(obj, server_hello(d.cluster, d.name))
+        except AuthError as exc:
+            self._refuse(exc.reason, str(exc))
+            return
+        self._claimed = (role, name)
+        # Written at once, outside the waves: it acknowledges nothing.
+        self.transport.write(encode_frame(new_packer(), answer))
+
+    def _auth_proof(self, obj: Any) -> None:
+        handshake, claimed = self._handshake, self._claimed
+        assert handshake is not None and claimed is not None
+        try:
+            self.session = handshake.verify(obj)
+        except AuthError as exc:
+            self._refuse(exc.reason, str(exc))
+            return
+        if self._hs_timer is not None:
+            self._hs_timer.cancel()
+            self._hs_timer = None
+        self.role, self.peer_name = claimed
+        if self.role == "node":
+            log.debug("peer %s authenticated from %s", self.peer_name, self.peername)
+            assert self.peer_name is not None
+            self.dispatcher.peer_connected(self.peer_name)
+
+    def _handshake_timeout(self) -> None:
+        self._hs_timer = None
+        if self.session is None and not self.closed:
+            self._refuse("timeout", f"no proof of the cluster secret within {HELLO_TIMEOUT_S:g} s")
+
+    def _reject(self, why: str) -> None:
+        """A hello that breaks the protocol (wrong cluster, version, settings): answered and
+        closed as ``fail`` does, but at once (nothing else was queued on this connection)."""
+        self.dispatcher.count("protocol_errors")
+        log.info(
+            "closing connection from %s: %s",
+            self.peername,
+            why,
+            extra=ev("connection_closed", source=self.peername, why=why),
+        )
+        self._close_with(protocol_error(why))
+
+    def _refuse(self, reason: str, why: str, answer: bool = True) -> None:
+        """Refuse a connection that did not prove the cluster secret: count it by reason, log
+        it (at most once a minute per address), answer ``[None, "auth", why]`` unless the
+        record layer broke (nothing more can be said on it), and close."""
+        d = self.dispatcher
+        d.count("auth_failed")
+        d.count(f"auth_failed_{reason}")
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        source = str(peer[0]) if peer else "?"
+        more = self.security.refusals.due(source) if self.security is not None else 0
+        if more is not None:
+            log.warning(
+                "refused a connection from %s (%s): %s%s",
+                self.peername,
+                self._claimed[1] if self._claimed and self._claimed[1] else "client",
+                why,
+                f" ({more} more refused from {source} since the last such line)" if more else "",
+            )
+        self._close_with(auth_error(why) if answer else None)
+
+    def _close_with(self, frame: list[Any] | None) -> None:
+        transport = self.transport
+        if frame is not None and transport is not None and not transport.is_closing():
+            transport.write(encode_frame(new_packer(), frame, 1 << 31))
+        self.close()  # the transport sends what it buffered before it closes
 
 
 class PeerLink(FramedConnection):
@@ -280,6 +459,7 @@ class PeerLink(FramedConnection):
         self.queue_limit = queue_limit
         self.failure: str | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._handshake: ClientHandshake | None = None
 
     def send(self, frame: bytes) -> bool:
         """Queue a frame; False (and the frame dropped) if the link cannot take it."""
@@ -302,6 +482,9 @@ class PeerLink(FramedConnection):
         super().connection_made(transport)
         d = self.dispatcher
         hello = client_hello(d.cluster, role="node", name=d.name, settings=d.settings)
+        if self.security is not None and self.security.secrets:
+            self._handshake = ClientHandshake(self.security.secrets, hello)
+            hello = self._handshake.hello
         assert self.transport is not None
         self.transport.write(encode_frame(new_packer(), hello))
         loop = asyncio.get_running_loop()
@@ -313,6 +496,18 @@ class PeerLink(FramedConnection):
             self.close()
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            try:
+                data = session.opener.feed(data)
+            except AuthError as exc:
+                self.dispatcher.count("auth_failed")
+                self.dispatcher.count(f"auth_failed_{exc.reason}")
+                self.failure = f"authentication failed: {exc}"
+                self.close()
+                return
+            if not data:
+                return
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
@@ -344,6 +539,18 @@ class PeerLink(FramedConnection):
             self.failure = f"{self.address} is node {name!r}, not {self.dest!r}"
             self.close()
             return
+        if self._handshake is not None:
+            try:
+                proof, session = self._handshake.finish(obj, f"node {name} at {self.address}")
+            except AuthenticationFailed as exc:
+                self.dispatcher.count("auth_failed")
+                self.dispatcher.count("auth_failed_peer_proof")
+                self.failure = str(exc)
+                self.close()
+                return
+            assert self.transport is not None
+            self.transport.write(encode_frame(new_packer(), proof))
+            self.session = session
         self.ready = True
         pending, self.pending, self.pending_bytes = self.pending, [], 0
         for frame in pending:

@@ -11,6 +11,12 @@ few datagrams sent while a name is first resolved wait in a short queue.
 Datagrams leave from the bound socket, so a peer sees our node port as the source port. The
 source *host* may still differ from the address we advertise (a name versus an IP), so the core
 should identify peers by the names inside messages, not by ``Datagram.src``.
+
+With a cluster secret (``auth``, a ``ring.net.auth.GossipAuth``) every datagram sent is sealed
+(time, counter, MAC) and every datagram received is opened before it is decoded: one that is
+unsigned, fails its MAC, is stamped too far from our clock or was seen before is dropped and
+counted (``udp_refused_unsigned``, ``udp_refused_bad_mac``, ``udp_refused_stale``,
+``udp_refused_replay``), and logged at most once a minute per source address.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any, Protocol, cast
 
 from ring.core import messages
 from ring.logs import ev
+from ring.net.auth import AuthError, GossipAuth, RefusalLog
 from ring.net.codec import format_address, parse_address, unpack
 
 log = logging.getLogger("ringd")
@@ -48,8 +55,15 @@ def _is_ip(host: str) -> bool:
 
 
 class GossipEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, sink: GossipSink) -> None:
+    def __init__(
+        self,
+        sink: GossipSink,
+        auth: GossipAuth | None = None,
+        refusals: RefusalLog | None = None,
+    ) -> None:
         self.sink = sink
+        self.auth = auth
+        self.refusals = refusals or RefusalLog()
         self.transport: asyncio.DatagramTransport | None = None
         self.family = socket.AF_INET
         self._resolved: dict[str, tuple[tuple[Any, ...], float]] = {}
@@ -63,6 +77,23 @@ class GossipEndpoint(asyncio.DatagramProtocol):
             self.family = sock.family
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.auth is not None:
+            try:
+                data = self.auth.open(data)
+            except AuthError as exc:
+                self.sink.count(f"udp_refused_{exc.reason}")
+                source = str(addr[0])
+                more = self.refusals.due("udp " + source)
+                if more is not None:
+                    log.warning(
+                        "refused a gossip datagram from %s: %s%s",
+                        format_address(addr[0], addr[1]),
+                        exc,
+                        f" ({more} more refused from {source} since the last such line)"
+                        if more
+                        else "",
+                    )
+                return
         try:
             msg = messages.from_wire(unpack(data))
         except Exception:
@@ -78,6 +109,8 @@ class GossipEndpoint(asyncio.DatagramProtocol):
     def send(self, address: str, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        if self.auth is not None:
+            data = self.auth.seal(data)
         if len(data) > MAX_DATAGRAM_BYTES:
             self.sink.count("udp_oversize")
             log.warning(
