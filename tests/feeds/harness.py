@@ -148,10 +148,10 @@ class NodeStore:
         self.before()
         pairs = list(self.node.scan_versioned(*args, **kwargs))  # within this thread's turn
         for key, v in pairs:
-            self.seen(key, v)
+            self.read_done(key, v)
         return iter(pairs)
 
-    def seen(self, key: bytes, v: Any) -> None:
+    def read_done(self, key: bytes, v: Any) -> None:
         """A read of ``key`` returned ``v``."""
         self.max_siblings = max(self.max_siblings, len(v.values))
 
@@ -162,7 +162,7 @@ class NodeStore:
     def get_versioned(self, key: Any) -> Any:
         self.before()
         v = self.node.get_versioned(key)
-        self.seen(key, v)
+        self.read_done(key, v)
         return v
 
     def put(self, key: Any, value: Any, context: Any = None) -> None:

@@ -48,8 +48,8 @@ class SiblingWatch(NodeStore):
         super().__init__(node, before, read_ahead)  # type: ignore[arg-type]
         self.header_max = self.entry_max = 0
 
-    def seen(self, key: bytes, v: object) -> None:
-        super().seen(key, v)
+    def read_done(self, key: bytes, v: object) -> None:
+        super().read_done(key, v)
         n = len(v.values)  # type: ignore[attr-defined]
         if key.endswith(b":h"):
             self.header_max = max(self.header_max, n)
