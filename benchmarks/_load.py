@@ -14,6 +14,11 @@ key of each request is the next in a fixed cycle over ``keys`` keys, so a put ph
 ``keys`` requests leaves every key written for the get phase. A warm-up is run before the
 measured window and not counted; latency is from the moment a request is queued to the moment
 its reply is decoded, as the client sees it.
+
+With ``secret`` (the cluster secret) or ``tls_ca`` in the config, both drivers connect as a
+client of a secured cluster must: the raw one runs ``ring.net.auth``'s handshake and seals each
+write / opens each read (imported only then, so the echo never needs ringkv), over TLS when
+``tls_ca`` is given; the ``aio`` one passes them to ``ring.aio.connect``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class LoadConfig:
     warmup_s: float = 0.5
     client: str = "raw"  # "raw" or "aio"
     smart: bool = True  # aio: route each request to a replica of its key (ring.net.routing)
+    secret: bytes | None = None  # the cluster secret, for a cluster that has one
+    tls_ca: str | None = None  # connect with TLS, trusting this CA
 
 
 @dataclass
@@ -142,8 +149,11 @@ class Phase:
 class RawConnection(asyncio.Protocol):
     """One pipelined connection; request ids are slot numbers, reused once answered."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, secret: bytes | None = None) -> None:
         self.slots = slots
+        self.secret = secret
+        self.handshake: Any = None  # ring.net.auth.ClientHandshake, with a secret
+        self.session: Any = None  # its ring.net.auth.Session once the node proved itself
         self.sent_ns = [0] * slots
         self.frames = Frames()
         self.transport: asyncio.Transport | None = None
@@ -156,7 +166,13 @@ class RawConnection(asyncio.Protocol):
         # uvloop's TCPTransport is not a subclass of asyncio.Transport, so no isinstance check.
         self.transport = transport = cast(asyncio.Transport, transport)
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(frame(new_packer(), client_hello()))
+        hello = client_hello()
+        if self.secret is not None:
+            from ring.net.auth import ClientHandshake
+
+            self.handshake = ClientHandshake((self.secret,), hello)
+            hello = self.handshake.hello
+        transport.write(frame(new_packer(), hello))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.hello.done():
@@ -174,13 +190,25 @@ class RawConnection(asyncio.Protocol):
         self.phase = phase
         assert self.transport is not None
         phase.outstanding += self.slots
-        self.transport.write(b"".join(self._request(phase, s) for s in range(self.slots)))
+        self._write(b"".join(self._request(phase, s) for s in range(self.slots)))
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        session = self.session
+        self.transport.write(data if session is None else session.sealer.seal(data))
 
     def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            data = self.session.opener.feed(data)
         msgs = self.frames.feed(data)
         phase = self.phase
         if not self.hello.done():
-            self.hello.set_result(msgs.pop(0))
+            answer = msgs.pop(0)
+            if self.handshake is not None and isinstance(answer, dict):
+                proof, self.session = self.handshake.finish(answer)
+                assert self.transport is not None
+                self.transport.write(frame(new_packer(), proof))
+            self.hello.set_result(answer)
         if phase is None:
             return
         now = time.perf_counter_ns()
@@ -201,7 +229,7 @@ class RawConnection(asyncio.Protocol):
             else:
                 phase.outstanding -= 1
         if out and self.transport is not None:
-            self.transport.write(b"".join(out))
+            self._write(b"".join(out))
         if not phase.running:
             phase.check_drained()
 
@@ -235,12 +263,23 @@ async def run_raw(
     value = bytes(range(256)) * (cfg.value_bytes // 256 + 1)
     value = value[: cfg.value_bytes]
     conns: list[RawConnection] = []
+    tls = None
+    if cfg.tls_ca is not None:
+        import ssl
+
+        tls = ssl.create_default_context(cafile=cfg.tls_ca)
     try:
         for i, slots in enumerate(split(cfg.inflight, cfg.connections)):
             if slots == 0:
                 continue
             host, port = parse_address(addresses[i % len(addresses)])
-            _, conn = await loop.create_connection(partial(RawConnection, slots), host, port)
+            protocol = partial(RawConnection, slots, cfg.secret)
+            if tls is None:
+                _, conn = await loop.create_connection(protocol, host, port)
+            else:
+                _, conn = await loop.create_connection(
+                    protocol, host, port, ssl=tls, server_hostname=host
+                )
             conns.append(conn)
             hello = await asyncio.wait_for(conn.hello, 5)
             if not isinstance(hello, dict) or "hello" not in hello:
@@ -266,7 +305,11 @@ async def run_aio(
     clients = []
     for i in range(min(cfg.connections, cfg.inflight)):
         rotated = addresses[i % len(addresses) :] + addresses[: i % len(addresses)]
-        clients.append(await ring.aio.connect(",".join(rotated), smart=cfg.smart))
+        clients.append(
+            await ring.aio.connect(
+                ",".join(rotated), smart=cfg.smart, secret=cfg.secret, tls_ca=cfg.tls_ca
+            )
+        )
     results = []
     try:
         for op in ("put", "get"):
