@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import signal
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import ring
 from tests.integration.harness import Cluster, History, Load, verify_after_heal, wait_until
@@ -111,3 +116,77 @@ def test_a_wiped_founder_whose_seeds_are_silent_waits_instead_of_founding(
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
         cluster.close()
+
+
+COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+
+
+def compose_services() -> dict[str, tuple[dict[str, str], list[str]]]:
+    """Each service of docker-compose.yml: its environment and its published ports (the file's
+    own simple layout, read without a YAML library)."""
+    services: dict[str, tuple[dict[str, str], list[str]]] = {}
+    current = None
+    for line in COMPOSE.read_text().split("services:", 1)[1].splitlines():
+        if re.fullmatch(r"  (\w+):", line):
+            current = services.setdefault(line.strip(" :"), ({}, []))
+        elif current is not None and (m := re.fullmatch(r"      (RINGKV_\w+): (.+)", line)):
+            current[0][m.group(1)] = m.group(2).strip('"')
+        elif current is not None and (m := re.fullmatch(r"    ports: \[(.*)\]", line)):
+            current[1].extend(p.strip().strip('"') for p in m.group(1).split(","))
+        elif line and not line.startswith(" "):
+            break
+    return services
+
+
+def test_compose_nodes_serve_metrics_published_on_localhost_only(tmp_path: Path) -> None:
+    """Every node of docker-compose.yml serves metrics on 9100 through RINGKV_METRICS, published
+    on the host's 127.0.0.1 only; and ringd takes that setting from the environment as compose
+    gives it (node1's environment, on 127.0.0.1 with port 0 here, without the seeds that only
+    resolve inside compose's network)."""
+    services = compose_services()
+    assert sorted(services) == ["node1", "node2", "node3"]
+    host_ports = set()
+    for name, (env, ports) in services.items():
+        assert env["RINGKV_METRICS"] == "0.0.0.0:9100", name
+        assert ports and all(p.startswith("127.0.0.1:") for p in ports), (name, ports)
+        metrics = [p for p in ports if p.endswith(":9100/tcp")]
+        assert len(metrics) == 1, (name, ports)
+        host_ports.add(metrics[0].split(":")[1])
+    assert len(host_ports) == 3
+    env = {k: v for k, v in services["node1"][0].items() if k not in ("RINGKV_SEEDS",)}
+    env |= {"RINGKV_METRICS": "127.0.0.1:0", "RINGKV_LISTEN": "127.0.0.1:0"}
+    env |= {"RINGKV_ADVERTISE": "", "RINGKV_DATA": str(tmp_path / "node1")}
+    # The compose secret, which compose mounts at /run/secrets/ringkv.
+    env |= {"RINGKV_SECRET_FILE": str(COMPOSE.with_name("compose-secret.txt"))}
+    out = tmp_path / "node1.out"
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ring.cli.ringd"],
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **env},
+        )
+    try:
+        url = wait_until(
+            lambda: (m := re.search(r"metrics on (\S+)", out.read_text())) and m.group(1),
+            what="node1 to serve metrics",
+        )
+        wait_until(lambda: "serving" in out.read_text(), what="node1 to serve")
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert samples[("ringkv_node_info", (("cluster", "ringkv"), ("node", "node1")))] == 1
+        assert samples[("ringkv_serving", ())] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            raise
+    assert code == 0
