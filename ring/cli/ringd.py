@@ -523,20 +523,29 @@ async def serve(settings: Settings, storage: RocksStorage) -> int:
 
 def _warn_security(settings: Settings) -> None:
     security = settings.security
-    if not security.secrets:
+    secrets, tls = len(security.secrets), security.server_ssl is not None
+    if not secrets:
         log.warning(
             "no cluster secret (--secret-file): anyone who can reach this node's port can join "
-            "the cluster, forge its gossip and read or write any key; see README, Security"
+            "the cluster, forge its gossip and read or write any key; see README, Security",
+            extra=ev("security", secret=False, tls=tls),
         )
     elif any(weak_secret(s) for s in security.secrets):
         log.warning(
             "the cluster secret is shorter than 16 bytes: whoever records a handshake can guess "
-            "it offline; use a long random one (openssl rand -hex 32)"
+            "it offline; use a long random one (openssl rand -hex 32)",
+            extra=ev("weak_secret"),
         )
-    if security.secrets and len(security.secrets) > 1:
-        log.info("accepting the old secret as well (--old-secret-file): a rotation is under way")
-    if security.server_ssl is not None:
-        log.info("TLS on for client and peer connections")
+    if secrets:
+        rotating = " and the old one (--old-secret-file): a rotation is under way"
+        log.info(
+            "cluster secret on%s%s",
+            rotating if secrets > 1 else "",
+            "; TLS on for client and peer connections" if tls else "",
+            extra=ev("security", secret=True, old_secret=secrets > 1, tls=tls),
+        )
+    elif tls:
+        log.info("TLS on for client and peer connections", extra=ev("security", tls=True))
 
 
 def _empty(path: str) -> bool:

@@ -388,7 +388,12 @@ class ServerConnection(FramedConnection):
             self._hs_timer = None
         self.role, self.peer_name = claimed
         if self.role == "node":
-            log.debug("peer %s authenticated from %s", self.peer_name, self.peername)
+            log.debug(
+                "peer %s authenticated from %s",
+                self.peer_name,
+                self.peername,
+                extra=ev("peer_connected", peer=self.peer_name, source=self.peername),
+            )
             assert self.peer_name is not None
             self.dispatcher.peer_connected(self.peer_name)
 
@@ -420,12 +425,14 @@ class ServerConnection(FramedConnection):
         source = str(peer[0]) if peer else "?"
         more = self.security.refusals.due(source) if self.security is not None else 0
         if more is not None:
+            who = self._claimed[1] if self._claimed and self._claimed[1] else "client"
             log.warning(
                 "refused a connection from %s (%s): %s%s",
                 self.peername,
-                self._claimed[1] if self._claimed and self._claimed[1] else "client",
+                who,
                 why,
                 f" ({more} more refused from {source} since the last such line)" if more else "",
+                extra=ev("auth_refused", source=self.peername, reason=reason, more=more),
             )
         self._close_with(auth_error(why) if answer else None)
 

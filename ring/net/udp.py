@@ -92,6 +92,7 @@ class GossipEndpoint(asyncio.DatagramProtocol):
                         f" ({more} more refused from {source} since the last such line)"
                         if more
                         else "",
+                        extra=ev("gossip_refused", source=source, reason=exc.reason, more=more),
                     )
                 return
         try:
