@@ -206,8 +206,8 @@ class NodeCollector(Collector):
             yield _histogram(
                 "ringkv_request_seconds",
                 "Client request latency by op, from the request's arrival to its answer being "
-                "queued (after the group commit without --sync; the fsync wait with --sync is "
-                "not included).",
+                "queued on the connection (the group commit of the loop iteration and the socket "
+                "write that follow are not included).",
                 requests.latency,
                 CLIENT_BOUNDS_S,
             )
