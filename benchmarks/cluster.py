@@ -2,6 +2,7 @@
 
     python benchmarks/cluster.py [--seconds 5] [--inflight 64] [--keys 10000] [--value-bytes 100]
                                  [--rounds 1] [--client raw|aio] [--profile DIR] [--no-redis]
+                                 [--metrics [--scrape-s 1]] [--secure secret|tls|secret+tls]
 
 Starts, one system at a time, on 127.0.0.1:
 
@@ -27,6 +28,15 @@ with other work: compare ratios from the same run, and look at CPU per operation
 Targets (issue 12): at 64 in flight ringkv puts >= 0.35x and gets >= 0.45x the echo's rate, p99
 <= 3 ms; at ``--inflight 1`` put p50 <= 2.5x and get p50 <= 2x the echo's p50.
 
+``--metrics`` runs ringkv a second time in every round with ``ringd --metrics``, each node
+scraped every ``--scrape-s`` seconds during the load, and prints its put and get rates and p99
+beside the plain run's of the same rounds, as ratios (issue 13: puts >= 0.97x).
+
+``--secure MODE`` (repeatable) runs ringkv once more in every round with the cluster secret
+(``secret``), TLS (``tls``) or both (``secret+tls``), the load generator connecting as a secured
+client must (``benchmarks/_security.py``), and prints each one's put and get rates and p99s
+beside the plain run's of the same rounds, as ratios.
+
 ``--profile DIR`` adds one more ringkv load run with py-spy sampling node1 (put and get phases
 apart) and prints where its time goes; the table's figures come from the unprofiled runs.
 """
@@ -40,10 +50,13 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import uvloop
@@ -51,9 +64,12 @@ from _load import LoadConfig, run_load
 from _procs import Child, ChildFailed, Meter, Usage, free_port, spawn, stop_all, usage, wait_ready
 from _profile import Profile, Sampler, py_spy
 from _report import CLIENT, Row, add_usage, costs, median_rows, row_of, table, targets
+from _security import MODES, Secured, prepare
+from _security import lines as security_lines
 from _wire import call
 
 RINGD_READY = re.compile(r"ringd (\S+) listening on (\S+)")
+METRICS_READY = re.compile(r"ringd \S+ metrics on (\S+)")
 ECHO_READY = re.compile(r"echo \S+ listening on (\S+)")
 REDIS_READY = re.compile(r"Ready to accept connections")
 # A ringd log line for a member's state change; counted to report false suspicions under load.
@@ -75,7 +91,9 @@ def ringd_command(explicit: str | None) -> list[str]:
     return [found]
 
 
-def start_ringd(ringd: list[str], work: Path, children: list[Child], nodes: int = 3) -> list[Child]:
+def start_ringd(
+    ringd: list[str], work: Path, children: list[Child], nodes: int = 3, extra: tuple[str, ...] = ()
+) -> list[Child]:
     """node1 first, founding the cluster; the others seeded with its address. Each one's data
     lives under ``work``."""
     started: list[Child] = []
@@ -84,7 +102,7 @@ def start_ringd(ringd: list[str], work: Path, children: list[Child], nodes: int 
         name = f"node{i}"
         data = work / f"{name}-data"
         argv = [*ringd, "--name", name, "--listen", "127.0.0.1:0", "--data", str(data)]
-        argv += ["--n", "3", "--r", "2", "--w", "2"]
+        argv += ["--n", "3", "--r", "2", "--w", "2", *extra]
         argv += ["--seeds", ",".join(seeds)] if seeds else ["--new-cluster"]
         child = spawn(name, argv, work)
         children.append(child)
@@ -95,11 +113,11 @@ def start_ringd(ringd: list[str], work: Path, children: list[Child], nodes: int 
     return started
 
 
-def members_up(address: str) -> list[str]:
+def members_up(address: str, secured: Secured | None = None) -> list[str]:
     """Names of the members ``address`` sees as up and owning their share of the ring, once no
     partition moves any more; [] when it cannot answer yet or the ring has not settled."""
     try:
-        error, status = call(address, "status", {})
+        error, status = secured.status(address) if secured else call(address, "status", {})
     except OSError:
         return []
     if error is not None or not isinstance(status, dict) or status.get("transfers_pending"):
@@ -111,13 +129,15 @@ def members_up(address: str) -> list[str]:
     )
 
 
-def wait_members_up(nodes: list[Child], timeout_s: float = MEMBERS_UP_TIMEOUT_S) -> None:
+def wait_members_up(
+    nodes: list[Child], timeout_s: float = MEMBERS_UP_TIMEOUT_S, secured: Secured | None = None
+) -> None:
     """Until every node sees every node up, each owning its share of a settled ring (what
     ``ringctl status -o json`` shows)."""
     want = sorted(n.name for n in nodes)
     deadline = time.monotonic() + timeout_s
     while True:
-        views = {n.name: members_up(n.address) for n in nodes}
+        views = {n.name: members_up(n.address, secured) for n in nodes}
         if all(view == want for view in views.values()):
             return
         for n in nodes:
@@ -140,24 +160,122 @@ def suspicions(nodes: list[Child]) -> list[str]:
 
 
 def bench_ringkv(
-    args: argparse.Namespace, cfg: LoadConfig, work: Path, profile: bool
+    args: argparse.Namespace,
+    cfg: LoadConfig,
+    work: Path,
+    profile: bool,
+    metrics: bool = False,
+    secured: Secured | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """The rows, and notes for below the table (false suspicions; profiles when asked for)."""
+    """The rows, and notes for below the table (false suspicions; profiles when asked for).
+    With ``metrics`` the nodes run with ``--metrics`` and each is scraped every
+    ``--scrape-s`` seconds while the load runs."""
     children: list[Child] = []
     work.mkdir(parents=True, exist_ok=True)
+    scraper: Scraper | None = None
     try:
-        nodes = start_ringd(ringd_command(args.ringd), work, children)
-        wait_members_up(nodes)
+        extra = ("--metrics", "127.0.0.1:0") if metrics else ()
+        if secured is not None:  # ringd with the secret or TLS; the client connects as it must
+            extra, cfg = extra + secured.flags, secured.config(cfg)
+        nodes = start_ringd(ringd_command(args.ringd), work, children, extra=extra)
+        wait_members_up(nodes, secured=secured)
         entry = [nodes[0].address] if args.one_entry else [n.address for n in nodes]
         meter = Meter({**{n.name: n.pid for n in nodes}, CLIENT: os.getpid()})
+        if metrics:
+            scraper = Scraper([metrics_url(n) for n in nodes], args.scrape_s)
         put, get = uvloop.run(run_load(entry, cfg, meter))
-        rows = [row_of("ringkv", r, meter.used.get(r.op)) for r in (put, get)]
+        system = "ringkv+metrics" if metrics else "ringkv"
+        system = secured.system if secured is not None else system
+        rows = [row_of(system, r, meter.used.get(r.op)) for r in (put, get)]
         notes = [f"under load: {s}" for s in suspicions(nodes)]
+        if scraper is not None:
+            scraper.stop()
+            notes.append(f"metrics run: {scraper.summary()}")
         if profile:
             notes += profile_ringkv(nodes[0], entry, cfg, Path(args.profile))
         return rows, notes
     finally:
+        if scraper is not None:
+            scraper.stop()
         stop_all(children)
+
+
+def metrics_url(node: Child) -> str:
+    match = METRICS_READY.search(node.log_path.read_text(errors="replace"))
+    if match is None:
+        raise ChildFailed(f"{node.name} printed no metrics address:\n{node.log_tail()}")
+    return match.group(1)
+
+
+class Scraper:
+    """Scrapes every node's /metrics every ``every_s`` seconds from a thread, as Prometheus
+    would (every 15 s by default: this is more often), until ``stop``."""
+
+    def __init__(self, urls: list[str], every_s: float) -> None:
+        self.urls, self.every_s = urls, every_s
+        self.scrapes = self.failures = self.bytes = 0
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            for url in self.urls:
+                started = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as answer:
+                        self.bytes += len(answer.read())
+                    self.scrapes += 1
+                except OSError:
+                    self.failures += 1
+                self.seconds += time.perf_counter() - started
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def summary(self) -> str:
+        mean_ms = self.seconds / max(1, self.scrapes + self.failures) * 1000
+        return (
+            f"{self.scrapes} scrapes ({self.failures} failed) every {self.every_s:g} s, "
+            f"{self.bytes // max(1, self.scrapes):,} bytes and {mean_ms:.1f} ms each"
+        )
+
+
+def metrics_lines(plain: list[list[Row]], metered: list[list[Row]]) -> list[str]:
+    """ringkv with --metrics (scraped) beside the plain ringkv of the same rounds: the median
+    of the per-round ratios of ops/s, with their range, and the p99s."""
+    out = []
+    for op in ("put", "get"):
+        pairs = []
+        for a, b in zip(plain, metered, strict=True):
+            x = next((r for r in a if r.key == ("ringkv", op)), None)
+            y = next((r for r in b if r.op == op), None)
+            if x is not None and y is not None and x.ops_per_s:
+                pairs.append((x, y))
+        if not pairs:
+            continue
+        ratios = [y.ops_per_s / x.ops_per_s for x, y in pairs]
+        p99 = [y.p99_ms / x.p99_ms for x, y in pairs if x.p99_ms]
+        cpu = [y.server_cpu_us / x.server_cpu_us for x, y in pairs if x.server_cpu_us > 0]
+        on = statistics.median(y.ops_per_s for _, y in pairs)
+        off = statistics.median(x.ops_per_s for x, _ in pairs)
+        out.append(
+            f"{op}: {on:,.0f}/s with metrics against {off:,.0f}/s without: "
+            f"{statistics.median(ratios):.3f}x (rounds {min(ratios):.3f}-{max(ratios):.3f}); "
+            f"p99 {statistics.median(y.p99_ms for _, y in pairs):.2f} against "
+            f"{statistics.median(x.p99_ms for x, _ in pairs):.2f} ms"
+            + (f" ({statistics.median(p99):.2f}x)" if p99 else "")
+            + (
+                f"; nodes' CPU per {op} {statistics.median(y.server_cpu_us for _, y in pairs):.1f}"
+                f" against {statistics.median(x.server_cpu_us for x, _ in pairs):.1f} us "
+                f"({statistics.median(cpu):.3f}x, rounds {min(cpu):.3f}-{max(cpu):.3f})"
+                if cpu
+                else ""
+            )
+        )
+    return out
 
 
 def profile_ringkv(node: Child, entry: list[str], cfg: LoadConfig, out_dir: Path) -> list[str]:
@@ -301,6 +419,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only these systems (repeatable)",
     )
     p.add_argument("--no-redis", action="store_true", help="skip the redis baseline")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also run ringkv with --metrics in every round, scraped, and print the ratio",
+    )
+    p.add_argument(
+        "--scrape-s", type=float, default=1.0, help="with --metrics: scrape every node this often"
+    )
+    p.add_argument(
+        "--secure",
+        choices=MODES,
+        action="append",
+        default=[],
+        help="also run ringkv with the cluster secret, TLS or both in every round, and print "
+        "the ratios to the plain run (repeatable)",
+    )
     p.add_argument("--profile", metavar="DIR", help="also profile node1 with py-spy into DIR")
     p.add_argument("--ringd", metavar="CMD", help="the ringd command (default: ringd on PATH)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
@@ -331,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("redis skipped: redis-server and redis-benchmark are not installed")
     work = Path(tempfile.mkdtemp(prefix="ringkv-bench-cluster-"))
     rounds: list[list[Row]] = []
+    metered: list[list[Row]] = []  # ringkv with --metrics, per round (--metrics)
+    secure = {mode: prepare(mode, work / f"secure-{mode}") for mode in args.secure}
+    secured: dict[str, list[list[Row]]] = {mode: [] for mode in args.secure}  # per round
     failed = False
     try:
         for i in range(args.rounds):
@@ -338,9 +475,31 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 if system == "ringkv":
                     profile = bool(args.profile) and i == args.rounds - 1
+                    # Secured runs go after the plain one in even rounds, before in odd ones.
+                    for mode in secure if i % 2 else ():
+                        path = work / f"{mode}-{i}"
+                        more, _ = bench_ringkv(args, cfg, path, False, secured=secure[mode])
+                        secured[mode].append(more)
+                    # With --metrics, the metered run goes first in odd rounds (drift cancels).
+                    if args.metrics and i % 2:
+                        more, more_notes = bench_ringkv(
+                            args, cfg, work / f"metrics-{i}", False, True
+                        )
+                        metered.append(more)
+                        notes += more_notes
                     more, more_notes = bench_ringkv(args, cfg, work / f"ringkv-{i}", profile)
                     rows += more
                     notes += more_notes
+                    if args.metrics and not i % 2:
+                        more, more_notes = bench_ringkv(
+                            args, cfg, work / f"metrics-{i}", False, True
+                        )
+                        metered.append(more)
+                        notes += more_notes
+                    for mode in () if i % 2 else secure:
+                        path = work / f"{mode}-{i}"
+                        more, _ = bench_ringkv(args, cfg, path, False, secured=secure[mode])
+                        secured[mode].append(more)
                 elif system == "echo":
                     rows += bench_echo(cfg, work)
                 else:
@@ -355,6 +514,14 @@ def main(argv: list[str] | None = None) -> int:
     if not rounds:
         return 1
     report(args, cfg, median_rows(rounds), notes, len(rounds))
+    if metered:
+        print("\nringkv with --metrics (every node scraped while loaded), same rounds:")
+        for line in metrics_lines(rounds, metered):
+            print(f"  {line}")
+    if any(secured.values()):
+        print("\nringkv with the cluster secret / TLS, same rounds, against the plain run:")
+        for line in security_lines(rounds, secured):
+            print(f"  {line}")
     if args.keep:
         print(f"work directory: {work}")
     return 1 if failed else 0
