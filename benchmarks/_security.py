@@ -84,8 +84,9 @@ def make_pki(d: Path) -> tuple[str, str, str]:
 
 
 def lines(plain: list[list[Row]], secured: dict[str, list[list[Row]]]) -> list[str]:
-    """Per mode and op: the secured rate and p99 beside the plain run's of the same rounds, as
-    the median of the per-round ratios (with their range)."""
+    """Per mode and op: the secured rate, p50 and p99 beside the plain run's of the same
+    rounds, as the median of the per-round ratios (with the range of the rate's), and the
+    servers' CPU per operation likewise."""
     out = []
     for mode, runs in secured.items():
         for op in ("put", "get"):
@@ -98,12 +99,16 @@ def lines(plain: list[list[Row]], secured: dict[str, list[list[Row]]]) -> list[s
             if not pairs:
                 continue
             rate = [y.ops_per_s / x.ops_per_s for x, y in pairs]
+            p50 = [y.p50_ms / x.p50_ms for x, y in pairs if x.p50_ms]
             p99 = [y.p99_ms / x.p99_ms for x, y in pairs]
             cpu = [y.server_cpu_us / x.server_cpu_us for x, y in pairs if x.server_cpu_us]
             out.append(
                 f"{mode:<10} {op}: {statistics.median(y.ops_per_s for _, y in pairs):,.0f}/s "
                 f"against {statistics.median(x.ops_per_s for x, _ in pairs):,.0f}/s plain: "
                 f"{statistics.median(rate):.2f}x (rounds {min(rate):.2f}-{max(rate):.2f}); "
+                f"p50 {statistics.median(y.p50_ms for _, y in pairs):.3f} against "
+                f"{statistics.median(x.p50_ms for x, _ in pairs):.3f} ms "
+                f"({statistics.median(p50):.2f}x), "
                 f"p99 {statistics.median(y.p99_ms for _, y in pairs):.2f} against "
                 f"{statistics.median(x.p99_ms for x, _ in pairs):.2f} ms "
                 f"({statistics.median(p99):.2f}x)"

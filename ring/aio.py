@@ -62,6 +62,8 @@ from ring.net.routing import CONNECT_TIMEOUT_S, MAX_LINKS, Routes
 
 __all__ = ["AsyncClient", "connect"]
 
+CLOSE_WAIT_S = 1.0  # close() waits at most this long for its connections to close
+
 
 class _Connection(asyncio.Protocol):
     def __init__(
@@ -84,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self.waiters: dict[int, asyncio.Future[tuple[Any, Any]]] = {}
         self.out: list[bytes] = []
         self.closed = False
+        self.lost: asyncio.Future[None] = self.loop.create_future()  # the transport is closed
         self.address = address  # where it was opened
         self._next_id = 0
 
@@ -143,6 +146,8 @@ class _Connection(asyncio.Protocol):
         return name
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
         if exc is None and not self.hello.done():
             tls = self.security is not None and self.security.ssl is not None
             exc = ConnectionResetError(
@@ -627,14 +632,18 @@ class AsyncClient:
         if self._connecting is not None:
             self._connecting.cancel()
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        closing = [conn, *self._links.values()] if conn is not None else [*self._links.values()]
         for task in [*self._opening.values(), self._checking]:
             if task is not None:
                 task.cancel()
-        for link in self._links.values():
-            link.close()
         self._links.clear()
+        for link in closing:
+            link.close()
+        # Let the transports finish closing (a TLS one says goodbye first), so none is left
+        # open when the caller's loop ends right after this.
+        lost = [c.lost for c in closing if c.transport is not None and not c.lost.done()]
+        if lost:
+            await asyncio.wait(lost, timeout=CLOSE_WAIT_S)
 
     async def __aenter__(self) -> AsyncClient:
         return self
