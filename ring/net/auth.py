@@ -202,41 +202,54 @@ class Sealer:
 class Opener:
     """Splits a stream of records, verifies each, returns the bytes they carry."""
 
-    __slots__ = ("_buf", "_keyed", "seq")
+    __slots__ = ("_buf", "_keyed", "_need", "seq")
 
     def __init__(self, key: bytes) -> None:
         self._keyed = _blake2b(key=key, digest_size=TAG_BYTES)
         self.seq = 0
-        self._buf = b""  # the start of an incomplete record
+        self._buf = bytearray()  # the start of an incomplete record
+        self._need = 0  # how long _buf must grow before it holds that whole record
 
     def feed(self, data: bytes | bytearray) -> bytes:
         """The verified bytes of every complete record in the stream so far (b"" if none);
         raises AuthError for a record that does not verify (the stream is then unusable)."""
-        if self._buf:
-            data = self._buf + data
+        buf = self._buf
+        if buf:
+            buf += data  # amortised: a large record arriving in pieces is copied once
+            if len(buf) < self._need:
+                return b""
+            data = bytes(buf)
+            self._buf = bytearray()
         elif type(data) is not bytes:
             data = bytes(data)
         end = len(data)
         pos = 0
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
+        need = 4
         while end - pos >= 4:
             (length,) = _unpack_len(data, pos)
             if length == 0 or length > RECORD_MAX:
                 raise AuthError("bad_record", f"a record of {length} bytes is not valid")
             stop = pos + 4 + length + TAG_BYTES
             if stop > end:
+                need = stop - pos
                 break
             mac = stop - TAG_BYTES
             h = self._keyed.copy()
             h.update(_pack_seq(self.seq))
-            h.update(data[pos:mac])
+            # Large records are hashed and handed on through views: one copy, in the join.
+            body: bytes | memoryview = data if length < 4096 else memoryview(data)
+            h.update(body[pos:mac])
             if not _compare(h.digest(), data[mac:stop]):
                 raise AuthError("bad_record", f"record {self.seq} failed its MAC")
             self.seq += 1
-            out.append(data[pos + 4 : mac])
+            out.append(body[pos + 4 : mac])
             pos = stop
-        self._buf = bytes(data[pos:]) if pos < end else b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        if pos < end:
+            self._buf = bytearray(memoryview(data)[pos:])
+            self._need = need
+        first = out[0] if len(out) == 1 else None
+        return first if type(first) is bytes else b"".join(out)
 
 
 class ClientHandshake:
