@@ -245,13 +245,16 @@ def cluster_nodes(args: argparse.Namespace) -> str | None:
     return getattr(args, "nodes", None) or os.environ.get("RINGKV_NODES") or None
 
 
-def use_security(args: argparse.Namespace) -> None:
+def use_security(args: argparse.Namespace | None) -> None:
     """Make every cluster client this run opens use ``--secret-file`` and ``--tls-ca`` (or
     ``$RINGKV_SECRET_FILE``, ``$RINGKV_TLS_CA``); a missing or empty secret file, or a CA
-    file that does not load, is a usage error."""
+    file that does not load, is a usage error. ``None``: back to plain clients."""
     import ring.client
     from ring.net.auth import read_secret_file
 
+    if args is None:
+        ring.client.set_defaults()
+        return
     path = getattr(args, "secret_file", None) or os.environ.get("RINGKV_SECRET_FILE") or None
     ca = getattr(args, "tls_ca", None) or os.environ.get("RINGKV_TLS_CA") or None
     if path is None and ca is None:

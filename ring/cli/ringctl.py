@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(this is a bug; set RINGKV_DEBUG=1 to see the traceback)"
         )
         return INTERNAL
+    finally:
+        use_security(None)  # the process's clients are plain again (main may run in-process)
 
 
 if __name__ == "__main__":

@@ -532,8 +532,8 @@ def _warn_security(settings: Settings) -> None:
         )
     elif any(weak_secret(s) for s in security.secrets):
         log.warning(
-            "the cluster secret is shorter than 16 bytes: whoever records a handshake can guess "
-            "it offline; use a long random one (openssl rand -hex 32)",
+            "the cluster secret is docker-compose's placeholder or shorter than 16 bytes: "
+            "anyone may know or guess it; use a long random one (openssl rand -hex 32)",
             extra=ev("weak_secret"),
         )
     if secrets:

@@ -132,9 +132,14 @@ def read_secret_file(path: str, what: str = "--secret-file") -> bytes:
         raise InvalidInput(f"{what} {path} is empty: put the cluster secret in it") from None
 
 
+# docker-compose's placeholder (compose-secret.txt): public, so ringd warns when it is used.
+PLACEHOLDER_SECRET = b"change-this-secret-see-README-Security"
+
+
 def weak_secret(secret: bytes) -> bool:
-    """Too short to resist guessing: anyone who sees a handshake can test guesses offline."""
-    return len(secret) < MIN_SECRET_BYTES
+    """Too short to resist guessing (anyone who sees a handshake can test guesses offline), or
+    the placeholder everyone has."""
+    return len(secret) < MIN_SECRET_BYTES or secret == PLACEHOLDER_SECRET
 
 
 def _check_secrets(secrets: Sequence[bytes]) -> tuple[bytes, ...]:

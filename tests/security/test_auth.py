@@ -17,6 +17,7 @@ import pytest
 from ring.errors import InvalidInput, ProtocolError
 from ring.net.auth import (
     DATAGRAM_MAX_AGE_MS,
+    PLACEHOLDER_SECRET,
     RECORD_MAX,
     REPLAY_WINDOW,
     AuthenticationFailed,
@@ -30,6 +31,7 @@ from ring.net.auth import (
     Session,
     read_secret_file,
     secret_of,
+    weak_secret,
 )
 from ring.net.codec import client_hello, server_hello
 
@@ -298,6 +300,11 @@ def test_secrets_are_stripped_and_must_not_be_empty(tmp_path: Path) -> None:
         read_secret_file(str(tmp_path / "missing"))
     with pytest.raises(InvalidInput, match="str or bytes"):
         secret_of(42)  # type: ignore[arg-type]
+
+
+def test_short_and_placeholder_secrets_are_weak() -> None:
+    assert weak_secret(b"x" * 15) and weak_secret(PLACEHOLDER_SECRET)
+    assert not weak_secret(b"x" * 16) and not weak_secret(NEW)
 
 
 def test_refusals_are_logged_once_a_minute_per_source() -> None:
