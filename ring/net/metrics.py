@@ -406,20 +406,10 @@ def _refusal(counter: str) -> bool:
 
 
 def rocksdb_property(storage: Any) -> Callable[[str], int | None] | None:
-    """A reader of integer RocksDB properties of a ``RocksStorage`` (None for other backends)."""
-    db = getattr(storage, "_db", None)
-    reader = getattr(db, "property_int_value", None)
-    if reader is None:
-        return None
-
-    def read(name: str) -> int | None:
-        try:
-            value = reader(name)
-        except Exception:  # a closed database, an unknown property
-            return None
-        return int(value) if isinstance(value, int) else None
-
-    return read
+    """A reader of integer RocksDB properties (``RocksStorage.property_int``), or None for a
+    backend without them."""
+    reader: Callable[[str], int | None] | None = getattr(storage, "property_int", None)
+    return reader
 
 
 def registry_for(collector: NodeCollector) -> CollectorRegistry:

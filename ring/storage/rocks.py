@@ -171,6 +171,17 @@ class RocksStorage:
         self._check()
         self._db.flush_wal(True)
 
+    def property_int(self, name: str) -> int | None:
+        """An integer RocksDB property (``rocksdb.estimate-num-keys``, ...), or None when the
+        store is closed or RocksDB does not know it (``ringd --metrics`` reads a few)."""
+        if self._closed:
+            return None
+        try:
+            value = self._db.property_int_value(name)
+        except Exception:  # rocksdict raises a plain exception for an unknown property
+            return None
+        return int(value) if isinstance(value, int) else None
+
     def close(self) -> None:
         if self._closed:
             return
