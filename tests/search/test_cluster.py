@@ -28,9 +28,10 @@ deleted the keys it read without a context, so a remove coordinated by a node wh
 not received the document yet was lost (the tombstone was a sibling of the value, which won).
 Every delete in ``search`` now carries the context of a ``get_versioned`` of its key.
 
-``RINGKV_SEARCH_ROUNDS`` (default 20 for the index, 8 for the sorted set) and ``RINGKV_SEARCH_SEED`` (default 11) vary the writers'
-plans. The nodes come from the shared harness (``tests/integration/harness.py``): port 0, killed
-by PID in a ``finally``, every wait a condition polled against a deadline.
+``RINGKV_SEARCH_ROUNDS`` (default 20 for the index, 8 for the sorted set) and
+``RINGKV_SEARCH_SEED`` (default 11) vary the writers' plans. The nodes come from the shared
+harness (``tests/integration/harness.py``): port 0, killed by PID in a ``finally``, every wait
+a condition polled against a deadline.
 """
 
 from __future__ import annotations
