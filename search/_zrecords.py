@@ -278,7 +278,9 @@ def decode_member(raw: bytes) -> MemberRec:
         if type(u_hts) is not int or type(u_writer) is not bytes:
             raise ValueError("until")
         out_incs = []
-        for w, bh, bw, hts, total, score, seen in incs:  # type: ignore[attr-defined]
+        if type(incs) is not list or type(entries) is not list:
+            raise ValueError("incs")
+        for w, bh, bw, hts, total, score, seen in incs:
             if not (type(w) is bytes and type(bh) is int and type(bw) is bytes):
                 raise ValueError("inc")
             if type(hts) is not int or type(total) is not float:
@@ -287,7 +289,9 @@ def decode_member(raw: bytes) -> MemberRec:
                 raise ValueError("inc")
             out_incs.append(Inc(w, (bh, bw), hts, total, score, seen))
         out_entries = []
-        for e in entries:  # type: ignore[attr-defined]
+        for e in entries:
+            if type(e) is not list:  # a map would be indexed by key (KeyError)
+                raise ValueError("entry")
             hts, w = e[0], e[1]
             if type(hts) is not int or type(w) is not bytes:
                 raise ValueError("entry")
@@ -326,12 +330,16 @@ def decode_node(raw: bytes) -> NodeRec:
     try:
         base_v = _int_bytes(b_hts, b_writer)
         out = []
-        for w, e_hts, e_writer, hts, cum, helped, intent, cleared in marks:  # type: ignore[attr-defined]
+        if type(marks) is not list:
+            raise ValueError("marks")
+        for w, e_hts, e_writer, hts, cum, helped, intent, cleared in marks:
             if type(w) is not bytes or type(hts) is not int or type(cleared) is not int:
+                raise ValueError("mark")
+            if type(helped) is not list or (intent is not None and type(intent) is not list):
                 raise ValueError("mark")
             hs = []
             for h in helped:
-                if type(h[0]) is not int:
+                if type(h) is not list or type(h[0]) is not int:
                     raise ValueError("helped")
                 hs.append((h[0], _delta(h[1:])))
             it = None

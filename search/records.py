@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -45,22 +46,29 @@ def encode_doc_record(lens: dict[str, int], fields: Fields) -> bytes:
     return len(head).to_bytes(4, "big") + head + body
 
 
-def doc_lengths(value: bytes) -> dict[str, int]:
+def _str_map(raw: bytes, kind: type, what: str) -> dict[str, Any]:
+    """A msgpack map of str to ``kind`` (an exact type: a boolean is no length)."""
     try:
-        n = int.from_bytes(value[:4], "big")
-        lens: dict[str, int] = msgpack.unpackb(value[4 : 4 + n])
-        return lens
-    except Exception as exc:
+        obj = msgpack.unpackb(raw)
+    except Exception as exc:  # msgpack raises several unrelated types
         raise CorruptData(f"a search document record cannot be decoded: {exc}") from None
+    if type(obj) is not dict or not all(type(k) is str and type(v) is kind for k, v in obj.items()):
+        raise CorruptData(f"a search document record holds malformed {what}")
+    return obj
+
+
+def doc_lengths(value: bytes) -> dict[str, int]:
+    n = int.from_bytes(value[:4], "big")
+    if len(value) < 4 + n:
+        raise CorruptData("a search document record is shorter than its field lengths")
+    return _str_map(value[4 : 4 + n], int, "field lengths")
 
 
 def doc_fields(value: bytes) -> Fields:
-    try:
-        n = int.from_bytes(value[:4], "big")
-        fields: Fields = msgpack.unpackb(value[4 + n :])
-        return fields
-    except Exception as exc:
-        raise CorruptData(f"a search document record cannot be decoded: {exc}") from None
+    n = int.from_bytes(value[:4], "big")
+    if len(value) < 4 + n:
+        raise CorruptData("a search document record is shorter than its field lengths")
+    return _str_map(value[4 + n :], str, "fields")
 
 
 _HEAD = struct.Struct(">II")
@@ -72,12 +80,17 @@ def encode_posting(dl: int, positions: list[int]) -> bytes:
 
 def posting_head(value: bytes) -> tuple[int, int]:
     """``(tf, dl)``."""
-    tf, dl = _HEAD.unpack_from(value)
+    try:
+        tf, dl = _HEAD.unpack_from(value)
+    except struct.error:
+        raise CorruptData(f"a search posting of {len(value)} bytes is too short") from None
     return tf, dl
 
 
 def posting_positions(value: bytes) -> tuple[int, ...]:
-    tf = _HEAD.unpack_from(value)[0]
+    tf = posting_head(value)[0]
+    if len(value) != 8 + 4 * tf:
+        raise CorruptData(f"a search posting of {len(value)} bytes cannot hold {tf} positions")
     return struct.unpack_from(f">{tf}I", value, 8)
 
 
@@ -128,9 +141,21 @@ def encode_intents(intents: list[Intent]) -> bytes:
 
 def decode_intents(value: bytes) -> list[Intent]:
     try:
-        return [
-            (str(op), bytes(doc), bytes(version), [bytes(v) for v in read], bytes(words))
+        out = [
+            (op, doc, version, read, words)
             for op, doc, version, read, words in msgpack.unpackb(value)
         ]
     except Exception as exc:
         raise CorruptData(f"search intents cannot be decoded: {exc}") from None
+    for op, doc, version, read, words in out:
+        # Exact types, never conversions: bytes(n) of an integer would allocate n bytes.
+        if not (
+            type(op) is str
+            and type(doc) is bytes
+            and type(version) is bytes
+            and type(read) is list
+            and all(type(v) is bytes for v in read)
+            and type(words) is bytes
+        ):
+            raise CorruptData("search intents are malformed")
+    return out

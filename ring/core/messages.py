@@ -9,8 +9,12 @@ Rules:
 
 * a message class lists only msgpack-native fields (int, str, bytes, None, bool, list, dict);
   records travel in their ``record.to_wire`` form;
-* ``from_wire`` checks the tag and the field count and raises ``ValueError`` for anything else,
-  so a malformed frame is an error reply, never a crash.
+* ``from_wire`` checks the tag, the field count and each field's type against the class's
+  annotations (``int`` is an integer and not a boolean, ``bytes | None`` bytes or nil,
+  ``list[int]`` a list of integers, ``dict[str, Any]`` a map with string keys; ``Any`` and
+  ``list[Any]`` are checked by whoever reads them) and raises :class:`MessageError` (a
+  ``ValueError``) naming the field for anything else, so a malformed frame is refused before
+  the core acts on it, never a crash.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import operator
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, dataclass_transform
@@ -30,6 +36,96 @@ _BY_TAG: dict[int, type[Any]] = {}
 
 
 _T = TypeVar("_T")
+
+
+class MessageError(ValueError):
+    """A value that is not a node-to-node message: not ``[tag, fields...]``, an unknown tag, the
+    wrong number of fields, or a field of the wrong type. The message says which."""
+
+
+# What a field annotation asks of a decoded value: the exact types it may have (``type(v) is
+# int``, so a msgpack boolean is no integer) and, for a list or a map among them, the exact
+# types of its elements or keys. ``Any`` asks nothing.
+_Spec = tuple[tuple[type, ...], type | None, tuple[type, ...] | None]  # kinds, container, inner
+
+
+def _spec(hint: Any) -> _Spec | None:
+    if hint is Any:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        specs = [_spec(a) for a in args]
+        boxes = [sp for sp in specs if sp is not None and sp[1] is not None]
+        if any(sp is None for sp in specs) or len(boxes) > 1:
+            raise TypeError(f"a message field cannot be {hint!r}")
+        kinds = tuple(t for sp in specs if sp is not None for t in sp[0])
+        return (kinds, boxes[0][1], boxes[0][2]) if boxes else (kinds, None, None)
+    if origin in (list, dict):
+        inner = _spec(args[0]) if args else None
+        if inner is not None and inner[1] is not None:
+            raise TypeError(f"a message field cannot be {hint!r}")
+        return (origin,), origin, (None if inner is None else inner[0])
+    if isinstance(hint, type) and hint in (int, bool, str, bytes, type(None), float):
+        return (hint,), None, None
+    raise TypeError(f"a message field cannot be {hint!r}")
+
+
+def _describe(spec: _Spec) -> str:
+    kinds, box, inner = spec
+    names = []
+    for t in kinds:
+        if t is box and inner is not None:
+            of = " or ".join(i.__name__ for i in inner)
+            names.append(f"a map with {of} keys" if box is dict else f"a list of {of}")
+        else:
+            names.append("nil" if t is type(None) else t.__name__)
+    return " or ".join(names)
+
+
+def _fits(spec: _Spec, v: Any) -> bool:
+    kinds, box, inner = spec
+    kind = type(v)
+    return kind in kinds and (kind is not box or inner is None or all(type(x) in inner for x in v))
+
+
+def _checker(cls: type[Any]) -> Callable[[list[Any]], bool]:
+    """A function that tells whether a wire list ``[tag, f1, f2, ...]`` of the right length has
+    fields of the annotated types (the hot path: a type lookup per field); ``_why`` says what
+    is wrong when it has not."""
+    hints = typing.get_type_hints(cls)
+    flat: list[tuple[int, tuple[type, ...]]] = []  # fields without elements to check
+    deep: list[tuple[int, _Spec]] = []
+    for i, name in enumerate(cls.FIELDS, 1):
+        spec = _spec(hints[name])
+        if spec is not None and spec[2] is None:
+            flat.append((i, spec[0]))
+        elif spec is not None:
+            deep.append((i, spec))
+
+    def check(o: list[Any]) -> bool:
+        for i, kinds in flat:
+            if type(o[i]) not in kinds:
+                return False
+        return not deep or all(_fits(spec, o[i]) for i, spec in deep)
+
+    return check
+
+
+def _why(cls: type[Any], obj: list[Any]) -> str:
+    hints = typing.get_type_hints(cls)
+    for i, name in enumerate(cls.FIELDS, 1):
+        spec = _spec(hints[name])
+        v = obj[i]
+        if spec is None or _fits(spec, v):
+            continue
+        if type(v) in spec[0]:
+            bad = next(x for x in v if type(x) not in (spec[2] or ()))
+            part = "key" if type(v) is dict else "element"
+            got = f"; one {part} is {type(bad).__name__}"
+        else:
+            got = f", not {type(v).__name__}"
+        return f"{cls.__name__}.{name} must be {_describe(spec)}{got}"
+    return f"{cls.__name__} is malformed"
 
 
 @dataclass_transform(frozen_default=True)
@@ -47,6 +143,7 @@ def message(tag: int) -> Callable[[type[_T]], type[_T]]:
         get = operator.attrgetter(*fields)
         one = staticmethod(lambda obj: (get(obj),))  # a plain function is bound as a method
         dc._VALUES = get if len(fields) > 1 else one  # type: ignore[attr-defined]
+        dc._CHECK = _checker(dc)  # type: ignore[attr-defined]
         _BY_TAG[tag] = dc
         return dc
 
@@ -58,13 +155,16 @@ def to_wire(msg: Any) -> list[Any]:
 
 
 def from_wire(obj: Any) -> Any:
-    if not isinstance(obj, list) or not obj or not isinstance(obj[0], int):
-        raise ValueError("a message is an array [tag, fields...]")
+    """The message of a decoded wire list; :class:`MessageError` if it is none (see above)."""
+    if type(obj) is not list or not obj or type(obj[0]) is not int:
+        raise MessageError("a message is an array [tag, fields...]")
     cls = _BY_TAG.get(obj[0])
     if cls is None:
-        raise ValueError(f"unknown message tag {obj[0]}")
+        raise MessageError(f"unknown message tag {obj[0]}")
     if len(obj) - 1 != len(cls.FIELDS):
-        raise ValueError(f"{cls.__name__} takes {len(cls.FIELDS)} fields, got {len(obj) - 1}")
+        raise MessageError(f"{cls.__name__} takes {len(cls.FIELDS)} fields, got {len(obj) - 1}")
+    if not cls._CHECK(obj):
+        raise MessageError(_why(cls, obj))
     return cls(*obj[1:])
 
 
@@ -249,7 +349,7 @@ class ScanReply:
     may hold more records after the last one."""
 
     op_id: int
-    items: list[Any]
+    items: list[bytes]
     more: bool
 
 
@@ -299,7 +399,7 @@ class HandoffPage:
     the source has no more."""
 
     op_id: int
-    items: list[Any]
+    items: list[bytes]
     after: bytes | None
     done: bool
 
@@ -352,7 +452,7 @@ class AaePush:
 
     op_id: int
     epoch: int
-    items: list[Any]
+    items: list[bytes]
 
 
 @message(43)

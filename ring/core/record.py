@@ -45,6 +45,11 @@ FORMAT_VERSION = 1
 MAX_CONTEXT_ACTORS = 256
 
 
+class RecordError(ValueError):
+    """Bytes (or a wire value) that are not a well-formed record, or a context that is not one
+    ringkv produced; the message says what is wrong. Every decoder here raises only this."""
+
+
 @struct
 class Sibling:
     """One concurrent version of a key. ``value is None`` marks a tombstone."""
@@ -205,11 +210,14 @@ def from_wire(obj: object) -> Record:
 
 def _from_parts(obj: object, tail: bytes | None) -> Record:
     if not isinstance(obj, list) or len(obj) != 3 or obj[0] != FORMAT_VERSION:
-        raise ValueError("not an encoded record (expected [1, context, siblings])")
-    ctx = vclock.from_flat(obj[1])
+        raise RecordError("not an encoded record (expected [1, context, siblings])")
+    try:
+        ctx = vclock.from_flat(obj[1])
+    except ValueError as exc:
+        raise RecordError(f"not an encoded record: {exc}") from None
     flat = obj[2]
     if not isinstance(flat, list) or len(flat) % 4:
-        raise ValueError("record siblings must be a flat array of 4-tuples")
+        raise RecordError("record siblings must be a flat array of 4-tuples")
     sibs = []
     for i in range(0, len(flat), 4):
         actor, counter, ts, value = flat[i : i + 4]
@@ -222,15 +230,15 @@ def _from_parts(obj: object, tail: bytes | None) -> Record:
             and type(ts) is int
             and (value is None or isinstance(value, bytes))
         ):
-            raise ValueError("malformed sibling in record")
+            raise RecordError("malformed sibling in record")
         if ctx.get(actor, 0) < counter:
-            raise ValueError("record context does not cover one of its siblings")
+            raise RecordError("record context does not cover one of its siblings")
         sibs.append(Sibling(actor, counter, ts, value))
     if tail is not None:
-        raise ValueError("record tail value has no sibling")
+        raise RecordError("record tail value has no sibling")
     sibs.sort(key=lambda s: (s.actor, s.counter))
     if any(a.dot == b.dot for a, b in itertools.pairwise(sibs)):
-        raise ValueError("record holds two siblings with the same dot")
+        raise RecordError("record holds two siblings with the same dot")
     return Record(tuple(sibs), ctx)
 
 
@@ -268,40 +276,42 @@ def encode(record: Record) -> bytes:
 
 def _split(data: bytes) -> tuple[memoryview, bytes | None]:
     if len(data) < 3 or data[0] > 1:
-        raise ValueError("not an encoded record (bad kind byte)")
+        raise RecordError("not an encoded record (bad kind byte)")
     n, start = data[1], 2
     if n == 255:
         n, start = int.from_bytes(data[2:6], "big"), 6
     end = start + n
     if end > len(data) or (data[0] == 0 and end != len(data)):
-        raise ValueError("not an encoded record (bad head length)")
+        raise RecordError("not an encoded record (bad head length)")
     return memoryview(data)[start:end], (data[end:] if data[0] == 1 else None)
 
 
 def decode(data: bytes) -> Record:
-    """Inverse of :func:`encode`. Raises ``ValueError`` on anything that is not a record."""
+    """Inverse of :func:`encode`. Raises ``RecordError`` on anything that is not a record."""
     try:
         head, tail = _split(data)
         obj = _unpackb(head)
-    except ValueError:
+    except RecordError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types
-        raise ValueError(f"not an encoded record: {exc}") from None
+        raise RecordError(f"not an encoded record: {exc}") from None
     return _from_parts(obj, tail)
 
 
 def decode_resolved(data: bytes) -> bytes | None:
     """``resolve(decode(data))`` with one slice and no decoding: the hot path of ``get``."""
+    if len(data) < 3:  # kind, head length, at least one byte of head
+        raise RecordError("not an encoded record (shorter than its framing)")
     kind = data[0]
     if kind == 1:
         n = data[1]
         start = n + 2 if n != 255 else 6 + int.from_bytes(data[2:6], "big")
         if start > len(data) or (n == 255 and len(data) < 6):
-            raise ValueError("not an encoded record (shorter than its head)")
+            raise RecordError("not an encoded record (shorter than its head)")
         return data[start:]
     if kind == 0:
         return None
-    raise ValueError("not an encoded record (bad kind byte)")
+    raise RecordError("not an encoded record (bad kind byte)")
 
 
 def blind_write_encoded(
@@ -350,7 +360,10 @@ def versioned_parts(data: bytes) -> tuple[tuple[bytes, ...], bytes, bytes | None
     ``get_versioned`` returns. A record with one sibling (the usual case) is answered from its
     head without building siblings."""
     head, tail = _split(data)
-    obj = _unpackb(head)
+    try:
+        obj = _unpackb(head)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise RecordError(f"not an encoded record: {exc}") from None
     if isinstance(obj, list) and len(obj) == 3 and obj[0] == FORMAT_VERSION:
         flat, sibs = obj[1], obj[2]
         if isinstance(sibs, list) and len(sibs) == 4 and isinstance(flat, list) and flat:
@@ -378,16 +391,16 @@ def decode_head(data: bytes) -> list[Any]:
     try:
         obj = _unpackb(head)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise ValueError(f"not an encoded record: {exc}") from None
+        raise RecordError(f"not an encoded record: {exc}") from None
     if not isinstance(obj, list) or len(obj) != 3 or obj[0] != FORMAT_VERSION:
-        raise ValueError("not an encoded record (expected [1, context, siblings])")
+        raise RecordError("not an encoded record (expected [1, context, siblings])")
     flat, sibs = obj[1], obj[2]
     if not isinstance(flat, list) or not isinstance(sibs, list) or len(flat) % 2 or len(sibs) % 4:
-        raise ValueError("not an encoded record (malformed context or siblings)")
+        raise RecordError("not an encoded record (malformed context or siblings)")
     return obj
 
 
-class LocalCorrupt(ValueError):
+class LocalCorrupt(RecordError):
     """The stored side of a merge does not decode (the incoming record was fine)."""
 
 
@@ -399,17 +412,17 @@ def _checked_context(flat: list[Any]) -> dict[str, int]:
     for i in range(0, len(flat), 2):
         actor, n = flat[i], flat[i + 1]
         if not isinstance(actor, str) or type(n) is not int or n <= 0 or (i and actor <= prev):
-            raise ValueError("not an encoded record (malformed context)")
+            raise RecordError("not an encoded record (malformed context)")
         ctx[actor] = n
         prev = actor
     return ctx
 
 
-def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
-    """The context and the sibling dots of an encoded record, without building siblings, after
-    checking everything ``decode`` checks (and that the context is sorted by actor, as ``encode``
-    writes it). Raises ``ValueError``. (Records hold a handful of siblings, so a list serves
-    membership tests as well as a set.)"""
+def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]], list[Any]]:
+    """The context, the sibling dots and the flat siblings of an encoded record, without
+    building siblings, after checking everything ``decode`` checks (and that the context is
+    sorted by actor, as ``encode`` writes it). Raises ``RecordError``. (Records hold a handful
+    of siblings, so a list serves membership tests as well as a set.)"""
     obj = decode_head(data)
     flat, sibs = obj[1], obj[2]
     ctx = _checked_context(flat)
@@ -420,24 +433,24 @@ def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]]]:
         if value is True:
             resolved += 1
         elif value is not None and not isinstance(value, bytes):
-            raise ValueError("not an encoded record (malformed sibling value)")
+            raise RecordError("not an encoded record (malformed sibling value)")
         if not isinstance(actor, str) or type(counter) is not int or type(ts) is not int:
-            raise ValueError("not an encoded record (malformed sibling)")
+            raise RecordError("not an encoded record (malformed sibling)")
         if not 0 < counter <= ctx.get(actor, 0):
-            raise ValueError("record context does not cover one of its siblings")
+            raise RecordError("record context does not cover one of its siblings")
         if (actor, counter) in dots:
-            raise ValueError("record holds two siblings with the same dot")
+            raise RecordError("record holds two siblings with the same dot")
         dots.append((actor, counter))
     if resolved != data[0]:  # kind 1: exactly one sibling's value is the tail; kind 0: none
-        raise ValueError("record tail value does not match its siblings")
-    return ctx, dots
+        raise RecordError("record tail value does not match its siblings")
+    return ctx, dots, sibs
 
 
 def check_encoded(data: bytes) -> None:
-    """Raise ``ValueError`` unless ``data`` is a well-formed stored record. Cheaper than
+    """Raise ``RecordError`` unless ``data`` is a well-formed stored record. Cheaper than
     ``decode`` (no objects are built); a record from elsewhere is checked before it is kept."""
     if not isinstance(data, bytes):
-        raise ValueError("a record is bytes")
+        raise RecordError("a record is bytes")
     _checked_head(data)
 
 
@@ -456,6 +469,30 @@ def _absorbs(
     return all(d in b_dots or b_ctx.get(d[0], 0) < d[1] for d in a_dots)
 
 
+def _tail(data: bytes) -> bytes:
+    n = data[1]
+    return data[2 + n :] if n != 255 else data[6 + int.from_bytes(data[2:6], "big") :]
+
+
+def _same_shared(a: bytes, a_sibs: list[Any], b: bytes, b_sibs: list[Any]) -> bool:
+    """Whether every sibling ``a`` and ``b`` both hold (by dot) is the same in both (timestamp
+    and value). It is, unless one of them was damaged or forged; then ``reconcile`` picks one
+    (``_pick``) and the fast paths of ``merge_encoded``, which decide from dots, must not."""
+    if len(a_sibs) == 4 and len(b_sibs) == 4 and a_sibs[:2] != b_sibs[:2]:
+        return True  # one sibling each, different dots: the usual replica put
+    mine = {(a_sibs[i], a_sibs[i + 1]): i for i in range(0, len(a_sibs), 4)}
+    for j in range(0, len(b_sibs), 4):
+        i = mine.get((b_sibs[j], b_sibs[j + 1]))
+        if i is None:
+            continue
+        if a_sibs[i + 2] != b_sibs[j + 2]:
+            return False
+        x, y = a_sibs[i + 3], b_sibs[j + 3]
+        if (_tail(a) if x is True else x) != (_tail(b) if y is True else y):
+            return False
+    return True
+
+
 def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
     """``encode(reconcile(decode(local), decode(incoming)))``, or ``None`` when that is what
     ``local`` already holds. The usual cases — nothing stored yet, a duplicate, a record that
@@ -463,9 +500,9 @@ def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
     the two clocks and sibling dots alone, without building or re-encoding records.
 
     ``incoming`` comes from elsewhere and is checked in full before anything of it is kept
-    (``ValueError``); a stored ``local`` that does not decode raises :class:`LocalCorrupt`, so
+    (``RecordError``); a stored ``local`` that does not decode raises :class:`LocalCorrupt`, so
     the caller can replace it with the (good) incoming record."""
-    i_ctx, i_dots = _checked_head(incoming)
+    i_ctx, i_dots, i_sibs = _checked_head(incoming)
     if local is None:
         return incoming
     if local == incoming:
@@ -477,6 +514,8 @@ def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
         l_ctx, l_dots = dict(zip(flat[0::2], flat[1::2])), list(zip(sibs[0::4], sibs[1::4]))
         absorbed = _absorbs(i_ctx, i_dots, l_ctx, l_dots)
         absorbs = not absorbed and _absorbs(l_ctx, l_dots, i_ctx, i_dots)
+        if (absorbed or absorbs) and not _same_shared(local, sibs, incoming, i_sibs):
+            absorbed = absorbs = False  # a dot both hold with two contents: reconcile decides
     except (ValueError, TypeError) as exc:
         raise LocalCorrupt(str(exc)) from None
     if absorbed:
@@ -503,4 +542,8 @@ def encode_context(context: Mapping[str, int]) -> bytes:
 
 
 def decode_context(data: bytes) -> Clock:
-    return vclock.decode(data)
+    """Inverse of :func:`encode_context`; raises ``RecordError``."""
+    try:
+        return vclock.decode(data)
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None

@@ -68,8 +68,13 @@ def new_packer() -> msgpack.Packer:
 
 
 def unpack(data: bytes | memoryview) -> Any:
-    """Decode exactly one msgpack value (a frame body or a datagram)."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    """Decode exactly one msgpack value (a frame body or a datagram); raise FrameError for
+    anything else."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types (TypeError for a map key
+        # that is a list, ValueError, ExtraData, FormatError, StackError, UnicodeDecodeError)
+        raise FrameError(f"not one msgpack value: {str(exc) or type(exc).__name__}") from None
 
 
 def pack(packer: msgpack.Packer, obj: Any) -> bytes:
@@ -122,8 +127,8 @@ class FrameDecoder:
                     break
                 try:
                     out.append(unpack(view[start : start + length]))
-                except Exception as exc:
-                    raise FrameError(f"frame is not one msgpack value: {exc}") from None
+                except FrameError as exc:
+                    raise FrameError(f"frame is {exc}") from None
                 pos = start + length
         finally:
             view.release()

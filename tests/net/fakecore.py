@@ -63,10 +63,10 @@ class FakeCore:
             msg = event.msg
             if type(msg) is ReplicaGet:
                 found = self.data.get(msg.key)
-                reply = ReplicaGetReply(msg.op_id, None if found is None else [found])
+                reply = ReplicaGetReply(msg.op_id, found)  # as bytes: from_wire checks types
                 return [Send(event.src, self.peers[event.src], reply)]
             if type(msg) is ReplicaGetReply:
-                return [Reply(msg.op_id, None, msg.record[0] if msg.record else None)]
+                return [Reply(msg.op_id, None, msg.record)]
         if type(event) is Datagram:
             self.datagrams.append((event.src, event.msg))
         return []

@@ -98,7 +98,7 @@ def test_encoding_above_the_limit_raises() -> None:
 
 
 def test_node_messages_travel_as_frames() -> None:
-    msg = messages.ReplicaPut(7, b"key", [[b"v", 1]], None, 1)
+    msg = messages.ReplicaPut(7, b"key", b"\x01\x02\x90v", None, 1)  # a record is bytes
     (wire,) = FrameDecoder().feed(encode_frame(new_packer(), messages.to_wire(msg)))
     assert messages.from_wire(wire) == msg
 
