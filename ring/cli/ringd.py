@@ -2,6 +2,7 @@
 
     ringd --name NAME --listen HOST:PORT --data DIR [--seeds HOST:PORT,...] [--new-cluster]
           [--n 3] [--r 2] [--w 2] [--cluster NAME] [--advertise HOST:PORT] [--config FILE.toml]
+          [--secret-file PATH [--old-secret-file PATH]] [--tls-cert PEM --tls-key PEM --tls-ca PEM]
 
 Every setting also comes from the environment (``RINGKV_NAME``, ``RINGKV_LISTEN``, ...: the
 setting's name in capitals) and from a TOML file of the same keys (``--config`` or
