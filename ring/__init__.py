@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ring.client import connect
 from ring.common import Versioned
 from ring.errors import (
+    AuthenticationFailed,
     CorruptData,
     InvalidInput,
     MultiKeyError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationFailed",
     "Batch",
     "CorruptData",
     "InvalidInput",

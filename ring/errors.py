@@ -40,6 +40,11 @@ class ProtocolError(RingError):
     """A peer sent a frame that does not follow the protocol."""
 
 
+class AuthenticationFailed(ProtocolError):
+    """The node (or client) could not prove that it knows the cluster secret, or refused our
+    proof: wrong or missing secret. A :class:`ProtocolError` (``ringctl`` exits 5)."""
+
+
 class MultiKeyError(RingError):
     """Some keys of a ``get_many``, ``put_many`` or ``delete_many`` on a cluster failed.
 

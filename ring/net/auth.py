@@ -62,7 +62,7 @@ from typing import Any
 
 import msgpack
 
-from ring.errors import InvalidInput, ProtocolError
+from ring.errors import AuthenticationFailed, InvalidInput
 
 NONCE_BYTES = 32
 PROOF_BYTES = 32
@@ -87,11 +87,6 @@ _unpack_len = struct.Struct(">I").unpack_from
 _pack_seq = struct.Struct(">Q").pack
 _blake2b = hashlib.blake2b
 _compare = hmac.compare_digest
-
-
-class AuthenticationFailed(ProtocolError):
-    """The node (or client) could not prove that it knows the cluster secret, or refused our
-    proof: wrong or missing secret. A :class:`ring.ProtocolError` (``ringctl`` exits 5)."""
 
 
 class AuthError(Exception):
