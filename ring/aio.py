@@ -40,10 +40,17 @@ from ring.client import (
     security_of,
 )
 from ring.common import Versioned
-from ring.errors import InvalidInput, ProtocolError, RingError, StoreClosed, Unavailable
+from ring.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    ProtocolError,
+    RingError,
+    StoreClosed,
+    Unavailable,
+)
 from ring.multikey import Window
 from ring.net import clientops as ops
-from ring.net.auth import AuthenticationFailed, AuthError, ClientHandshake, ClientSecurity, Session
+from ring.net.auth import AuthError, ClientHandshake, ClientSecurity, Session
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,

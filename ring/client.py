@@ -44,10 +44,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ring.common import Versioned
-from ring.errors import InvalidInput, ProtocolError, RingError, StoreClosed, Unavailable
+from ring.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    ProtocolError,
+    RingError,
+    StoreClosed,
+    Unavailable,
+)
 from ring.multikey import Window
 from ring.net import clientops as ops
-from ring.net.auth import AuthenticationFailed, AuthError, ClientHandshake, ClientSecurity, Session
+from ring.net.auth import AuthError, ClientHandshake, ClientSecurity, Session
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,

@@ -30,6 +30,7 @@ import msgpack
 
 from ring.common import settings_mismatch
 from ring.errors import (
+    AuthenticationFailed,
     CorruptData,
     InvalidInput,
     ProtocolError,
@@ -37,7 +38,6 @@ from ring.errors import (
     RingError,
     Unavailable,
 )
-from ring.net.auth import AuthenticationFailed
 
 # 2: forwards carry hops and a time budget, scans a byte limit, node hellos the settings.
 # 3: replica requests carry the sender's table epoch; ownership tables and handoff pages travel.

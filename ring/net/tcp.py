@@ -45,9 +45,9 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from ring.core import messages
+from ring.errors import AuthenticationFailed
 from ring.logs import ev
 from ring.net.auth import (
-    AuthenticationFailed,
     AuthError,
     ClientHandshake,
     Security,
