@@ -133,6 +133,7 @@ def test_checker_allows_pure_imports(source: str) -> None:
 # --- the public API surface -------------------------------------------------------------------
 
 EXPECTED_PUBLIC_API = {
+    "AuthenticationFailed",
     "Batch",
     "CorruptData",
     "InvalidInput",
@@ -175,6 +176,7 @@ def test_every_public_error_is_a_ring_error() -> None:
         if isinstance(getattr(ring, n), type) and issubclass(getattr(ring, n), Exception)
     ]
     assert {e.__name__ for e in errors} == {
+        "AuthenticationFailed",
         "CorruptData",
         "InvalidInput",
         "MultiKeyError",
@@ -190,3 +192,5 @@ def test_every_public_error_is_a_ring_error() -> None:
     # InvalidInput is also a ValueError, so plain `except ValueError` code keeps working.
     assert issubclass(ring.InvalidInput, ValueError)
     assert issubclass(ring.QuorumError, ring.Unavailable)
+    # A refused secret is a protocol error: code catching ProtocolError keeps working.
+    assert issubclass(ring.AuthenticationFailed, ring.ProtocolError)
