@@ -50,7 +50,13 @@ from ring.errors import (
 )
 from ring.multikey import Window
 from ring.net import clientops as ops
-from ring.net.auth import AuthError, ClientHandshake, ClientSecurity, Session
+from ring.net.auth import (
+    AuthError,
+    ClientHandshake,
+    ClientSecurity,
+    Session,
+    take_hello_answer,
+)
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -85,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.security = security
         self.handshake: ClientHandshake | None = None
         self.session: Session | None = None  # the record layer, with a secret
+        self._hs_buf = bytearray()  # with a secret: the raw bytes of the hello answer so far
         self.decoder = FrameDecoder(max_frame_bytes)
         self.max_frame_bytes = max_frame_bytes
         self.packer = new_packer()
@@ -121,6 +128,9 @@ class _Connection(asyncio.Protocol):
                 return
             if not data:
                 return
+        elif self.handshake is not None:
+            self._answer_received(data)
+            return
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
@@ -141,6 +151,19 @@ class _Connection(asyncio.Protocol):
                 why = frame[2] if isinstance(frame, list) and len(frame) == 3 else str(frame)[:100]
                 self._fail(ProtocolError(f"the node closed the connection: {why}"))
                 return
+
+    def _answer_received(self, data: bytes) -> None:
+        """With a secret, before the session: the hello answer, read raw so that nothing sent
+        after it can pass as a reply (take_hello_answer refuses it)."""
+        if self.closed or self.hello.done():
+            return
+        self._hs_buf += data
+        try:
+            whole, frame = take_hello_answer(self._hs_buf)
+            if whole:
+                self.hello.set_result(self._greeted(frame))
+        except ProtocolError as exc:
+            self._fail(exc)
 
     def _greeted(self, frame: Any) -> str:
         """The node's name from its hello answer; with a secret, once it proved it and we

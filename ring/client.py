@@ -54,7 +54,13 @@ from ring.errors import (
 )
 from ring.multikey import Window
 from ring.net import clientops as ops
-from ring.net.auth import AuthError, ClientHandshake, ClientSecurity, Session
+from ring.net.auth import (
+    AuthError,
+    ClientHandshake,
+    ClientSecurity,
+    Session,
+    take_hello_answer,
+)
 from ring.net.codec import (
     DEFAULT_CLUSTER,
     MAX_FRAME_BYTES,
@@ -156,7 +162,7 @@ class Link:
                 hello = handshake.hello
             sock.sendall(encode_frame(packer, hello))
             try:
-                answer = self.read()
+                answer = self.read() if handshake is None else self._read_answer()
             except ConnectionResetError as exc:
                 if sec is None or sec.ssl is None:
                     raise ConnectionResetError(TLS_HINT) from exc
@@ -169,6 +175,20 @@ class Link:
         except BaseException:
             self.close()
             raise
+
+    def _read_answer(self) -> Any:
+        """With a secret: the hello answer read raw, not through the frame decoder, so that
+        nothing sent after it can pass as a reply (take_hello_answer refuses it)."""
+        assert self.sock is not None
+        buf = bytearray()
+        while True:
+            data = self.sock.recv(_RECV_BYTES)
+            if not data:
+                raise ConnectionResetError("the node closed the connection")
+            buf += data
+            whole, answer = take_hello_answer(buf)
+            if whole:
+                return answer
 
     def close(self) -> None:
         sock, self.sock = self.sock, None

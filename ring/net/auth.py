@@ -62,7 +62,7 @@ from typing import Any
 
 import msgpack
 
-from ring.errors import AuthenticationFailed, InvalidInput
+from ring.errors import AuthenticationFailed, InvalidInput, ProtocolError
 
 NONCE_BYTES = 32
 PROOF_BYTES = 32
@@ -74,6 +74,7 @@ DATAGRAM_MAGIC = 0xC1  # never used by msgpack
 DATAGRAM_HEADER = struct.Struct(">BB8sQQ")  # magic, tags, boot id, time ms, counter
 DATAGRAM_MAX_AGE_MS = 60_000  # a datagram stamped further from our clock is refused
 REPLAY_WINDOW = 1024  # counters remembered per sender boot id
+HELLO_MAX_BYTES = 4096  # a hello, hello answer or proof frame (a real one is a few hundred bytes)
 _REPLAY_STATES_MAX = 4096  # sender boot ids remembered (idle ones are dropped first)
 
 _SERVER_LABEL = b"ringkv-auth-1 server proof\x00"
@@ -339,6 +340,24 @@ def take_frame(buf: bytearray, limit: int) -> tuple[bool, Any]:
     except Exception as exc:
         raise ValueError(f"frame is not one msgpack value: {exc}") from None
     return True, value
+
+
+def take_hello_answer(buf: bytearray) -> tuple[bool, Any]:
+    """For a connecting side with a secret: the node's hello answer from the raw bytes read so
+    far (``(False, None)`` while incomplete). A node sends nothing after its answer until it
+    has our proof, so any byte after it was put there by someone else (a man in the middle
+    appending unauthenticated frames): AuthenticationFailed. A frame that is not one msgpack
+    value of at most HELLO_MAX_BYTES is a ProtocolError."""
+    try:
+        whole, obj = take_frame(buf, HELLO_MAX_BYTES)
+    except ValueError as exc:
+        raise ProtocolError(f"bad hello answer from the node: {exc}") from None
+    if whole and buf:
+        raise AuthenticationFailed(
+            f"authentication failed: {len(buf)} bytes arrived after the node's hello answer, "
+            "before this side's proof: the connection was tampered with"
+        )
+    return whole, obj
 
 
 # --- datagrams ---------------------------------------------------------------------------------

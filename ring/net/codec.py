@@ -23,6 +23,7 @@ for authentication answers ``[None, "auth", why]``.
 
 from __future__ import annotations
 
+import reprlib
 import struct
 from typing import Any
 
@@ -165,6 +166,17 @@ def server_hello(cluster: str, name: str) -> dict[str, Any]:
     return {"hello": PROTOCOL_VERSION, "cluster": cluster, "name": name}
 
 
+_brief = reprlib.Repr()  # keyword arguments only from Python 3.12
+_brief.maxlevel, _brief.maxstring, _brief.maxother = 2, 48, 48
+_brief.maxlist = _brief.maxdict = _brief.maxtuple = 4
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value a connecting side sent, bounded (at most ~64 characters, however
+    long or deeply nested it is): error messages that quote it go to logs."""
+    return _brief.repr(value)[:64]
+
+
 def check_client_hello(
     obj: Any, cluster: str, settings: dict[str, Any] | None = None, us: str = "this node"
 ) -> tuple[str, str | None]:
@@ -178,15 +190,17 @@ def check_client_hello(
         )
     if obj["hello"] != PROTOCOL_VERSION:
         raise FrameError(
-            f"protocol version {obj['hello']!r} is not supported (this node speaks "
+            f"protocol version {_shown(obj['hello'])} is not supported (this node speaks "
             f"{PROTOCOL_VERSION})"
         )
     if obj.get("cluster") != cluster:
-        raise FrameError(f"this node belongs to cluster {cluster!r}, not {obj.get('cluster')!r}")
+        raise FrameError(
+            f"this node belongs to cluster {cluster!r}, not {_shown(obj.get('cluster'))}"
+        )
     role = obj.get("role", "client")
     name = obj.get("name")
     if role not in ("client", "node"):
-        raise FrameError(f"unknown role {role!r} (use 'client' or 'node')")
+        raise FrameError(f"unknown role {_shown(role)} (use 'client' or 'node')")
     if role == "node" and (not isinstance(name, str) or not name):
         raise FrameError("a node hello must carry the node's name")
     if name is not None and not isinstance(name, str):
@@ -197,7 +211,7 @@ def check_client_hello(
             raise FrameError("a node hello must carry the cluster settings")
         why = settings_mismatch(settings, theirs, us, str(name))
         if why:
-            raise FrameError(f"refused node {name}: {why}")
+            raise FrameError(f"refused node {_shown(name)}: {why[:200]}")
     return role, name
 
 

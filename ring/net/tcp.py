@@ -45,16 +45,19 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from ring.core import messages
-from ring.errors import AuthenticationFailed
+from ring.errors import AuthenticationFailed, ProtocolError
 from ring.logs import ev
 from ring.net.auth import (
+    HELLO_MAX_BYTES,
     AuthError,
     ClientHandshake,
+    RefusalLog,
     Security,
     ServerHandshake,
     Session,
     peer_has_certificate,
     take_frame,
+    take_hello_answer,
 )
 from ring.net.codec import (
     FrameDecoder,
@@ -74,7 +77,9 @@ log = logging.getLogger("ringd")
 # Reading from a client pauses while this many of its requests are unanswered.
 MAX_INFLIGHT_PER_CONNECTION = 4096
 HELLO_TIMEOUT_S = 5.0
-HELLO_MAX_BYTES = 64 * 1024  # a hello or proof frame, read before the record layer
+HELLO_WHY_MAX = 300  # characters of a refused hello's reason (answered and logged)
+_MALFORMED = "a malformed hello"
+_OPEN_REFUSALS = RefusalLog()  # refused hellos on nodes without a secret (logged sparingly)
 
 
 class Dispatcher(Protocol):
@@ -305,8 +310,8 @@ class ServerConnection(FramedConnection):
             d = self.dispatcher
             role, name = check_client_hello(obj, d.cluster, d.settings, d.name)
             self._check_certificate(role)
-        except FrameError as exc:
-            self.fail(str(exc))
+        except Exception as exc:  # FrameError; anything else is a malformed hello too
+            self._reject(str(exc) if isinstance(exc, FrameError) else _MALFORMED)
             return
         self.role, self.peer_name = role, name
         d = self.dispatcher
@@ -333,7 +338,15 @@ class ServerConnection(FramedConnection):
 
     def _authenticate(self, data: bytes) -> None:
         """Read the hello, then the proof, from the bytes so far; once the proof verified, the
-        rest of them are records."""
+        rest of them are records. Whatever a connecting side sends, nothing escapes: a hello
+        that breaks anything is refused like any other bad hello."""
+        try:
+            self._authenticate_bytes(data)
+        except Exception:
+            if not self.closed:
+                self._reject(_MALFORMED)
+
+    def _authenticate_bytes(self, data: bytes) -> None:
         buf = self._hs_buf
         buf += data
         while not self.closed:
@@ -363,8 +376,8 @@ class ServerConnection(FramedConnection):
         try:
             role, name = check_client_hello(obj, d.cluster, d.settings, d.name)
             self._check_certificate(role)
-        except FrameError as exc:
-            self._reject(str(exc))
+        except Exception as exc:  # FrameError; anything else is a malformed hello too
+            self._reject(str(exc) if isinstance(exc, FrameError) else _MALFORMED)
             return
         try:
             answer = handshake.answer(obj, server_hello(d.cluster, d.name))
@@ -404,15 +417,29 @@ class ServerConnection(FramedConnection):
 
     def _reject(self, why: str) -> None:
         """A hello that breaks the protocol (wrong cluster, version, settings): answered and
-        closed as ``fail`` does, but at once (nothing else was queued on this connection)."""
+        closed as ``fail`` does, but at once (nothing else was queued on this connection).
+        Logged like a refusal: at most once a minute per address (``RefusalLog``), the message
+        bounded (it quotes what the connecting side sent)."""
         self.dispatcher.count("protocol_errors")
-        log.info(
-            "closing connection from %s: %s",
-            self.peername,
-            why,
-            extra=ev("connection_closed", source=self.peername, why=why),
-        )
+        why = why[:HELLO_WHY_MAX]
+        source = self._source()
+        more = self._refusals().due(source)
+        if more is not None:
+            log.info(
+                "closing connection from %s: %s%s",
+                self.peername,
+                why,
+                f" ({more} more refused from {source} since the last such line)" if more else "",
+                extra=ev("connection_closed", source=self.peername, why=why, more=more),
+            )
         self._close_with(protocol_error(why))
+
+    def _source(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peer[0]) if peer else "?"
+
+    def _refusals(self) -> RefusalLog:
+        return self.security.refusals if self.security is not None else _OPEN_REFUSALS
 
     def _refuse(self, reason: str, why: str, answer: bool = True) -> None:
         """Refuse a connection that did not prove the cluster secret: count it by reason, log
@@ -421,9 +448,8 @@ class ServerConnection(FramedConnection):
         d = self.dispatcher
         d.count("auth_failed")
         d.count(f"auth_failed_{reason}")
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        source = str(peer[0]) if peer else "?"
-        more = self.security.refusals.due(source) if self.security is not None else 0
+        source = self._source()
+        more = self._refusals().due(source)
         if more is not None:
             who = self._claimed[1] if self._claimed and self._claimed[1] else "client"
             log.warning(
@@ -467,6 +493,7 @@ class PeerLink(FramedConnection):
         self.failure: str | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
         self._handshake: ClientHandshake | None = None
+        self._hs_buf = bytearray()  # with a secret: the raw bytes of the hello answer so far
 
     def send(self, frame: bytes) -> bool:
         """Queue a frame; False (and the frame dropped) if the link cannot take it."""
@@ -515,6 +542,9 @@ class PeerLink(FramedConnection):
                 return
             if not data:
                 return
+        elif self._handshake is not None:
+            self._answer_received(data)
+            return
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
@@ -534,6 +564,27 @@ class PeerLink(FramedConnection):
                 )
             if self.closed:
                 return
+
+    def _answer_received(self, data: bytes) -> None:
+        """With a secret, before the session: the hello answer, read raw so that nothing sent
+        after it can pass as the peer's (take_hello_answer refuses it)."""
+        if self.closed or self.ready:
+            return
+        self._hs_buf += data
+        try:
+            whole, obj = take_hello_answer(self._hs_buf)
+        except AuthenticationFailed as exc:
+            self.dispatcher.count("auth_failed")
+            self.dispatcher.count("auth_failed_peer_tampered")
+            self.failure = str(exc)
+            self.close()
+            return
+        except ProtocolError as exc:
+            self.failure = str(exc)
+            self.close()
+            return
+        if whole:
+            self._on_hello(obj)
 
     def _on_hello(self, obj: Any) -> None:
         try:
