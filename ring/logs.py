@@ -11,9 +11,11 @@ format (``ringd --log-format json``) prints, per line::
      "fields": {"member": "node2", "from": "up", "to": "suspect"}}
 
 ``time`` is ISO 8601 in UTC with milliseconds, ``level`` one of debug, info, warning, error,
-``event`` the stable name (``log`` for a call that names none), ``msg`` the text line's message
-and ``fields`` the event's fields (``{}`` when it has none); an exception adds ``exc_type`` and
-``traceback`` to the fields. A field that JSON cannot hold is written as its ``str``.
+``event`` the stable name (``log`` for a call of the node that names none; for another
+library's record, its logger's name: ``asyncio`` for the event loop's), ``msg`` the text
+line's message and ``fields`` the event's fields (``{}`` when it has none); an exception adds
+``exc_type`` and ``traceback`` to the fields. A field that JSON cannot hold is written as its
+``str``.
 
 No log line carries key or value contents: the node logs a key by its fingerprint
 (``ring.core.messages.key_ref``), never its bytes.
@@ -24,8 +26,10 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
+import sys
 import traceback
-from typing import Any
+from typing import IO, Any
 
 FORMATS = ("text", "json")
 
@@ -67,7 +71,7 @@ class JsonFormatter(logging.Formatter):
             "time": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
             "level": record.levelname.lower(),
             "node": self.node,
-            "event": str(getattr(record, "event", None) or "log"),
+            "event": str(getattr(record, "event", None) or _event_of(record.name)),
             "msg": record.getMessage(),
             "fields": fields,
         }
@@ -81,3 +85,33 @@ def formatter(kind: str, node: str) -> logging.Formatter:
     if kind == "text":
         return TextFormatter(f"ringd[{node}]: ")
     raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {kind!r}")
+
+
+def _event_of(logger: str) -> str:
+    """The event of a record that names none: ``log`` for the node's own, else the logger's
+    name in the event alphabet (``asyncio``, ``py_warnings``)."""
+    if logger == "ringd" or logger.startswith(("ringd.", "ring.")):
+        return "log"
+    return re.sub(r"[^a-z_]+", "_", logger.lower()).strip("_") or "log"
+
+
+def install_handler(
+    kind: str, node: str, level: str | int, stream: IO[str] | None = None
+) -> logging.Handler:
+    """Write every log record of the process to ``stream`` (stderr) in format ``kind``.
+
+    The handler goes on the root logger, so that the node's own records (logger ``ringd``, at
+    ``level``) and other libraries' warnings and errors, such as asyncio's and uvloop's
+    "Exception in callback" or "Fatal error on transport", come out in the same format:
+    with ``--log-format json`` the node's stderr holds only JSON lines. Python's warnings
+    are logged too (``py.warnings``)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter(kind, node))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    own = logging.getLogger("ringd")
+    own.setLevel(level)
+    own.propagate = True
+    logging.captureWarnings(True)
+    return handler

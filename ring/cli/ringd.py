@@ -40,6 +40,7 @@ import dataclasses
 import logging
 import os
 import random
+import resource
 import signal
 import socket
 import sys
@@ -54,7 +55,7 @@ import uvloop
 from ring.core.membership import MAX_FIELD_BYTES, MembershipConfig
 from ring.core.node import Node, NodeConfig, StartupError
 from ring.errors import InvalidInput, StoreLocked
-from ring.logs import FORMATS, ev, formatter
+from ring.logs import FORMATS, ev, install_handler
 from ring.net.auth import Security, client_context, read_secret_file, server_context, weak_secret
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
 from ring.net.metrics import (
@@ -556,10 +557,29 @@ def _empty(path: str) -> bool:
         return True
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open files to the hard one (many systems start processes at
+    1024, too few for a node's connections beside its store's files); return the soft limit
+    in force."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return -1
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError):
+        return soft
+    return target
+
+
 def run(
     settings: Settings,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop,
 ) -> int:
+    raise_fd_limit()
     if _empty(settings.data) and not settings.seeds and not settings.new_cluster:
         # Refused before anything is created (the core refuses too, for a directory that holds
         # data but no cluster).
@@ -596,11 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"ringd: error: {exc}\n")
         return USAGE
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter(settings.log_format, settings.name))
-    log.addHandler(handler)
-    log.setLevel(settings.log_level)
-    log.propagate = False
+    install_handler(settings.log_format, settings.name, settings.log_level)
     try:
         return run(settings)
     except KeyboardInterrupt:

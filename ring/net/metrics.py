@@ -65,6 +65,17 @@ REPLICA_OPS: dict[type[Any], str] = {
     m.AaePush: "aae_push",
 }
 MEMBER_STATES = ("joining", "up", "suspect", "down", "left")
+# The refusal counters the node knows (``ring.net.tcp``, ``ring.net.udp``), exported from the start
+# as ``ringkv_refused_total{reason=...}`` series at 0; any other ``*refused*``, ``*rejected*`` or
+# ``auth_failed_*`` counter appears once it was counted.
+KNOWN_REFUSALS = (
+    "replica_refused", "hints_refused",
+    "auth_failed_no_secret", "auth_failed_abandoned", "auth_failed_bad_proof",
+    "auth_failed_timeout", "auth_failed_bad_record", "auth_failed_peer_proof",
+    "auth_failed_peer_tampered",
+    "auth_failed_no_certificate",
+    "udp_refused_unsigned", "udp_refused_bad_mac", "udp_refused_stale", "udp_refused_replay",
+)  # fmt: skip
 # Gauges the runtime's ``stats()`` mixes in with its counters.
 RUNTIME_GAUGES = {
     "client_connections": "Client connections open.",
@@ -271,10 +282,10 @@ class NodeCollector(Collector):
             "refused, by why).",
             labels=["reason"],
         )
-        for key in ("replica_refused", "hints_refused"):
+        for key in KNOWN_REFUSALS:  # at 0 from the start, so that rate() sees the first one
             refused.add_metric([key], stats.get(key, 0))
         for key, value in sorted(stats.items()):
-            if key not in ("replica_refused", "hints_refused") and _refusal(key):
+            if key not in KNOWN_REFUSALS and _refusal(key):
                 refused.add_metric([key], value)
         yield refused
         events = CounterMetricFamily(
@@ -426,21 +437,42 @@ def registry_for(collector: NodeCollector) -> CollectorRegistry:
 # to the legacy character set).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_HEAD_BYTES = 8192
-HEAD_TIMEOUT_S = 10.0
+HEAD_TIMEOUT_S = 2.0  # for the request head: a scraper sends it at once
+WRITE_TIMEOUT_S = 10.0  # for the answer to be taken by the scraper
+MAX_CONNECTIONS = 16  # open at once; more are answered 503 and closed, and counted
+_BUSY = b"busy: too many metrics connections open\n"
+REFUSED_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s" % (len(_BUSY), _BUSY)
+)
 
 
 class MetricsServer:
     """``GET /metrics`` (and ``HEAD``) on the node's event loop; one request per connection.
 
     Anything else gets a plain-text error: 404 for another path, 405 for another method, 400
-    for a request that is not HTTP or whose head passes 8 KiB or 10 s. A failing scrape answers
-    500 and is logged once; the node goes on serving."""
+    for a request that is not HTTP or whose head passes 8 KiB or 2 s. At most
+    ``max_connections`` are open at once: one more is answered 503 at once, closed and counted
+    (``ringkv_metrics_connections_refused_total``), so that idle or slow connections cannot
+    take the node's file descriptors. A failing scrape answers 500 and is logged once; the
+    node goes on serving. ``close()`` stops listening and closes the connections open."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
+    ) -> None:
         self.registry = registry
+        self.max_connections = max_connections
+        self.head_timeout_s = head_timeout_s
         self.server: asyncio.Server | None = None
         self.scrapes = 0
+        self.refused = 0
         self._failed_logged = False
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        registry.register(_ServerCollector(self))
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on ``host:port`` (port 0: any free one); the address bound. Raises OSError."""
@@ -451,24 +483,48 @@ class MetricsServer:
         return str(sockname[0]), int(sockname[1])
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
+        """Stop listening, then close every connection open (their tasks end quietly)."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+        tasks = list(self._connections)
+        for task, writer in self._connections.items():
+            writer.transport.abort()
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if self.server is None or task is None:  # stopping
+            writer.transport.abort()
+            return
+        if len(self._connections) >= self.max_connections:
+            self.refused += 1
+            writer.write(REFUSED_ANSWER)
+            writer.close()
+            return
+        self._connections[task] = writer
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout_s)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
                 await self._answer(writer, 400, b"bad request: expected an HTTP request head\n")
                 return
             status, body, ctype = self._route(head)
             method = head.split(b" ", 1)[0]
             await self._answer(writer, status, body, ctype, with_body=method != b"HEAD")
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, TimeoutError, asyncio.CancelledError):
+            # The scraper went away or was too slow, or the node is stopping (close()).
             pass
         finally:
+            del self._connections[task]
             writer.close()
 
     def _route(self, head: bytes) -> tuple[int, bytes, str]:
@@ -510,4 +566,24 @@ class MetricsServer:
             + "\r\n"
         )
         writer.write(head.encode("latin-1") + (body if with_body else b""))
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+
+
+class _ServerCollector(Collector):
+    """The metrics endpoint's own figures."""
+
+    def __init__(self, server: MetricsServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "ringkv_metrics_connections_refused",
+            f"Connections to the metrics endpoint refused (answered 503) because "
+            f"{self.server.max_connections} were open already.",
+            self.server.refused,
+        )
+        yield GaugeMetricFamily(
+            "ringkv_metrics_connections",
+            "Connections to the metrics endpoint open (the scrape that reads this included).",
+            self.server.open_connections,
+        )

@@ -257,8 +257,58 @@ def test_the_dashboard_uses_only_metrics_a_node_exposes(cluster: Cluster) -> Non
     assert used and not used - exposed, f"the dashboard names unknown metrics: {used - exposed}"
 
 
+def metrics_socket(cluster: Cluster, name: str, send: bytes = b"") -> socket.socket:
+    host, port = metrics_url(cluster, name).removeprefix("http://").split("/")[0].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    if send:
+        sock.sendall(send)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """What the node sends until it closes (a reset counts as a close)."""
+    out = b""
+    try:
+        while data := sock.recv(65536):
+            out += data
+    except ConnectionResetError:
+        pass
+    return out
+
+
+def test_metrics_connections_are_capped_and_idle_ones_time_out(cluster: Cluster) -> None:
+    before = scrape(cluster, "b")
+    assert value(before, "ringkv_metrics_connections_refused_total") == 0
+    held = [metrics_socket(cluster, "b", b"GET /metr" if i % 2 else b"") for i in range(16)]
+    try:
+        with metrics_socket(cluster, "b") as extra:  # the 17th: refused at once, not queued
+            assert read_all(extra).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        for sock in held:  # idle and half-sent heads are answered 400 after 2 s, not kept
+            sock.settimeout(8)
+            assert read_all(sock).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    finally:
+        for sock in held:
+            sock.close()
+    after = scrape(cluster, "b")  # and the endpoint serves again
+    assert value(after, "ringkv_metrics_connections_refused_total") == 1
+    assert value(after, "ringkv_serving") == 1
+
+
 def test_every_log_line_is_json_and_no_key_or_value_is_logged(cluster: Cluster) -> None:
-    """Last in this module: it stops the nodes."""
+    """Last in this module: it stops the nodes (a with idle and half-sent metrics connections
+    open: closed by the node as it stops, with no traceback of their tasks)."""
+    held = [metrics_socket(cluster, "a", b"GET /metr" if i % 2 else b"") for i in range(4)]
+    try:
+        wait_until(
+            lambda: value(scrape(cluster, "a"), "ringkv_metrics_connections") == 5,
+            what="a to hold the 4 metrics connections and the scrape",
+        )
+        assert cluster.stop("a") == 0, cluster.log("a")
+        for sock in held:  # closed by the stop, not answered 400 by the head timeout first
+            assert read_all(sock) == b""
+    finally:
+        for sock in held:
+            sock.close()
     for name in sorted(cluster.procs):
         assert cluster.stop(name) == 0, cluster.log(name)
     events = set()
@@ -274,6 +324,7 @@ def test_every_log_line_is_json_and_no_key_or_value_is_logged(cluster: Cluster) 
             assert entry["level"] in ("debug", "info", "warning", "error")
             assert entry["node"] == name and isinstance(entry["fields"], dict)
             assert re.fullmatch(r"[a-z_]+", entry["event"]), entry
+            assert entry["event"] != "asyncio" and "traceback" not in entry["fields"], entry
             events.add(entry["event"])
         assert SECRET_KEY not in text and SECRET_VALUE not in text
         assert "obs-secret" not in (cluster.root / f"{name}.out").read_text()

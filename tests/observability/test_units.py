@@ -3,16 +3,26 @@ format, and key fingerprints."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import sys
+import warnings
+from pathlib import Path
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ring.core.messages import key_ref
-from ring.logs import JsonFormatter, TextFormatter, ev
-from ring.net.metrics import CLIENT_BOUNDS_S, NodeCollector, RequestStats, registry_for
+from ring.logs import JsonFormatter, TextFormatter, ev, install_handler
+from ring.net.metrics import (
+    CLIENT_BOUNDS_S,
+    KNOWN_REFUSALS,
+    NodeCollector,
+    RequestStats,
+    registry_for,
+)
 
 
 class Clock:
@@ -81,6 +91,27 @@ def test_a_node_without_a_core_yet_still_renders_parseable_metrics() -> None:
     assert ("ringkv_events_total", (("event", "peer_links"),)) not in samples  # a gauge
     assert samples[("ringkv_requests_total", (("op", "put"), ("result", "ok")))] == 1
     assert all(name.startswith("ringkv_") for name, _ in samples)
+    # every known refusal has its series from the start, at 0 until counted
+    for reason in KNOWN_REFUSALS:
+        expected = 2 if reason == "auth_failed_bad_proof" else 0
+        assert samples[("ringkv_refused_total", (("reason", reason),))] == expected, reason
+
+
+NET = Path(__file__).resolve().parents[2] / "ring" / "net"
+
+
+def test_every_refusal_the_shell_counts_is_a_known_refusal() -> None:
+    """The refusal reasons in the code (AuthError reasons, _refuse reasons, literal counters)
+    all have a series exported at 0: a new reason without one fails here."""
+    auth = (NET / "auth.py").read_text()
+    tcp = (NET / "tcp.py").read_text()
+    reasons = set(re.findall(r'AuthError\(\s*"([a-z_]+)"', auth))
+    reasons |= set(re.findall(r'_refuse\(\s*"([a-z_]+)"', tcp))
+    literal = set(re.findall(r'count\("((?:auth_failed|udp_refused)_[a-z_]+)"\)', tcp))
+    assert {"bad_proof", "unsigned", "replay", "timeout"} <= reasons and literal
+    for reason in reasons:
+        assert {f"auth_failed_{reason}", f"udp_refused_{reason}"} & set(KNOWN_REFUSALS), reason
+    assert literal <= set(KNOWN_REFUSALS)
 
 
 def record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -121,3 +152,34 @@ def test_a_key_is_logged_by_fingerprint_only() -> None:
     assert ref == key_ref(key) and ref != key_ref(key + b"!")
     assert ref.startswith("key#") and len(ref) == 16
     assert "ada" not in ref and key.hex() not in ref
+
+
+def test_other_libraries_records_and_warnings_come_out_as_json_lines() -> None:
+    """``ringd --log-format json``: asyncio's and uvloop's records (through the root logger)
+    and Python's warnings are JSON lines too, named by their logger."""
+    root, own = logging.getLogger(), logging.getLogger("ringd")
+    saved = (root.level, own.level, own.propagate)
+    stream = io.StringIO()
+    handler = install_handler("json", "n1", "INFO", stream)
+    try:
+        own.info("mine", extra=ev("serving"))
+        own.debug("below the level")
+        try:
+            raise ConnectionResetError("gone")
+        except ConnectionResetError:
+            logging.getLogger("asyncio").error("Fatal error on transport", exc_info=True)
+        logging.getLogger("asyncio").info("below the others' level")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("careful", ResourceWarning, stacklevel=1)
+    finally:
+        root.removeHandler(handler)
+        logging.captureWarnings(False)
+        root.setLevel(saved[0])
+        own.setLevel(saved[1])
+        own.propagate = saved[2]
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert [x["event"] for x in lines] == ["serving", "asyncio", "py_warnings"]
+    assert lines[1]["level"] == "error" and lines[1]["node"] == "n1"
+    assert lines[1]["fields"]["exc_type"] == "ConnectionResetError"
+    assert "careful" in lines[2]["msg"]
