@@ -31,8 +31,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import ring
+from ring.net.auth import AuthenticationFailed
 from ring.net.codec import client_hello, encode_frame, new_packer
+from ring.net.metrics import KNOWN_REFUSALS
 from tests.integration.harness import Cluster, wait_until
+from tests.security.secure import SecureCluster, secret_file
 
 pytestmark = pytest.mark.integration
 
@@ -334,6 +337,37 @@ def test_every_log_line_is_json_and_no_key_or_value_is_logged(cluster: Cluster) 
     down = [x for x in lines if x["event"] == "member_state" and x["fields"]["to"] == "down"]
     assert down and down[0]["fields"]["member"] == "c"
     assert any(x["event"] == "connection_closed" for x in lines)  # the broken frame above
+
+
+# --- a node with a cluster secret -------------------------------------------------------------
+
+
+def test_refusals_are_exported_at_0_so_the_first_one_shows(tmp_path: Path) -> None:
+    secret = b"5d3b1e6f4a8c2d5b7e1a3c9f0f3c9a1e"
+    flags = ["--secret-file", secret_file(tmp_path / "secret", secret), "--metrics", "127.0.0.1:0"]
+    node = SecureCluster(tmp_path, secret=secret, n=1, r=1, w=1, extra=flags)
+    try:
+        node.start("s")
+        before = scrape(node, "s")
+        for reason in KNOWN_REFUSALS:  # a rate() alert on any of them sees its first increase
+            assert (("ringkv_refused_total", frozenset({("reason", reason)}))) in before, reason
+            assert value(before, "ringkv_refused_total", reason=reason) == 0, reason
+        with pytest.raises(AuthenticationFailed):
+            ring.connect(node.addresses["s"], secret=secret[::-1])
+
+        def refused() -> dict[str, float]:
+            now = scrape(node, "s")
+            return {
+                r: v for r in KNOWN_REFUSALS if (v := value(now, "ringkv_refused_total", reason=r))
+            }
+
+        counted = wait_until(refused, what="the refused client to be counted")
+        assert sum(counted.values()) == 1 and next(iter(counted)).startswith("auth_failed_")
+        with node.client("s") as client:  # and the node goes on serving clients with the secret
+            client.put("k", "v")
+            assert client.get("k") == b"v"
+    finally:
+        node.close()
 
 
 # --- startup errors --------------------------------------------------------------------------
