@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -77,6 +79,8 @@ log = logging.getLogger("ringd")
 # Reading from a client pauses while this many of its requests are unanswered.
 MAX_INFLIGHT_PER_CONNECTION = 4096
 HELLO_TIMEOUT_S = 5.0
+PENDING_MAX = 256  # connections waiting for their hello (see PendingHellos)
+PENDING_PER_SOURCE_MAX = 64
 HELLO_WHY_MAX = 300  # characters of a refused hello's reason (answered and logged)
 _MALFORMED = "a malformed hello"
 _OPEN_REFUSALS = RefusalLog()  # refused hellos on nodes without a secret (logged sparingly)
@@ -230,6 +234,72 @@ class FramedConnection(asyncio.Protocol):
             self._update_reading()
 
 
+def pending_limits() -> tuple[int, int]:
+    """How many accepted connections may wait for their hello at once, overall and per source
+    address: 256 and 64, fewer under a low file descriptor limit (an eighth of it), so that
+    idle connections cannot take the descriptors the store needs."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        soft = 1024
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    limit = max(8, min(PENDING_MAX, soft // 8))
+    return limit, max(4, min(PENDING_PER_SOURCE_MAX, limit // 4))
+
+
+class PendingHellos:
+    """The accepted connections that have not completed their hello (with a secret: not yet
+    proved it), oldest first. Admitting one beyond a limit drops the oldest pending one from
+    the same address (per-source limit), else the oldest overall: a flood of idle connections
+    keeps at most ``limit`` descriptors, and a real client, which completes its hello at once,
+    still gets in."""
+
+    def __init__(self, limit: int, per_source: int) -> None:
+        self.limit = limit
+        self.per_source = per_source
+        self._conns: dict[ServerConnection, str] = {}  # insertion order: oldest first
+        self._by_source: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def admit(self, conn: ServerConnection, source: str) -> list[ServerConnection]:
+        """Add ``conn``; return the connections to drop to make room for it."""
+        drop: list[ServerConnection] = []
+        if self._by_source.get(source, 0) >= self.per_source:
+            oldest = next(c for c, s in self._conns.items() if s == source)
+            self.remove(oldest)
+            drop.append(oldest)
+        elif len(self._conns) >= self.limit:
+            oldest = next(iter(self._conns))
+            self.remove(oldest)
+            drop.append(oldest)
+        self._conns[conn] = source
+        self._by_source[source] = self._by_source.get(source, 0) + 1
+        return drop
+
+    def remove(self, conn: ServerConnection) -> None:
+        source = self._conns.pop(conn, None)
+        if source is not None:
+            left = self._by_source[source] - 1
+            if left:
+                self._by_source[source] = left
+            else:
+                del self._by_source[source]
+
+
+_pending: weakref.WeakKeyDictionary[Any, PendingHellos] = weakref.WeakKeyDictionary()
+
+
+def pending_hellos(dispatcher: Dispatcher) -> PendingHellos:
+    """The dispatcher's (the node's) pending connections."""
+    tracker = _pending.get(dispatcher)
+    if tracker is None:
+        tracker = _pending[dispatcher] = PendingHellos(*pending_limits())
+    return tracker
+
+
 class ServerConnection(FramedConnection):
     """An accepted connection: a client (requests) or a peer's outbound link (messages)."""
 
@@ -244,15 +314,45 @@ class ServerConnection(FramedConnection):
         self._hs_buf = bytearray()
         self._claimed: tuple[str, str | None] | None = None
         self._hs_timer: asyncio.TimerHandle | None = None
+        self._pending: PendingHellos | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.dispatcher.connection_opened(self)
+        self._pending = pending_hellos(self.dispatcher)
+        for old in self._pending.admit(self, self._source()):
+            old._drop_pending()
         if self._handshake is not None:
             loop = asyncio.get_running_loop()
             self._hs_timer = loop.call_later(HELLO_TIMEOUT_S, self._handshake_timeout)
 
+    def _drop_pending(self) -> None:
+        """Make room for a newer connection: this one has not completed its hello."""
+        self.dispatcher.count("pending_dropped")
+        more = self._refusals().due("pending connections")
+        pending = self._pending
+        if more is not None and pending is not None:
+            limits = f"{pending.limit} overall, {pending.per_source} per address"
+            log.warning(
+                "dropped the connection from %s: too many connections without a completed "
+                "hello (at most %s)%s",
+                self.peername,
+                limits,
+                f" ({more} more dropped since the last such line)" if more else "",
+                extra=ev("pending_dropped", source=self.peername, more=more),
+            )
+        if self._hs_timer is not None:
+            self._hs_timer.cancel()
+            self._hs_timer = None
+        self._claimed = None  # not an abandoned handshake: we closed it
+        self.close()
+
+    def _hello_done(self) -> None:
+        if self._pending is not None:
+            self._pending.remove(self)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._hello_done()
         if self._hs_timer is not None:
             self._hs_timer.cancel()
         if self._claimed is not None and self.session is None and not self.closed:
@@ -314,6 +414,7 @@ class ServerConnection(FramedConnection):
             self._reject(str(exc) if isinstance(exc, FrameError) else _MALFORMED)
             return
         self.role, self.peer_name = role, name
+        self._hello_done()
         d = self.dispatcher
         self.queue(encode_frame(new_packer(), server_hello(d.cluster, d.name)))
         if self.role == "node":
@@ -400,6 +501,7 @@ class ServerConnection(FramedConnection):
             self._hs_timer.cancel()
             self._hs_timer = None
         self.role, self.peer_name = claimed
+        self._hello_done()
         if self.role == "node":
             log.debug(
                 "peer %s authenticated from %s",
