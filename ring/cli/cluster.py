@@ -336,7 +336,10 @@ def wait_settled(addresses: str, names: list[str], deadline: float) -> None:
     raise CliError(f"the ring did not settle in time (last status: {info})", UNAVAILABLE)
 
 
-def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
+def start_local(
+    root: str, count: int, n: int | None, secret_file: str | None = None
+) -> list[dict[str, Any]]:
+    """Start the nodes (with ``secret_file``: each with ``--secret-file`` it)."""
     os.makedirs(root, exist_ok=True)
     state = _load_state(root)
     running = [x for x in state.get("nodes", []) if _alive(int(x.get("pid", 0)))]
@@ -367,6 +370,8 @@ def start_local(root: str, count: int, n: int | None) -> list[dict[str, Any]]:
                 cmd += ["--seeds", ",".join(seeds)]
             if i == 1:
                 cmd += ["--new-cluster"]
+            if secret_file is not None:
+                cmd += ["--secret-file", secret_file]
             if count > 1 or n is not None:
                 r = n if n is not None else min(3, count)
                 cmd += ["--n", str(r), "--r", str(r // 2 + 1), "--w", str(r // 2 + 1)]
@@ -423,7 +428,16 @@ def cluster_local(args: argparse.Namespace, out: Output) -> None:
     if args.count < 1:
         raise CliError("--nodes must be at least 1", USAGE)
     root = os.path.abspath(args.dir)
-    nodes = start_local(root, args.count, args.n)
+    if getattr(args, "tls_ca", None) or os.environ.get("RINGKV_TLS_CA"):
+        raise CliError(
+            "cluster local does not start nodes with TLS (they need certificates and keys): "
+            "start ringd with --tls-cert, --tls-key and --tls-ca yourself, or leave out "
+            "--tls-ca / RINGKV_TLS_CA",
+            USAGE,
+        )
+    secret = getattr(args, "secret_file", None) or os.environ.get("RINGKV_SECRET_FILE") or None
+    secret = os.path.abspath(secret) if secret else None
+    nodes = start_local(root, args.count, args.n, secret)
     addresses = ",".join(x["address"] for x in nodes)
     if out.json:
         out.emit({"nodes": nodes, "RINGKV_NODES": addresses})

@@ -56,7 +56,14 @@ from ring.core.membership import MAX_FIELD_BYTES, MembershipConfig
 from ring.core.node import Node, NodeConfig, StartupError
 from ring.errors import InvalidInput, StoreLocked
 from ring.logs import FORMATS, ev, install_handler
-from ring.net.auth import Security, client_context, read_secret_file, server_context, weak_secret
+from ring.net.auth import (
+    Security,
+    client_context,
+    read_secret_file,
+    secret_file_exposed,
+    server_context,
+    weak_secret,
+)
 from ring.net.codec import DEFAULT_CLUSTER, MAX_FRAME_BYTES, format_address, parse_address
 from ring.net.metrics import (
     MetricsServer,
@@ -331,7 +338,10 @@ def _security(values: dict[str, Any], cluster: str) -> Security:
         raise ConfigError(str(exc)) from None
     if len(secrets) == 2 and secrets[0] == secrets[1]:
         raise ConfigError("--old-secret-file holds the same secret as --secret-file")
-    return Security(secrets, cluster, server_ssl, client_ssl)
+    security = Security(secrets, cluster, server_ssl, client_ssl)
+    files = (str(f) for f in (secret_file, old_file) if f)
+    security.exposed_files = tuple(f for f in files if secret_file_exposed(f))
+    return security
 
 
 async def _start_metrics(
@@ -537,6 +547,13 @@ def _warn_security(settings: Settings) -> None:
             "the cluster secret is docker-compose's placeholder or shorter than 16 bytes: "
             "anyone may know or guess it; use a long random one (openssl rand -hex 32)",
             extra=ev("weak_secret"),
+        )
+    for path in security.exposed_files:
+        log.warning(
+            "the secret file %s may be read by other users (group or others' permissions): "
+            "chmod 600 it",
+            path,
+            extra=ev("secret_file_exposed", path=path),
         )
     if secrets:
         rotating = " and the old one (--old-secret-file): a rotation is under way"

@@ -74,6 +74,7 @@ DATAGRAM_MAGIC = 0xC1  # never used by msgpack
 DATAGRAM_HEADER = struct.Struct(">BB8sQQ")  # magic, tags, boot id, time ms, counter
 DATAGRAM_MAX_AGE_MS = 60_000  # a datagram stamped further from our clock is refused
 REPLAY_WINDOW = 1024  # counters remembered per sender boot id
+SECRET_FILE_MAX = 1 << 16  # bytes; a larger secret file is refused (not read in part)
 HELLO_MAX_BYTES = 4096  # a hello, hello answer or proof frame (a real one is a few hundred bytes)
 _REPLAY_STATES_MAX = 4096  # sender boot ids remembered (idle ones are dropped first)
 
@@ -119,13 +120,26 @@ def read_secret_file(path: str, what: str = "--secret-file") -> bytes:
     InvalidInput with a clear message for a missing, unreadable or empty file."""
     try:
         with open(path, "rb") as f:
-            data = f.read(1 << 16)
+            data = f.read(SECRET_FILE_MAX + 1)
     except OSError as exc:
         raise InvalidInput(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > SECRET_FILE_MAX:
+        raise InvalidInput(
+            f"{what} {path} is larger than {SECRET_FILE_MAX // 1024} KiB: it should hold the "
+            "cluster secret only (is it the right file?)"
+        )
     try:
         return secret_of(data)
     except InvalidInput:
         raise InvalidInput(f"{what} {path} is empty: put the cluster secret in it") from None
+
+
+def secret_file_exposed(path: str) -> bool:
+    """Whether users other than the file's owner may read it (group or others' permissions)."""
+    try:
+        return bool(os.stat(path).st_mode & 0o077)
+    except OSError:
+        return False
 
 
 # docker-compose's placeholder (compose-secret.txt): public, so ringd warns when it is used.
@@ -390,8 +404,8 @@ class _Window:
 
 class GossipAuth:
     """Seals our datagrams and opens others' (see the module docstring). ``open`` returns the
-    body, or raises AuthError whose ``reason`` is ``unsigned``, ``bad_mac``, ``stale`` or
-    ``replay``."""
+    body, or raises AuthError whose ``reason`` is ``unsigned``, ``bad_mac``, ``own`` (our own
+    datagram, reflected back to us), ``stale`` or ``replay``."""
 
     def __init__(self, secrets: Sequence[bytes], cluster: str) -> None:
         label = _GOSSIP_LABEL + cluster.encode("utf-8")
@@ -435,6 +449,8 @@ class GossipAuth:
                 break
         if not ok:
             raise AuthError("bad_mac", "a datagram whose MAC is not the cluster's")
+        if boot == self.boot:
+            raise AuthError("own", "a datagram of this node's own, sent back to it (reflected)")
         now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         if abs(now_ms - stamp) > DATAGRAM_MAX_AGE_MS:
             raise AuthError(
@@ -466,24 +482,60 @@ class GossipAuth:
 
 class RefusalLog:
     """Whether to log a refusal from ``source`` now: the first at once, then at most one per
-    ``every_s`` per source, saying how many were refused meanwhile."""
+    ``every_s`` per source, saying how many were refused meanwhile; and at most
+    ``max_lines`` per ``every_s`` overall, however many sources there are (spoofed datagram
+    sources are free): past that, refusals are only tallied, and ``summary`` returns the tally
+    once the next period begins, for one line "N refusals from M sources"."""
 
-    def __init__(self, every_s: float = 60.0, max_sources: int = 1024) -> None:
+    def __init__(self, every_s: float = 60.0, max_sources: int = 1024, max_lines: int = 10) -> None:
         self.every_s = every_s
         self.max_sources = max_sources
+        self.max_lines = max_lines
         self._seen: dict[str, tuple[float, int]] = {}  # source -> (last logged, refused since)
+        self._period = -1e18  # when the current period of max_lines began
+        self._lines = 0  # lines allowed in it
+        self._held = 0  # refusals not logged for the overall limit, since the last summary
+        self._held_sources: set[str] = set()  # their sources (at most max_sources counted)
+        self._more_sources = 0  # sources beyond that
 
     def due(self, source: str, now: float | None = None) -> int | None:
         """None: do not log now; else how many more were refused since the last line."""
         now = time.monotonic() if now is None else now
+        self._roll(now)
         seen = self._seen.get(source)
         if seen is not None and now - seen[0] < self.every_s:
             self._seen[source] = (seen[0], seen[1] + 1)
             return None
+        if self._lines >= self.max_lines:
+            self._held += 1
+            if source in self._held_sources:
+                pass
+            elif len(self._held_sources) < self.max_sources:
+                self._held_sources.add(source)
+            else:
+                self._more_sources += 1
+            return None
+        self._lines += 1
         if seen is None and len(self._seen) >= self.max_sources:
             self._seen.clear()
         self._seen[source] = (now, 0)
         return 0 if seen is None else seen[1]
+
+    def _roll(self, now: float) -> None:
+        if now - self._period >= self.every_s:
+            self._period = now
+            self._lines = 0
+
+    def summary(self, now: float | None = None) -> tuple[int, int] | None:
+        """``(refusals, sources)`` not logged for the overall limit, once a new period began
+        (then forgotten); None when there is nothing to report yet."""
+        now = time.monotonic() if now is None else now
+        if not self._held or now - self._period < self.every_s:
+            return None
+        out = (self._held, len(self._held_sources) + self._more_sources)
+        self._held, self._more_sources = 0, 0
+        self._held_sources = set()
+        return out
 
 
 # --- what a node and a client hold ------------------------------------------------------------
@@ -505,6 +557,7 @@ class Security:
         self.client_ssl = client_ssl
         self.gossip = GossipAuth(self.secrets, cluster) if self.secrets else None
         self.refusals = RefusalLog()
+        self.exposed_files: tuple[str, ...] = ()  # secret files others may read (ringd warns)
 
 
 class ClientSecurity:

@@ -289,6 +289,23 @@ class PendingHellos:
                 del self._by_source[source]
 
 
+def refusal_due(refusals: RefusalLog, source: str) -> int | None:
+    """``refusals.due(source)``, after logging the line that sums up the refusals the overall
+    limit kept out of the log in the last period, if any."""
+    held = refusals.summary()
+    if held is not None:
+        log.warning(
+            "%d refusals from %d sources were not logged in the last %g s (at most %d lines "
+            "per period); see the auth_failed, protocol_errors and udp_refused counters",
+            held[0],
+            held[1],
+            refusals.every_s,
+            refusals.max_lines,
+            extra=ev("refusals_not_logged", refusals=held[0], sources=held[1]),
+        )
+    return refusals.due(source)
+
+
 _pending: weakref.WeakKeyDictionary[Any, PendingHellos] = weakref.WeakKeyDictionary()
 
 
@@ -329,7 +346,7 @@ class ServerConnection(FramedConnection):
     def _drop_pending(self) -> None:
         """Make room for a newer connection: this one has not completed its hello."""
         self.dispatcher.count("pending_dropped")
-        more = self._refusals().due("pending connections")
+        more = refusal_due(self._refusals(), "pending connections")
         pending = self._pending
         if more is not None and pending is not None:
             limits = f"{pending.limit} overall, {pending.per_source} per address"
@@ -525,7 +542,7 @@ class ServerConnection(FramedConnection):
         self.dispatcher.count("protocol_errors")
         why = why[:HELLO_WHY_MAX]
         source = self._source()
-        more = self._refusals().due(source)
+        more = refusal_due(self._refusals(), source)
         if more is not None:
             log.info(
                 "closing connection from %s: %s%s",
@@ -551,7 +568,7 @@ class ServerConnection(FramedConnection):
         d.count("auth_failed")
         d.count(f"auth_failed_{reason}")
         source = self._source()
-        more = self._refusals().due(source)
+        more = refusal_due(self._refusals(), source)
         if more is not None:
             who = self._claimed[1] if self._claimed and self._claimed[1] else "client"
             log.warning(

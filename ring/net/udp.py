@@ -32,6 +32,7 @@ from ring.core import messages
 from ring.logs import ev
 from ring.net.auth import AuthError, GossipAuth, RefusalLog
 from ring.net.codec import format_address, parse_address, unpack
+from ring.net.tcp import refusal_due
 
 log = logging.getLogger("ringd")
 
@@ -83,7 +84,7 @@ class GossipEndpoint(asyncio.DatagramProtocol):
             except AuthError as exc:
                 self.sink.count(f"udp_refused_{exc.reason}")
                 source = str(addr[0])
-                more = self.refusals.due("udp " + source)
+                more = refusal_due(self.refusals, "udp " + source)
                 if more is not None:
                     log.warning(
                         "refused a gossip datagram from %s: %s%s",

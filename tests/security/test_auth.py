@@ -314,3 +314,29 @@ def test_refusals_are_logged_once_a_minute_per_source() -> None:
     assert log.due("10.0.0.2", now=2) == 0
     assert log.due("10.0.0.1", now=30) is None
     assert log.due("10.0.0.1", now=61) == 2  # two more were refused meanwhile
+
+
+def test_refusals_from_many_sources_are_logged_at_most_ten_times_a_minute() -> None:
+    """Spoofed datagram sources cost nothing: however many there are, at most 10 lines a minute,
+    then one line that sums up the rest."""
+    log = RefusalLog(every_s=60)
+    lines = sum(
+        log.due(f"udp 10.0.{i // 256}.{i % 256}", now=i / 1000) is not None for i in range(5000)
+    )
+    assert lines == 10
+    assert log.summary(now=30) is None  # not before the minute is over
+    assert log.summary(now=61) == (4990, 4990)
+    assert log.summary(now=62) is None  # said once
+    assert log.due("udp 10.9.9.9", now=62) == 0  # a new minute: lines again
+    assert log.due("udp 10.0.0.1", now=63) == 0  # its first line was at 0, a minute ago
+
+
+def test_a_node_refuses_its_own_datagrams_sent_back_to_it() -> None:
+    """Someone who reflects a node's gossip back at it (its MAC is good) gets it refused."""
+    node, peer = GossipAuth((NEW,), "ringkv"), GossipAuth((NEW,), "ringkv")
+    now = 1_000_000
+    datagram = node.seal(b"ping", now)
+    assert peer.open(datagram, now) == b"ping"
+    with pytest.raises(AuthError) as refused:
+        node.open(datagram, now)
+    assert refused.value.reason == "own"

@@ -209,7 +209,13 @@ def test_a_tampered_frame_ends_its_connection_only(secured: SecureCluster) -> No
 def test_ringd_refuses_a_missing_or_empty_secret_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text(" \n")
-    for path, says in ((tmp_path / "missing", "cannot read"), (empty, "is empty")):
+    large = tmp_path / "large"
+    large.write_bytes(b"s" * (64 * 1024 + 1))  # not a secret file: refused, not truncated
+    for path, says in (
+        (tmp_path / "missing", "cannot read"),
+        (empty, "is empty"),
+        (large, "is larger than 64 KiB"),
+    ):
         argv = ["--name", "x", "--data", str(tmp_path / "d"), "--new-cluster"]
         argv += ["--listen", "127.0.0.1:0", "--secret-file", str(path)]
         done = subprocess.run(
@@ -220,3 +226,23 @@ def test_ringd_refuses_a_missing_or_empty_secret_file(tmp_path: Path) -> None:
         )
         assert done.returncode == 2 and says in done.stderr, done
         assert not (tmp_path / "d").exists(), "nothing is created before the settings are good"
+
+
+def test_ringd_warns_of_a_secret_file_others_may_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ring.cli import ringd
+
+    private, shared = tmp_path / "private", tmp_path / "shared"
+    for path in (private, shared):
+        secret_file(path, SECRET)
+    private.chmod(0o600)
+    shared.chmod(0o644)
+    argv = ["--name", "x", "--data", str(tmp_path / "d"), "--new-cluster"]
+    ok = ringd.load_settings([*argv, "--secret-file", str(private)])
+    assert ok.security.exposed_files == ()
+    exposed = ringd.load_settings([*argv, "--secret-file", str(shared)])
+    assert exposed.security.exposed_files == (str(shared),)
+    with caplog.at_level("WARNING", logger="ringd"):
+        ringd._warn_security(exposed)
+    assert f"the secret file {shared} may be read by other users" in caplog.text
