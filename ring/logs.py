@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import traceback
 from typing import IO, Any
 
@@ -104,7 +105,9 @@ def install_handler(
     ``level``) and other libraries' warnings and errors, such as asyncio's and uvloop's
     "Exception in callback" or "Fatal error on transport", come out in the same format:
     with ``--log-format json`` the node's stderr holds only JSON lines. Python's warnings
-    are logged too (``py.warnings``)."""
+    are logged too (``py.warnings``), and so are the exceptions Python would print itself: one
+    ignored in a finalizer (event ``unraisable``) and one that ends a thread
+    (``thread_exception``)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter(kind, node))
     root = logging.getLogger()
@@ -114,4 +117,29 @@ def install_handler(
     own.setLevel(level)
     own.propagate = True
     logging.captureWarnings(True)
+    sys.unraisablehook = _log_unraisable
+    threading.excepthook = _log_thread_exception
     return handler
+
+
+def _log_unraisable(u: Any) -> None:
+    logging.getLogger("ringd").error(
+        "exception ignored in %s: %s",
+        "?" if u.object is None else repr(u.object)[:200],
+        u.exc_value,
+        exc_info=(u.exc_type, u.exc_value, u.exc_traceback) if u.exc_value is not None else None,
+        extra=ev("unraisable"),
+    )
+
+
+def _log_thread_exception(args: Any) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("ringd").error(
+        "exception in thread %s: %s",
+        name,
+        args.exc_value,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        extra=ev("thread_exception", thread=name),
+    )

@@ -75,6 +75,7 @@ KNOWN_REFUSALS = (
     "auth_failed_peer_tampered",
     "auth_failed_no_certificate",
     "udp_refused_unsigned", "udp_refused_bad_mac", "udp_refused_stale", "udp_refused_replay",
+    "udp_refused_own",
 )  # fmt: skip
 # Gauges the runtime's ``stats()`` mixes in with its counters.
 RUNTIME_GAUGES = {

@@ -3,11 +3,13 @@ format, and key fingerprints."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
 import re
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -159,6 +161,7 @@ def test_other_libraries_records_and_warnings_come_out_as_json_lines() -> None:
     and Python's warnings are JSON lines too, named by their logger."""
     root, own = logging.getLogger(), logging.getLogger("ringd")
     saved = (root.level, own.level, own.propagate)
+    hooks = (sys.unraisablehook, threading.excepthook)
     stream = io.StringIO()
     handler = install_handler("json", "n1", "INFO", stream)
     try:
@@ -172,14 +175,37 @@ def test_other_libraries_records_and_warnings_come_out_as_json_lines() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.warn("careful", ResourceWarning, stacklevel=1)
+        Finalizer()
+        gc.collect()
+        thread = threading.Thread(target=fail, name="worker")
+        thread.start()
+        thread.join()
     finally:
+        sys.unraisablehook, threading.excepthook = hooks
         root.removeHandler(handler)
         logging.captureWarnings(False)
         root.setLevel(saved[0])
         own.setLevel(saved[1])
         own.propagate = saved[2]
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]
-    assert [x["event"] for x in lines] == ["serving", "asyncio", "py_warnings"]
+    assert [x["event"] for x in lines] == [
+        "serving",
+        "asyncio",
+        "py_warnings",
+        "unraisable",
+        "thread_exception",
+    ]
     assert lines[1]["level"] == "error" and lines[1]["node"] == "n1"
     assert lines[1]["fields"]["exc_type"] == "ConnectionResetError"
     assert "careful" in lines[2]["msg"]
+    assert lines[3]["fields"]["exc_type"] == "ValueError" and "in __del__" in lines[3]["msg"]
+    assert lines[4]["fields"]["thread"] == "worker" and "thread broke" in lines[4]["msg"]
+
+
+class Finalizer:
+    def __del__(self) -> None:
+        raise ValueError("in __del__")
+
+
+def fail() -> None:
+    raise RuntimeError("thread broke")
