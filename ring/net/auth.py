@@ -16,7 +16,10 @@ matched); if none matches it stops with :class:`AuthenticationFailed` — it has
 but its hello, and trusts nothing the node said. The node checks that proof with its secret
 ``i`` and acts on nothing from the connection before. Fresh nonces on both sides make every
 transcript new, so a recorded handshake does not replay; the direction labels keep a proof
-from being reflected back; the transcript binds what each side claimed in its hello.
+from being reflected back; the transcript binds what each side claimed in its hello. Both
+sides read the hello frames raw (:func:`take_frame`); the connecting side refuses any byte
+after the node's answer (:func:`take_hello_answer`), which only a man in the middle can have
+put there.
 
 **Records** (after the handshake, both directions). Each side derives a key per direction
 from the agreed secret and ``T`` (HMAC-SHA256 as a key derivation). The byte stream of frames
