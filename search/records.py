@@ -121,9 +121,16 @@ class Stats:
     def decode(cls, value: bytes) -> Stats:
         try:
             docs, fields = msgpack.unpackb(value)
-            return cls(int(docs), {str(f): [int(n), int(t)] for f, (n, t) in fields.items()})
+            out = cls(docs, {f: [n, t] for f, (n, t) in fields.items()})
         except Exception as exc:
             raise CorruptData(f"search statistics cannot be decoded: {exc}") from None
+        # Exact types, never conversions: int() of a float count of 1e19 is a count no write
+        # of these statistics could encode again.
+        if type(out.docs) is not int or not all(
+            type(f) is str and type(n) is int and type(t) is int for f, (n, t) in out.fields.items()
+        ):
+            raise CorruptData("search statistics are malformed (a field name or count)")
+        return out
 
     @classmethod
     def of(cls, lens: dict[str, int]) -> Stats:

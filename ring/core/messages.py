@@ -46,7 +46,7 @@ class MessageError(ValueError):
 # What a field annotation asks of a decoded value: the exact types it may have (``type(v) is
 # int``, so a msgpack boolean is no integer) and, for a list or a map among them, the exact
 # types of its elements or keys. ``Any`` asks nothing.
-_Spec = tuple[tuple[type, ...], type | None, tuple[type, ...] | None]  # kinds, container, inner
+_Spec = tuple[tuple[type, ...], type | None, frozenset[type] | None]  # kinds, container, inner
 
 
 def _spec(hint: Any) -> _Spec | None:
@@ -64,7 +64,7 @@ def _spec(hint: Any) -> _Spec | None:
         inner = _spec(args[0]) if args else None
         if inner is not None and inner[1] is not None:
             raise TypeError(f"a message field cannot be {hint!r}")
-        return (origin,), origin, (None if inner is None else inner[0])
+        return (origin,), origin, (None if inner is None else frozenset(inner[0]))
     if isinstance(hint, type) and hint in (int, bool, str, bytes, type(None), float):
         return (hint,), None, None
     raise TypeError(f"a message field cannot be {hint!r}")
@@ -75,7 +75,7 @@ def _describe(spec: _Spec) -> str:
     names = []
     for t in kinds:
         if t is box and inner is not None:
-            of = " or ".join(i.__name__ for i in inner)
+            of = " or ".join(sorted(i.__name__ for i in inner))
             names.append(f"a map with {of} keys" if box is dict else f"a list of {of}")
         else:
             names.append("nil" if t is type(None) else t.__name__)
@@ -85,7 +85,7 @@ def _describe(spec: _Spec) -> str:
 def _fits(spec: _Spec, v: Any) -> bool:
     kinds, box, inner = spec
     kind = type(v)
-    return kind in kinds and (kind is not box or inner is None or all(type(x) in inner for x in v))
+    return kind in kinds and (kind is not box or inner is None or inner.issuperset(map(type, v)))
 
 
 def _checker(cls: type[Any]) -> Callable[[list[Any]], bool]:

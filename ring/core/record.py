@@ -420,14 +420,18 @@ def _checked_context(flat: list[Any]) -> dict[str, int]:
 
 def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]], list[Any]]:
     """The context, the sibling dots and the flat siblings of an encoded record, without
-    building siblings, after checking everything ``decode`` checks (and that the context is
-    sorted by actor, as ``encode`` writes it). Raises ``RecordError``. (Records hold a handful
-    of siblings, so a list serves membership tests as well as a set.)"""
+    building siblings, after checking everything ``decode`` checks, and that the record is laid
+    out as ``encode`` writes it: the context sorted by actor, and the resolved value (the live
+    sibling ``resolve`` picks) in the tail, so that ``decode_resolved`` reads what ``decode``
+    does. Raises ``RecordError``. (Records hold a handful of siblings, so a list serves
+    membership tests as well as a set.)"""
     obj = decode_head(data)
     flat, sibs = obj[1], obj[2]
     ctx = _checked_context(flat)
     dots: list[tuple[str, int]] = []
     resolved = 0
+    best: tuple[int, str, int] | None = None  # (ts, actor, counter) of the resolved sibling
+    best_in_tail = False
     for i in range(0, len(sibs), 4):
         actor, counter, ts, value = sibs[i : i + 4]
         if value is True:
@@ -441,8 +445,12 @@ def _checked_head(data: bytes) -> tuple[dict[str, int], list[tuple[str, int]], l
         if (actor, counter) in dots:
             raise RecordError("record holds two siblings with the same dot")
         dots.append((actor, counter))
+        if value is not None and (best is None or (ts, actor, counter) > best):
+            best, best_in_tail = (ts, actor, counter), value is True
     if resolved != data[0]:  # kind 1: exactly one sibling's value is the tail; kind 0: none
         raise RecordError("record tail value does not match its siblings")
+    if (best is not None) != (resolved == 1) or (best is not None and not best_in_tail):
+        raise RecordError("record tail does not hold the resolved value")
     return ctx, dots, sibs
 
 

@@ -159,6 +159,7 @@ def caught() -> Iterator[list[BaseException]]:
 # (file, function, exception type) of the innermost frame.
 KNOWN: set[tuple[str, str, type[BaseException]]] = {
     ("ring/core/membership.py", "parse_record", TypeError),
+    ("ring/common.py", "settings_mismatch", RecursionError),
 }
 
 

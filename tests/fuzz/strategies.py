@@ -153,7 +153,10 @@ def mutate_bytes(draw: st.DrawFn, data: bytes, others: Sequence[bytes] = ()) -> 
 
 
 def _paths(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The paths to the parts of ``obj``, down to a depth of 40 (a deep nest is one part)."""
     out = [path]
+    if len(path) >= 40:
+        return out
     if isinstance(obj, list):
         for i, x in enumerate(obj):
             out += _paths(x, (*path, i))
@@ -224,8 +227,8 @@ def mutate_value(draw: st.DrawFn, obj: Any) -> Any:
             new = draw(st.sampled_from(_wrong_type(node)))
         elif op == "huge_int":
             new = draw(st.sampled_from(EDGE_INTS))
-        elif op == "deep":
-            new = nest(draw(st.sampled_from([30, 100, 300])), node)
+        elif op == "deep":  # deeper nests come from byte-level mutations: hypothesis prints
+            new = nest(draw(st.sampled_from([30, 100, 300])), node)  # values, and cannot these
         elif op == "drop" and isinstance(node, list) and node:
             new = list(node)
             del new[draw(st.integers(0, len(node) - 1))]

