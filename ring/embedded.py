@@ -369,6 +369,20 @@ class Store:
                 pending[skey] = rec.reconcile(base, incoming)
             self.storage.write([(k, rec.encode(r)) for k, r in pending.items()], sync=self._sync)
 
+    def _stored(
+        self, prefix: Any, start: Any, stop: Any, reverse: bool, limit: int | None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """The stored ``(storage key, record)`` pairs a scan reads (tombstones included; the
+        caller applies ``limit``, which counts what it returns), after checking the arguments."""
+        if limit is not None and limit < 0:
+            raise InvalidInput("limit must be zero or more")
+        return self.storage.scan(
+            DATA + (self._key(prefix) if prefix is not None else b""),
+            None if start is None else DATA + self._key(start),
+            None if stop is None else DATA + self._key(stop),
+            reverse,
+        )
+
     def scan(
         self,
         prefix: Any = None,
@@ -380,15 +394,7 @@ class Store:
         """``(key, value)`` pairs in key order; deleted keys are skipped. A stored record that
         cannot be decoded raises :class:`ring.CorruptData` naming its key. Bad arguments raise at
         the call; the pairs are read as they are iterated."""
-        if limit is not None and limit < 0:
-            raise InvalidInput("limit must be zero or more")
-        items = self.storage.scan(
-            DATA + (self._key(prefix) if prefix is not None else b""),
-            None if start is None else DATA + self._key(start),
-            None if stop is None else DATA + self._key(stop),
-            reverse,
-        )
-        values = _resolved(items)
+        values = _resolved(self._stored(prefix, start, stop, reverse, limit))
         return values if limit is None else islice(values, limit)
 
     def scan_versioned(
@@ -404,15 +410,7 @@ class Store:
         read through one iterator instead of a lookup per key. With ``tombstones`` a deleted
         key the store still remembers comes too, as ``Versioned((), context, None)``; without,
         it is skipped like in ``scan``. ``limit`` counts the pairs returned."""
-        if limit is not None and limit < 0:
-            raise InvalidInput("limit must be zero or more")
-        items = self.storage.scan(
-            DATA + (self._key(prefix) if prefix is not None else b""),
-            None if start is None else DATA + self._key(start),
-            None if stop is None else DATA + self._key(stop),
-            reverse,
-        )
-        pairs = _versioned(items, tombstones)
+        pairs = _versioned(self._stored(prefix, start, stop, reverse, limit), tombstones)
         return pairs if limit is None else islice(pairs, limit)
 
     def scan_records(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
