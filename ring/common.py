@@ -9,6 +9,7 @@ embedded store nor rocksdict. It is pure: no IO, no clock, nothing but ``ring.er
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -90,13 +91,21 @@ def scan_bounds(
     return lower, upper
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 64
+_SHORT.maxlevel = 3
+
+
 def settings_mismatch(ours: dict[str, Any], theirs: dict[str, Any], us: str, them: str) -> str:
-    """Why two nodes' shared settings disagree ("" when they agree), naming both values."""
+    """Why two nodes' shared settings disagree ("" when they agree), naming both values. The
+    other side's settings come off the wire: whatever their keys and however deep their values,
+    they are described in bounded reprs."""
     out = []
-    for key in sorted(set(ours) | set(theirs)):
+    for key in sorted(set(ours) | set(theirs), key=repr):
         a, b = ours.get(key), theirs.get(key)
         if a != b:
-            out.append(f"{key} is {a!r} on {us} but {b!r} on {them}")
+            name = key if isinstance(key, str) and len(key) <= 64 else _SHORT.repr(key)
+            out.append(f"{name} is {_SHORT.repr(a)} on {us} but {_SHORT.repr(b)} on {them}")
     return "; ".join(out)
 
 

@@ -344,7 +344,7 @@ def parse_record(obj: object) -> tuple[str, str, int, str] | None:
     name, address, inc, state = obj
     if not (isinstance(name, str) and isinstance(address, str) and _fits(name)):
         return None
-    if not _fits(address) or state not in _RANK:
+    if not _fits(address) or not isinstance(state, str) or state not in _RANK:
         return None
     if not isinstance(inc, int) or isinstance(inc, bool) or not 0 <= inc < (1 << 63):
         return None
