@@ -312,11 +312,13 @@ class ReplicaGetReply:
 class Forward:
     """A client write passed to a node of the key's preference list, which coordinates it.
     ``hops`` counts how often it was passed on already; ``timeout_ms`` is the time the sender
-    still waits for the answer, so the coordinator gives up in time to report its outcome."""
+    still waits for the answer, so the coordinator gives up in time to report its outcome.
+    ``args`` are the client's, as it sent them: a map, whatever else it holds (the coordinator
+    checks what it uses)."""
 
     op_id: int
     op: str
-    args: dict[str, Any]
+    args: dict[Any, Any]
     hops: int
     timeout_ms: int
 

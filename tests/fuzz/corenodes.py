@@ -63,12 +63,6 @@ class _Nodes(dict[str, Any]):
         return _Nowhere()
 
 
-def _cluster(names: list[str]) -> Cluster:
-    c = Cluster(names)
-    c.nodes = _Nodes(c.nodes)
-    return c
-
-
 @functools.cache
 def scenario() -> tuple[Snapshot, ...]:
     c = _cluster(["a", "b", "c"])
@@ -123,14 +117,20 @@ def scenario() -> tuple[Snapshot, ...]:
 
 
 def fresh_cluster() -> Cluster:
-    """A copy of the settled cluster at the end of the scenario's first step: a, b, c (N=3, 64
-    partitions) holding ``KEYS``."""
+    """A copy of a settled cluster a, b, c holding ``KEYS`` (some deleted), with N=2: a
+    request reaches a node that holds its key or one that forwards it."""
     return copy.deepcopy(_settled())
+
+
+def _cluster(names: list[str], **quorum: int) -> Cluster:
+    c = Cluster(names, **quorum)
+    c.nodes = _Nodes(c.nodes)
+    return c
 
 
 @functools.cache
 def _settled() -> Cluster:
-    c = _cluster(["a", "b", "c"])
+    c = _cluster(["a", "b", "c"], n=2, r=1, w=2)
     c.settle()
     for i, key in enumerate(KEYS):
         assert c.request("a", "put", key=key, value=b"v%d" % i).error is None

@@ -251,6 +251,15 @@ client_requests = st.tuples(
     st.integers(0, 2**32) | values(3), st.sampled_from(CLIENT_OPS) | names, client_args()
 ).map(list)
 
+# Writes as a client sends them, plus entries the node does not know (any key type, any value):
+# a node that forwards a write passes its arguments on to the key's coordinator.
+writes_with_extras = st.tuples(
+    st.integers(0, 2**32),
+    st.sampled_from(["put", "del"]),
+    st.fixed_dictionaries({"key": keys, "value": st.binary(max_size=8)}),
+    st.dictionaries(st.from_type(type(None)) | st.integers() | st.text(max_size=4), values(4)),
+).map(lambda t: [t[0], t[1], {**t[3], **t[2]}])
+
 hellos = st.sampled_from(
     [
         codec.client_hello("ringkv"),

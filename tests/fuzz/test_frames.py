@@ -184,6 +184,7 @@ def test_a_node_refuses_bad_peer_messages_only_by_its_checks(
 client_values = st.one_of(
     corpus.client_requests,
     corpus.client_requests.flatmap(mutate_value),
+    corpus.writes_with_extras,
 )
 
 
@@ -193,6 +194,7 @@ client_values = st.one_of(
 @example([1, "get", {"key": b"k", "r": True}])
 @example([1, "scan", {"limit": 2**64 - 1}])
 @example([1, "records", {"after": b"k", "max_bytes": 0}])
+@example([0, "put", {None: None, "key": b"\x01", "value": b""}])  # forwarded, extra entries
 def test_a_node_answers_every_client_request(obj: Any) -> None:
     """What ``tcp.ServerConnection`` passes on (``[req_id, op: str, args: map]``) gets an
     answer that is a result or a clear error, never an internal error."""

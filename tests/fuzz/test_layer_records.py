@@ -54,13 +54,13 @@ def test_feed_headers(data: bytes) -> None:
         assert frec.decode_header(frec.encode_header(out)) == out
 
 
-@budget()
+@budget(ci=100)
 @given(st.lists(mutated_encodings(corpus.entry_records), min_size=1, max_size=3))
 def test_feed_entry_siblings(values: list[bytes]) -> None:
     attempt(frec.merge_entry, values)
 
 
-@budget()
+@budget(ci=100)
 @given(st.lists(mutated_encodings(corpus.header_records), min_size=1, max_size=3))
 def test_feed_header_siblings(values: list[bytes]) -> None:
     attempt(frec.merge_header, values)
@@ -137,13 +137,13 @@ def test_sorted_set_count_nodes(data: bytes) -> None:
         assert zrec.decode_node(zrec.encode_node(out)) == out
 
 
-@budget()
+@budget(ci=100)
 @given(st.lists(mutated_encodings(corpus.member_records), min_size=1, max_size=3))
 def test_sorted_set_member_siblings(values: list[bytes]) -> None:
     attempt(zrec.merge_member, values)
 
 
-@budget()
+@budget(ci=100)
 @given(st.lists(mutated_encodings(corpus.node_records), min_size=1, max_size=3))
 def test_sorted_set_node_siblings(values: list[bytes]) -> None:
     attempt(zrec.merge_node, values)

@@ -91,12 +91,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 
 def _names_a_kept_key(obj: Any) -> bool:
-    if isinstance(obj, bytes | str):
-        return KEEP in (obj if isinstance(obj, bytes) else obj.encode("utf-8", "replace"))
-    if isinstance(obj, list):
-        return any(_names_a_kept_key(x) for x in obj)
-    if isinstance(obj, dict):
-        return any(_names_a_kept_key(k) or _names_a_kept_key(v) for k, v in obj.items())
+    """Whether a kept key appears anywhere in ``obj`` (walked without recursion: decoded values
+    may nest a thousand deep)."""
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, bytes | str):
+            if KEEP in (x if isinstance(x, bytes) else x.encode("utf-8", "replace")):
+                return True
+        elif isinstance(x, list):
+            stack += x
+        elif isinstance(x, dict):
+            stack += [*x.keys(), *x.values()]
     return False
 
 
