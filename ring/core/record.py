@@ -486,8 +486,6 @@ def _same_shared(a: bytes, a_sibs: list[Any], b: bytes, b_sibs: list[Any]) -> bo
     """Whether every sibling ``a`` and ``b`` both hold (by dot) is the same in both (timestamp
     and value). It is, unless one of them was damaged or forged; then ``reconcile`` picks one
     (``_pick``) and the fast paths of ``merge_encoded``, which decide from dots, must not."""
-    if len(a_sibs) == 4 and len(b_sibs) == 4 and a_sibs[:2] != b_sibs[:2]:
-        return True  # one sibling each, different dots: the usual replica put
     mine = {(a_sibs[i], a_sibs[i + 1]): i for i in range(0, len(a_sibs), 4)}
     for j in range(0, len(b_sibs), 4):
         i = mine.get((b_sibs[j], b_sibs[j + 1]))
@@ -522,7 +520,8 @@ def merge_encoded(local: bytes | None, incoming: bytes) -> bytes | None:
         l_ctx, l_dots = dict(zip(flat[0::2], flat[1::2])), list(zip(sibs[0::4], sibs[1::4]))
         absorbed = _absorbs(i_ctx, i_dots, l_ctx, l_dots)
         absorbs = not absorbed and _absorbs(l_ctx, l_dots, i_ctx, i_dots)
-        if (absorbed or absorbs) and not _same_shared(local, sibs, incoming, i_sibs):
+        usual = len(i_dots) == 1 == len(l_dots) and i_dots != l_dots  # no dot in common
+        if (absorbed or absorbs) and not usual and not _same_shared(local, sibs, incoming, i_sibs):
             absorbed = absorbs = False  # a dot both hold with two contents: reconcile decides
     except (ValueError, TypeError) as exc:
         raise LocalCorrupt(str(exc)) from None
