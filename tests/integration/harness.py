@@ -83,6 +83,18 @@ def _here(fn: Callable[[], T]) -> T:
     return fn()
 
 
+def stop_gracefully(proc: subprocess.Popen[Any]) -> int:
+    """SIGTERM ``proc`` and return its exit code; SIGKILL it (and re-raise) if it does not stop
+    within 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        raise
+
+
 class Cluster:
     def __init__(
         self,

@@ -31,7 +31,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import ring
-from tests.integration.harness import Cluster, History, Load, verify_after_heal, wait_until
+from tests.integration.harness import (
+    Cluster,
+    History,
+    Load,
+    stop_gracefully,
+    verify_after_heal,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -182,11 +189,5 @@ def test_compose_nodes_serve_metrics_published_on_localhost_only(tmp_path: Path)
         assert samples[("ringkv_node_info", (("cluster", "ringkv"), ("node", "node1")))] == 1
         assert samples[("ringkv_serving", ())] == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            raise
+        code = stop_gracefully(proc)
     assert code == 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 import ring
 from ring.net.auth import AuthenticationFailed, read_secret_file
-from tests.integration.harness import wait_until
+from tests.integration.harness import stop_gracefully, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -89,11 +88,5 @@ def test_a_node_started_as_compose_starts_it_needs_the_secret(tmp_path: Path) ->
         )
         assert check.returncode == 0, check.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            raise
+        code = stop_gracefully(proc)
     assert code == 0
